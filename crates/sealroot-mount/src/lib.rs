@@ -1,0 +1,2 @@
+//! Mounting composefs images.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Reading a composefs tree from the filesystem.
+#![forbid(unsafe_code)]

@@ -1,0 +1,241 @@
+//! Digest newtypes: a sha256 or sha512 fs-verity digest, never passed around as a hex string.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The hash algorithms fs-verity supports, with the numbers the kernel uses for them
+/// (`FS_VERITY_HASH_ALG_*` in `include/uapi/linux/fsverity.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HashAlgorithm {
+    /// SHA-256: `FS_VERITY_HASH_ALG_SHA256 = 1`, 32-byte digests.
+    Sha256,
+    /// SHA-512: `FS_VERITY_HASH_ALG_SHA512 = 2`, 64-byte digests.
+    Sha512,
+}
+
+impl HashAlgorithm {
+    /// The kernel's number for this algorithm.
+    pub const fn kernel_id(self) -> u8 {
+        match self {
+            HashAlgorithm::Sha256 => 1,
+            HashAlgorithm::Sha512 => 2,
+        }
+    }
+
+    /// The digest size in bytes.
+    pub const fn digest_size(self) -> usize {
+        match self {
+            HashAlgorithm::Sha256 => 32,
+            HashAlgorithm::Sha512 => 64,
+        }
+    }
+
+    /// The name used in `sha256:HEX` and by `fsverity digest --hash-alg`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha256 => "sha256",
+            HashAlgorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// The algorithm with the kernel's number `id`, if any.
+    pub const fn from_kernel_id(id: u8) -> Option<Self> {
+        match id {
+            1 => Some(HashAlgorithm::Sha256),
+            2 => Some(HashAlgorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HashAlgorithm {
+    type Err = DigestParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sha256" => Ok(HashAlgorithm::Sha256),
+            "sha512" => Ok(HashAlgorithm::Sha512),
+            _ => Err(DigestParseError::UnknownAlgorithm(s.to_owned())),
+        }
+    }
+}
+
+/// Why a digest could not be parsed from text or bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestParseError {
+    /// The text or byte string has the wrong length for the algorithm.
+    #[error("a {algorithm} digest is {expected} hex digits, got {got}")]
+    Length {
+        /// The algorithm expected.
+        algorithm: HashAlgorithm,
+        /// The expected number of hex digits (or bytes, for binary input).
+        expected: usize,
+        /// The number found.
+        got: usize,
+    },
+    /// A character that is not a hex digit.
+    #[error("not a hex digit at position {0}")]
+    NotHex(usize),
+    /// An algorithm name other than `sha256` or `sha512`.
+    #[error("unknown digest algorithm {0:?} (expected sha256 or sha512)")]
+    UnknownAlgorithm(String),
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `text` (hex, either case) into `out`, which fixes the expected length.
+fn decode_hex(
+    text: &str,
+    out: &mut [u8],
+    algorithm: HashAlgorithm,
+) -> Result<(), DigestParseError> {
+    let bytes = text.as_bytes();
+    if bytes.len() != out.len() * 2 {
+        return Err(DigestParseError::Length {
+            algorithm,
+            expected: out.len() * 2,
+            got: bytes.len(),
+        });
+    }
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = hex_value(pair[0]).ok_or(DigestParseError::NotHex(2 * i))?;
+        let lo = hex_value(pair[1]).ok_or(DigestParseError::NotHex(2 * i + 1))?;
+        out[i] = (hi << 4) | lo;
+    }
+    Ok(())
+}
+
+fn write_hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 128];
+    for (i, b) in bytes.iter().enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // The buffer holds only ASCII hex digits.
+    f.write_str(std::str::from_utf8(&buf[..bytes.len() * 2]).map_err(|_| fmt::Error)?)
+}
+
+macro_rules! digest_type {
+    ($name:ident, $len:expr, $alg:expr, $doc:expr) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            /// The algorithm of this digest type.
+            pub const ALGORITHM: HashAlgorithm = $alg;
+            /// The size of this digest in bytes.
+            pub const SIZE: usize = $len;
+
+            /// The digest bytes.
+            pub const fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+
+            /// A digest from raw bytes, checking the length.
+            pub fn from_slice(bytes: &[u8]) -> Result<Self, DigestParseError> {
+                let arr: [u8; $len] = bytes.try_into().map_err(|_| DigestParseError::Length {
+                    algorithm: $alg,
+                    expected: $len,
+                    got: bytes.len(),
+                })?;
+                Ok(Self(arr))
+            }
+
+            /// Parses lower- or upper-case hex.
+            pub fn from_hex(text: &str) -> Result<Self, DigestParseError> {
+                let mut out = [0u8; $len];
+                decode_hex(text, &mut out, $alg)?;
+                Ok(Self(out))
+            }
+
+            /// Lower-case hex, as `fsverity digest` prints it.
+            pub fn to_hex(&self) -> String {
+                self.to_string()
+            }
+
+            /// The object path a content-addressed store uses for this digest:
+            /// `XX/REST`, the first two hex digits naming the directory.
+            pub fn object_path(&self) -> String {
+                let hex = self.to_hex();
+                format!("{}/{}", &hex[..2], &hex[2..])
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_hex(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}:", $alg.name())?;
+                write_hex(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DigestParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::from_hex(s)
+            }
+        }
+    };
+}
+
+digest_type!(
+    Sha256Digest,
+    32,
+    HashAlgorithm::Sha256,
+    "A sha256 fs-verity digest (32 bytes). Composefs images record this kind."
+);
+digest_type!(
+    Sha512Digest,
+    64,
+    HashAlgorithm::Sha512,
+    "A sha512 fs-verity digest (64 bytes)."
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let text = "d344782ff962ab7d1c5533755c19c5bf3c3485f55bfaf228fc89524c7e2ba61e";
+        let d: Sha256Digest = text.parse().unwrap();
+        assert_eq!(d.to_string(), text);
+        assert_eq!(d.object_path(), format!("d3/{}", &text[2..]));
+        assert_eq!(Sha256Digest::from_hex(&text.to_uppercase()).unwrap(), d);
+    }
+
+    #[test]
+    fn hex_errors() {
+        assert!(matches!(
+            Sha256Digest::from_hex("abcd"),
+            Err(DigestParseError::Length { got: 4, .. })
+        ));
+        let mut bad = "0".repeat(64);
+        bad.replace_range(5..6, "g");
+        assert_eq!(
+            Sha256Digest::from_hex(&bad),
+            Err(DigestParseError::NotHex(5))
+        );
+        assert!(Sha512Digest::from_hex(&"0".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! The `sealroot` command line.
+#![forbid(unsafe_code)]
+
+fn main() {}
