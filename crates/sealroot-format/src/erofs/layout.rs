@@ -1,0 +1,232 @@
+//! On-disk constants and little helpers of the EROFS format as composefs uses it.
+//!
+//! The names follow `erofs_fs.h` (Linux `fs/erofs/erofs_fs.h`) and the C composefs headers so
+//! that the writer and the reader can be checked against them line by line.
+
+/// The EROFS block size composefs always uses.
+pub const BLOCK_SIZE: u64 = 4096;
+/// log2 of [`BLOCK_SIZE`].
+pub const BLOCK_SIZE_BITS: u32 = 12;
+/// Inodes start on 32-byte slots; a nid is a slot number.
+pub const SLOT_SIZE: u64 = 32;
+/// log2 of [`SLOT_SIZE`].
+pub const SLOT_BITS: u32 = 5;
+/// Where the EROFS superblock starts; the first 1024 bytes hold the composefs header.
+pub const SUPER_OFFSET: u64 = 1024;
+/// Size of `struct erofs_super_block`.
+pub const SUPER_SIZE: u64 = 128;
+/// Size of `struct erofs_inode_compact`.
+pub const INODE_COMPACT_SIZE: u64 = 32;
+/// Size of `struct erofs_inode_extended`.
+pub const INODE_EXTENDED_SIZE: u64 = 64;
+/// Size of `struct erofs_xattr_ibody_header`.
+pub const XATTR_HEADER_SIZE: u64 = 12;
+/// Size of `struct erofs_xattr_entry` (also of one shared-xattr reference).
+pub const XATTR_ENTRY_SIZE: u64 = 4;
+/// Size of `struct erofs_dirent`.
+pub const DIRENT_SIZE: u64 = 12;
+/// Size of the composefs header (`struct lcfs_erofs_header_s`) at offset 0.
+pub const COMPOSEFS_HEADER_SIZE: usize = 32;
+
+/// `EROFS_SUPER_MAGIC_V1`.
+pub const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
+/// `LCFS_EROFS_MAGIC`: the composefs header magic.
+pub const COMPOSEFS_MAGIC: u32 = 0xd078_629a;
+/// `LCFS_EROFS_VERSION`: the version of the composefs header layout.
+pub const COMPOSEFS_HEADER_VERSION: u32 = 1;
+/// `LCFS_EROFS_FLAGS_HAS_ACL`: some inode carries a POSIX ACL (mount with `acl`).
+pub const COMPOSEFS_FLAG_HAS_ACL: u32 = 1;
+/// The highest composefs format version this code writes and reads.
+pub const COMPOSEFS_VERSION_MAX: u32 = 1;
+
+/// `EROFS_FEATURE_COMPAT_MTIME`: extended inodes carry an mtime.
+pub const FEATURE_COMPAT_MTIME: u32 = 0x2;
+/// `EROFS_FEATURE_COMPAT_XATTR_FILTER`: inodes carry an xattr-name bloom filter.
+pub const FEATURE_COMPAT_XATTR_FILTER: u32 = 0x4;
+
+/// `EROFS_INODE_FLAT_PLAIN`: data in whole blocks at `raw_blkaddr`.
+pub const LAYOUT_FLAT_PLAIN: u16 = 0;
+/// `EROFS_INODE_FLAT_INLINE`: whole blocks plus a tail right after the inode.
+pub const LAYOUT_FLAT_INLINE: u16 = 2;
+/// `EROFS_INODE_CHUNK_BASED`: a chunk index (composefs: all holes, data comes from overlayfs).
+pub const LAYOUT_CHUNK_BASED: u16 = 4;
+/// Bit of `i_format` holding the inode version (0 compact, 1 extended).
+pub const I_VERSION_BIT: u16 = 0;
+/// Bit of `i_format` where the data layout starts.
+pub const I_DATALAYOUT_BIT: u16 = 1;
+/// `EROFS_CHUNK_FORMAT_BLKBITS_MASK`.
+pub const CHUNK_FORMAT_BLKBITS_MASK: u32 = 0x1f;
+/// `EROFS_CHUNK_FORMAT_INDEXES`: chunk indexes rather than a plain block map (never written).
+pub const CHUNK_FORMAT_INDEXES: u16 = 0x20;
+/// `EROFS_NULL_ADDR`: a hole in a block map.
+pub const NULL_ADDR: u32 = 0xffff_ffff;
+/// `LCFS_MAX_NONINLINE_CHUNKS`: the chunk index of an external file must fit one block.
+pub const MAX_NONINLINE_CHUNKS: u64 = 1024;
+
+/// `EROFS_XATTR_FILTER_SEED`.
+pub const XATTR_FILTER_SEED: u32 = 0x25BB_E08F;
+/// `EROFS_XATTR_FILTER_BITS`.
+pub const XATTR_FILTER_BITS: u32 = 32;
+/// `EROFS_XATTR_LONG_PREFIX`: C composefs shares at most this many xattrs per inode.
+pub const XATTR_MAX_SHARED_PER_INODE: usize = 0x80;
+
+/// The xattr name prefixes EROFS abbreviates to an index, in the order C composefs tries them.
+pub const XATTR_PREFIXES: [(&[u8], u8); 5] = [
+    (b"user.", 1),
+    (b"system.posix_acl_access", 2),
+    (b"system.posix_acl_default", 3),
+    (b"trusted.", 4),
+    (b"security.", 6),
+];
+
+/// The prefix of xattr index `index`, as the reader expands it.
+pub fn xattr_prefix(index: u8) -> Option<&'static [u8]> {
+    XATTR_PREFIXES
+        .iter()
+        .find(|(_, i)| *i == index)
+        .map(|(p, _)| *p)
+}
+
+/// Splits an xattr name into its EROFS prefix index and the rest (index 0: no prefix).
+pub fn xattr_split(name: &[u8]) -> (u8, &[u8]) {
+    for (prefix, index) in XATTR_PREFIXES {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            return (index, rest);
+        }
+    }
+    (0, name)
+}
+
+/// EROFS directory-entry file types (`EROFS_FT_*`).
+pub mod ft {
+    /// Unknown.
+    pub const UNKNOWN: u8 = 0;
+    /// Regular file.
+    pub const REG_FILE: u8 = 1;
+    /// Directory.
+    pub const DIR: u8 = 2;
+    /// Character device.
+    pub const CHRDEV: u8 = 3;
+    /// Block device.
+    pub const BLKDEV: u8 = 4;
+    /// Fifo.
+    pub const FIFO: u8 = 5;
+    /// Socket.
+    pub const SOCK: u8 = 6;
+    /// Symbolic link.
+    pub const SYMLINK: u8 = 7;
+}
+
+/// `round_up(x, align)` for a power-of-two `align`.
+pub const fn round_up(x: u64, align: u64) -> u64 {
+    (x + align - 1) & !(align - 1)
+}
+
+/// How EROFS chunking C composefs picks for an external file of `size` bytes:
+/// `(chunkbits, chunk_count)`, one chunk as large as the file where possible.
+pub fn chunking(size: u64) -> (u32, u64) {
+    // ilog2(size - 1) + 1, i.e. the bits needed to hold size - 1; at least one block.
+    let mut bits = if size <= 1 {
+        0
+    } else {
+        64 - (size - 1).leading_zeros()
+    };
+    bits = bits.max(BLOCK_SIZE_BITS);
+    if bits - BLOCK_SIZE_BITS > CHUNK_FORMAT_BLKBITS_MASK {
+        bits = CHUNK_FORMAT_BLKBITS_MASK + BLOCK_SIZE_BITS;
+    }
+    let chunk = 1u64 << bits;
+    (bits, size.div_ceil(chunk))
+}
+
+/// xxh32 as the kernel's `lib/xxhash.c` computes it: EROFS hashes xattr names with it for
+/// the per-inode name filter.
+pub fn xxh32(input: &[u8], seed: u32) -> u32 {
+    const P1: u32 = 2_654_435_761;
+    const P2: u32 = 2_246_822_519;
+    const P3: u32 = 3_266_489_917;
+    const P4: u32 = 668_265_263;
+    const P5: u32 = 374_761_393;
+    fn round(acc: u32, lane: u32) -> u32 {
+        acc.wrapping_add(lane.wrapping_mul(P2))
+            .rotate_left(13)
+            .wrapping_mul(P1)
+    }
+    fn le32(b: &[u8]) -> u32 {
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+    let mut rest = input;
+    let mut h = if input.len() >= 16 {
+        let mut v = [
+            seed.wrapping_add(P1).wrapping_add(P2),
+            seed.wrapping_add(P2),
+            seed,
+            seed.wrapping_sub(P1),
+        ];
+        while rest.len() >= 16 {
+            for (i, lane) in v.iter_mut().enumerate() {
+                *lane = round(*lane, le32(&rest[4 * i..]));
+            }
+            rest = &rest[16..];
+        }
+        v[0].rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18))
+    } else {
+        seed.wrapping_add(P5)
+    };
+    h = h.wrapping_add(input.len() as u32);
+    while rest.len() >= 4 {
+        h = h
+            .wrapping_add(le32(rest).wrapping_mul(P3))
+            .rotate_left(17)
+            .wrapping_mul(P4);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h = h
+            .wrapping_add(u32::from(b).wrapping_mul(P5))
+            .rotate_left(11)
+            .wrapping_mul(P1);
+    }
+    h ^= h >> 15;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 13;
+    h = h.wrapping_mul(P3);
+    h ^= h >> 16;
+    h
+}
+
+/// The bloom-filter bit of an xattr name (prefix index plus suffix).
+pub fn xattr_filter_bit(index: u8, suffix: &[u8]) -> u32 {
+    xxh32(suffix, XATTR_FILTER_SEED.wrapping_add(u32::from(index))) & (XATTR_FILTER_BITS - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh32_known_values() {
+        // Reference values of the xxHash32 specification.
+        assert_eq!(xxh32(b"", 0), 0x02CC_5D05);
+        assert_eq!(xxh32(b"a", 0), 0x550D_7456);
+        assert_eq!(xxh32(b"abc", 0), 0x32D1_53FF);
+        assert_eq!(
+            xxh32(b"Nobody inspects the spammish repetition", 0),
+            0xE229_3B2F
+        );
+    }
+
+    #[test]
+    fn chunking_rules() {
+        assert_eq!(chunking(1), (12, 1));
+        assert_eq!(chunking(4096), (12, 1));
+        assert_eq!(chunking(4097), (13, 1));
+        assert_eq!(chunking(1 << 30), (30, 1));
+        assert_eq!(chunking((1 << 30) + 1), (31, 1));
+        assert_eq!(chunking(1 << 43), (43, 1));
+        assert_eq!(chunking((1 << 43) + 1), (43, 2));
+    }
+}
