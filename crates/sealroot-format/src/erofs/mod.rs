@@ -5,5 +5,5 @@ mod reader;
 mod writer;
 
 pub use layout::*;
-pub use reader::{read, ReadError};
+pub use reader::{read, read_superblock, read_with_superblock, ReadError, Superblock};
 pub use writer::{write, WriteError, WriteOptions};

@@ -1,18 +1,698 @@
 //! The strict reader of untrusted composefs images.
+//!
+//! [`read`] checks an image as it walks it: every offset is bounds-checked, every structure
+//! must be one composefs writes (4 KiB blocks, no compression, flat or chunk-based layouts,
+//! sorted directories with `.` and `..`, no directory reachable twice), and anything else is
+//! refused with a [`ReadError`] that says where. It never panics and allocates in proportion
+//! to the image.
+//!
+//! The tree it returns undoes the writer's overlayfs rewrite, as C `composefs-info` does:
+//! `trusted.overlay.metacopy` becomes the file digest, `trusted.overlay.redirect` the payload,
+//! escaped whiteouts turn back into character devices 0:0, `trusted.overlay.overlay.*` is
+//! unescaped, other `trusted.overlay.*` and the `user.overlay.whiteout(s)` marks are dropped,
+//! and the real whiteouts (`00`…`ff` in the root) are skipped. Writing that tree again with
+//! the image's format version gives the same bytes.
 
-use crate::tree::Tree;
+use super::layout::*;
+use crate::tree::{
+    Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR,
+    S_IFMT,
+};
 
-/// Why an image could not be read.
-#[derive(Debug, thiserror::Error)]
+/// Why an image could not be read. Offsets are byte offsets in the image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
-    /// Placeholder until the reader lands.
-    #[error("not implemented")]
-    Unimplemented,
+    /// Shorter than a composefs header and superblock.
+    #[error("image is {0} bytes, too short for a composefs image")]
+    TooShort(usize),
+    /// The composefs header magic is wrong.
+    #[error("not a composefs image (bad header magic {0:#010x})")]
+    BadMagic(u32),
+    /// The EROFS superblock magic is wrong.
+    #[error("not an EROFS image (bad superblock magic {0:#010x})")]
+    BadErofsMagic(u32),
+    /// A header or format version this reader does not know.
+    #[error("unsupported composefs {what} {value}")]
+    Unsupported {
+        /// Which version or feature.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// A structure composefs never writes, or one out of bounds.
+    #[error("corrupt image at offset {offset}: {what}")]
+    Corrupt {
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The root is not a directory.
+    #[error("the root inode is not a directory")]
+    RootNotDirectory,
+}
+
+fn corrupt(offset: u64, what: impl Into<String>) -> ReadError {
+    ReadError::Corrupt {
+        offset,
+        what: what.into(),
+    }
+}
+
+/// The most nested directories the reader follows (`PATH_MAX / 2`: each level costs at least
+/// a one-byte name and a slash).
+const MAX_DEPTH: usize = 2048;
+/// `LCFS_INLINE_CONTENT_MAX`.
+const INLINE_CONTENT_MAX: u64 = 5000;
+/// `PATH_MAX`.
+const PATH_MAX: u64 = 4096;
+
+/// The parsed superblock fields the reader uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Superblock {
+    /// The composefs format version from the composefs header.
+    pub composefs_version: u32,
+    /// The composefs header flags (`COMPOSEFS_FLAG_HAS_ACL`).
+    pub flags: u32,
+    /// The nid of the root directory.
+    pub root_nid: u64,
+    /// Inode count.
+    pub inos: u64,
+    /// The mtime of compact inodes.
+    pub build_time: Mtime,
+    /// Block count.
+    pub blocks: u32,
+    /// First block of the inode area.
+    pub meta_blkaddr: u32,
+    /// First block of the shared-xattr area.
+    pub xattr_blkaddr: u32,
+}
+
+fn u16_at(b: &[u8], off: u64) -> Option<u16> {
+    let o = usize::try_from(off).ok()?;
+    Some(u16::from_le_bytes(
+        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+fn u32_at(b: &[u8], off: u64) -> Option<u32> {
+    let o = usize::try_from(off).ok()?;
+    Some(u32::from_le_bytes(
+        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+fn u64_at(b: &[u8], off: u64) -> Option<u64> {
+    let o = usize::try_from(off).ok()?;
+    Some(u64::from_le_bytes(
+        b.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+fn bytes_at(b: &[u8], off: u64, len: u64) -> Option<&[u8]> {
+    let o = usize::try_from(off).ok()?;
+    let l = usize::try_from(len).ok()?;
+    b.get(o..o.checked_add(l)?)
+}
+
+/// Reads and checks the composefs header and the EROFS superblock.
+pub fn read_superblock(image: &[u8]) -> Result<Superblock, ReadError> {
+    if (image.len() as u64) < SUPER_OFFSET + SUPER_SIZE {
+        return Err(ReadError::TooShort(image.len()));
+    }
+    let short = || ReadError::TooShort(image.len());
+    let magic = u32_at(image, 0).ok_or_else(short)?;
+    if magic != COMPOSEFS_MAGIC {
+        return Err(ReadError::BadMagic(magic));
+    }
+    let header_version = u32_at(image, 4).ok_or_else(short)?;
+    if header_version != COMPOSEFS_HEADER_VERSION {
+        return Err(ReadError::Unsupported {
+            what: "header version",
+            value: header_version.into(),
+        });
+    }
+    let flags = u32_at(image, 8).ok_or_else(short)?;
+    if flags & !COMPOSEFS_FLAG_HAS_ACL != 0 {
+        return Err(ReadError::Unsupported {
+            what: "header flags",
+            value: flags.into(),
+        });
+    }
+    let composefs_version = u32_at(image, 12).ok_or_else(short)?;
+    if composefs_version > COMPOSEFS_VERSION_MAX {
+        return Err(ReadError::Unsupported {
+            what: "format version",
+            value: composefs_version.into(),
+        });
+    }
+    let sb = SUPER_OFFSET;
+    let erofs_magic = u32_at(image, sb).ok_or_else(short)?;
+    if erofs_magic != EROFS_MAGIC {
+        return Err(ReadError::BadErofsMagic(erofs_magic));
+    }
+    let blkszbits = image[(sb + 12) as usize];
+    if u32::from(blkszbits) != BLOCK_SIZE_BITS {
+        return Err(ReadError::Unsupported {
+            what: "block size bits",
+            value: blkszbits.into(),
+        });
+    }
+    let extslots = image[(sb + 13) as usize];
+    let incompat = u32_at(image, sb + 80).ok_or_else(short)?;
+    let extra_devices = u16_at(image, sb + 86).ok_or_else(short)?;
+    if extslots != 0 || incompat != 0 || extra_devices != 0 {
+        return Err(ReadError::Unsupported {
+            what: "EROFS feature (compression, devices or extended superblock)",
+            value: u64::from(incompat),
+        });
+    }
+    let s = Superblock {
+        composefs_version,
+        flags,
+        root_nid: u64::from(u16_at(image, sb + 14).ok_or_else(short)?),
+        inos: u64_at(image, sb + 16).ok_or_else(short)?,
+        build_time: Mtime {
+            sec: u64_at(image, sb + 24).ok_or_else(short)? as i64,
+            nsec: u32_at(image, sb + 32).ok_or_else(short)?,
+        },
+        blocks: u32_at(image, sb + 36).ok_or_else(short)?,
+        meta_blkaddr: u32_at(image, sb + 40).ok_or_else(short)?,
+        xattr_blkaddr: u32_at(image, sb + 44).ok_or_else(short)?,
+    };
+    let len = image.len() as u64;
+    if u64::from(s.meta_blkaddr) * BLOCK_SIZE >= len
+        || u64::from(s.xattr_blkaddr) * BLOCK_SIZE > len
+    {
+        return Err(corrupt(
+            sb + 40,
+            "metadata or xattr area beyond the end of the image",
+        ));
+    }
+    Ok(s)
+}
+
+/// One inode as stored, before conversion into the tree.
+struct RawInode<'a> {
+    offset: u64,
+    mode: u32,
+    nlink: u32,
+    size: u64,
+    uid: u32,
+    gid: u32,
+    mtime: Mtime,
+    rdev: u32,
+    layout: u16,
+    raw_blkaddr: u32,
+    /// The inline xattr area (header included).
+    xattrs: &'a [u8],
+    /// The inline tail data.
+    tail: &'a [u8],
+}
+
+struct Reader<'a> {
+    image: &'a [u8],
+    sb: Superblock,
+    tree: Tree,
+    /// nid -> tree inode, for inodes already read (hard links, and loop detection).
+    seen: std::collections::HashMap<u64, InodeId>,
 }
 
 /// Reads a composefs image back into the tree it was written from.
 pub fn read(image: &[u8]) -> Result<Tree, ReadError> {
-    let _ = image;
-    Err(ReadError::Unimplemented)
+    read_with_superblock(image).map(|(tree, _)| tree)
+}
+
+/// Like [`read`], also returning the superblock (for the format version and flags).
+pub fn read_with_superblock(image: &[u8]) -> Result<(Tree, Superblock), ReadError> {
+    let sb = read_superblock(image)?;
+    let mut r = Reader {
+        image,
+        sb,
+        tree: Tree { inodes: Vec::new() },
+        seen: std::collections::HashMap::new(),
+    };
+    let root = r.inode(sb.root_nid)?;
+    if root.mode & S_IFMT != crate::tree::S_IFDIR {
+        return Err(ReadError::RootNotDirectory);
+    }
+    r.seen.insert(sb.root_nid, InodeId::ROOT);
+    r.tree
+        .inodes
+        .push(Inode::new(Stat::default(), Content::Directory(Vec::new())));
+    r.fill(InodeId::ROOT, sb.root_nid, &root, sb.root_nid, 0)?;
+    Ok((r.tree, sb))
+}
+
+impl<'a> Reader<'a> {
+    fn inode(&self, nid: u64) -> Result<RawInode<'a>, ReadError> {
+        let img = self.image;
+        let offset = nid
+            .checked_mul(SLOT_SIZE)
+            .and_then(|o| o.checked_add(u64::from(self.sb.meta_blkaddr) * BLOCK_SIZE))
+            .ok_or_else(|| corrupt(0, format!("nid {nid} out of range")))?;
+        let oob = || corrupt(offset, format!("inode {nid} beyond the end of the image"));
+        let format = u16_at(img, offset).ok_or_else(oob)?;
+        let extended = format & 1 == 1;
+        let layout = (format >> I_DATALAYOUT_BIT) & 0x7;
+        if format >> 4 != 0 {
+            return Err(corrupt(
+                offset,
+                format!("unknown inode format bits {format:#x}"),
+            ));
+        }
+        let icount = u64::from(u16_at(img, offset + 2).ok_or_else(oob)?);
+        let mode = u32::from(u16_at(img, offset + 4).ok_or_else(oob)?);
+        let (isize, nlink, size, raw_blkaddr, uid, gid, mtime);
+        if extended {
+            isize = INODE_EXTENDED_SIZE;
+            size = u64_at(img, offset + 8).ok_or_else(oob)?;
+            raw_blkaddr = u32_at(img, offset + 16).ok_or_else(oob)?;
+            uid = u32_at(img, offset + 24).ok_or_else(oob)?;
+            gid = u32_at(img, offset + 28).ok_or_else(oob)?;
+            mtime = Mtime {
+                sec: u64_at(img, offset + 32).ok_or_else(oob)? as i64,
+                nsec: u32_at(img, offset + 40).ok_or_else(oob)?,
+            };
+            nlink = u32_at(img, offset + 44).ok_or_else(oob)?;
+        } else {
+            isize = INODE_COMPACT_SIZE;
+            nlink = u32::from(u16_at(img, offset + 6).ok_or_else(oob)?);
+            size = u64::from(u32_at(img, offset + 8).ok_or_else(oob)?);
+            raw_blkaddr = u32_at(img, offset + 16).ok_or_else(oob)?;
+            uid = u32::from(u16_at(img, offset + 24).ok_or_else(oob)?);
+            gid = u32::from(u16_at(img, offset + 26).ok_or_else(oob)?);
+            mtime = self.sb.build_time;
+        }
+        if mtime.nsec >= 1_000_000_000 {
+            return Err(corrupt(offset, "mtime nanoseconds out of range"));
+        }
+        let Some(ftype) = FileType::from_mode(mode) else {
+            return Err(corrupt(offset, format!("invalid mode {mode:o}")));
+        };
+        let xattr_size = if icount == 0 {
+            0
+        } else {
+            XATTR_HEADER_SIZE + (icount - 1) * 4
+        };
+        let xattrs = bytes_at(img, offset + isize, xattr_size).ok_or_else(oob)?;
+        let tail_start = offset + isize + xattr_size;
+        let tail_len = match layout {
+            LAYOUT_FLAT_INLINE => size % BLOCK_SIZE,
+            LAYOUT_CHUNK_BASED => {
+                if ftype != FileType::Regular {
+                    return Err(corrupt(
+                        offset,
+                        "chunk-based inode that is not a regular file",
+                    ));
+                }
+                let cf = raw_blkaddr as u16;
+                if cf & CHUNK_FORMAT_INDEXES != 0 {
+                    return Err(corrupt(offset, "chunk indexes are not used by composefs"));
+                }
+                let bits = u32::from(cf) & CHUNK_FORMAT_BLKBITS_MASK;
+                let count = size.div_ceil(1u64 << (bits + BLOCK_SIZE_BITS));
+                if count > MAX_NONINLINE_CHUNKS {
+                    return Err(corrupt(offset, "chunk index larger than one block"));
+                }
+                // The index is all holes (data comes from the backing file through overlayfs);
+                // C sometimes moves it to a block of its own while the kernel still looks
+                // after the inode, so its bytes are not checked.
+                0
+            }
+            LAYOUT_FLAT_PLAIN => 0,
+            _ => {
+                return Err(ReadError::Unsupported {
+                    what: "inode data layout (compression?)",
+                    value: layout.into(),
+                })
+            }
+        };
+        let tail = bytes_at(img, tail_start, tail_len).ok_or_else(oob)?;
+        if layout == LAYOUT_FLAT_INLINE
+            && tail_len > 0
+            && tail_start / BLOCK_SIZE != (tail_start + tail_len - 1) / BLOCK_SIZE
+        {
+            return Err(corrupt(tail_start, "inline data crosses a block boundary"));
+        }
+        let rdev = if matches!(ftype, FileType::CharDevice | FileType::BlockDevice) {
+            raw_blkaddr
+        } else {
+            0
+        };
+        Ok(RawInode {
+            offset,
+            mode,
+            nlink,
+            size,
+            uid,
+            gid,
+            mtime,
+            rdev,
+            layout,
+            raw_blkaddr,
+            xattrs,
+            tail,
+        })
+    }
+
+    /// The bytes of a flat inode's data: the full blocks at `raw_blkaddr` then the tail.
+    fn flat_data(&self, ino: &RawInode<'a>) -> Result<Vec<u8>, ReadError> {
+        let tail_len = ino.tail.len() as u64;
+        let block_bytes = ino.size - tail_len;
+        let blocks = if block_bytes > 0 {
+            let start = u64::from(ino.raw_blkaddr) * BLOCK_SIZE;
+            bytes_at(self.image, start, block_bytes)
+                .ok_or_else(|| corrupt(ino.offset, "data blocks beyond the end of the image"))?
+        } else {
+            &[]
+        };
+        let mut out = Vec::with_capacity(blocks.len() + ino.tail.len());
+        out.extend_from_slice(blocks);
+        out.extend_from_slice(ino.tail);
+        Ok(out)
+    }
+
+    /// Fills tree inode `id` from raw inode `ino` (nid `nid`, in directory `parent_nid`).
+    fn fill(
+        &mut self,
+        id: InodeId,
+        nid: u64,
+        ino: &RawInode<'a>,
+        parent_nid: u64,
+        depth: usize,
+    ) -> Result<(), ReadError> {
+        let ftype =
+            FileType::from_mode(ino.mode).ok_or_else(|| corrupt(ino.offset, "invalid mode"))?;
+        let mut stat = Stat {
+            mode: ino.mode,
+            uid: ino.uid,
+            gid: ino.gid,
+            nlink: ino.nlink,
+            rdev: ino.rdev,
+            size: ino.size,
+            mtime: ino.mtime,
+        };
+        let mut file = RegularFile::default();
+        let mut xattrs = Vec::new();
+        let mut whiteout = false;
+        self.read_xattrs(ino, ftype, &mut xattrs, &mut file, &mut whiteout)?;
+
+        let content = match ftype {
+            FileType::Directory => {
+                if ino.layout == LAYOUT_CHUNK_BASED {
+                    return Err(corrupt(ino.offset, "chunk-based directory"));
+                }
+                if depth >= MAX_DEPTH {
+                    return Err(corrupt(ino.offset, "directories nested too deeply"));
+                }
+                let data = self.flat_data(ino)?;
+                let entries = self.read_dir(ino, nid, parent_nid, &data, depth)?;
+                Content::Directory(entries)
+            }
+            FileType::Symlink => {
+                if ino.layout == LAYOUT_CHUNK_BASED {
+                    return Err(corrupt(ino.offset, "chunk-based symlink"));
+                }
+                if ino.size == 0 || ino.size >= PATH_MAX {
+                    return Err(corrupt(ino.offset, "symlink target empty or too long"));
+                }
+                let target = self.flat_data(ino)?;
+                if target.contains(&0) {
+                    return Err(corrupt(ino.offset, "symlink target contains a NUL byte"));
+                }
+                Content::Symlink(target)
+            }
+            FileType::Regular => {
+                if whiteout {
+                    stat.mode = (stat.mode & !S_IFMT) | S_IFCHR;
+                    stat.rdev = 0;
+                    stat.size = 0;
+                    Content::Special
+                } else {
+                    if ino.layout != LAYOUT_CHUNK_BASED && ino.size > 0 {
+                        if ino.size > INLINE_CONTENT_MAX {
+                            return Err(corrupt(ino.offset, "inline file content over 5000 bytes"));
+                        }
+                        file.inline = Some(self.flat_data(ino)?);
+                        file.payload = None;
+                        file.digest = None;
+                    }
+                    Content::Regular(file)
+                }
+            }
+            _ => {
+                if ino.layout != LAYOUT_FLAT_PLAIN || ino.size != 0 {
+                    return Err(corrupt(ino.offset, "device, fifo or socket with data"));
+                }
+                Content::Special
+            }
+        };
+        let inode = &mut self.tree.inodes[id.index()];
+        inode.stat = stat;
+        inode.xattrs = xattrs;
+        inode.content = content;
+        Ok(())
+    }
+
+    fn read_xattrs(
+        &self,
+        ino: &RawInode<'a>,
+        ftype: FileType,
+        out: &mut Vec<Xattr>,
+        file: &mut RegularFile,
+        whiteout: &mut bool,
+    ) -> Result<(), ReadError> {
+        if ino.xattrs.is_empty() {
+            return Ok(());
+        }
+        let area = ino.xattrs;
+        let off = ino.offset;
+        let bad = |what: &str| corrupt(off, format!("xattrs: {what}"));
+        let shared_count = u64::from(*area.get(4).ok_or_else(|| bad("short header"))?);
+        let mut pos = XATTR_HEADER_SIZE + shared_count * 4;
+        if pos > area.len() as u64 {
+            return Err(bad("shared count beyond the xattr area"));
+        }
+        let mut entries = Vec::new();
+        // Inline entries first, then shared ones, as C reads them.
+        while pos + XATTR_ENTRY_SIZE < area.len() as u64 {
+            let (entry, len) =
+                parse_entry(area, pos).ok_or_else(|| bad("entry beyond the xattr area"))?;
+            entries.push(entry);
+            pos += len;
+        }
+        let shared_base = u64::from(self.sb.xattr_blkaddr) * BLOCK_SIZE;
+        for i in 0..shared_count {
+            let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or_else(|| bad("short"))?;
+            let at = shared_base + u64::from(idx) * 4;
+            let (entry, _) = parse_entry(self.image, at)
+                .ok_or_else(|| bad("shared xattr beyond the end of the image"))?;
+            entries.push(entry);
+        }
+        for (index, suffix, value) in entries {
+            let prefix = if index == 0 {
+                &b""[..]
+            } else {
+                xattr_prefix(index).ok_or_else(|| bad("unknown name index"))?
+            };
+            let mut name = Vec::with_capacity(prefix.len() + suffix.len());
+            name.extend_from_slice(prefix);
+            name.extend_from_slice(suffix);
+            if name.is_empty() || name.contains(&0) {
+                return Err(bad("empty name or NUL in name"));
+            }
+            match name.as_slice() {
+                b"trusted.overlay.redirect" => {
+                    if ftype == FileType::Regular {
+                        let v = value
+                            .strip_prefix(b"/")
+                            .filter(|_| value.len() > 1)
+                            .unwrap_or(value);
+                        file.payload = Some(v.to_vec());
+                    }
+                    continue;
+                }
+                b"trusted.overlay.metacopy" => {
+                    if ftype == FileType::Regular && value.len() == 36 {
+                        file.digest = sealroot_verity::Sha256Digest::from_slice(&value[4..]).ok();
+                    }
+                    continue;
+                }
+                b"trusted.overlay.overlay.whiteout" if ftype == FileType::Regular => {
+                    *whiteout = true;
+                    continue;
+                }
+                b"trusted.overlay.overlay.whiteouts"
+                | b"user.overlay.whiteout"
+                | b"user.overlay.whiteouts" => continue,
+                _ => {}
+            }
+            if let Some(rest) = name.strip_prefix(b"trusted.overlay.") {
+                match rest.strip_prefix(b"overlay.") {
+                    Some(orig) => {
+                        let mut n = b"trusted.overlay.".to_vec();
+                        n.extend_from_slice(orig);
+                        name = n;
+                    }
+                    None => continue,
+                }
+            }
+            match out.iter_mut().find(|x: &&mut Xattr| x.name == name) {
+                Some(x) => x.value = value.to_vec(),
+                None => out.push(Xattr {
+                    name,
+                    value: value.to_vec(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_dir(
+        &mut self,
+        ino: &RawInode<'a>,
+        nid: u64,
+        parent_nid: u64,
+        data: &[u8],
+        depth: usize,
+    ) -> Result<Vec<DirEntry>, ReadError> {
+        let mut raw: Vec<(Vec<u8>, u64, u8)> = Vec::new();
+        for (bi, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
+            parse_dirent_block(block, &mut raw)
+                .map_err(|what| corrupt(ino.offset, format!("directory block {bi}: {what}")))?;
+        }
+        if raw.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(corrupt(
+                ino.offset,
+                "directory entries not sorted or duplicated",
+            ));
+        }
+        let mut has_dot = false;
+        let mut has_dotdot = false;
+        let mut entries = Vec::with_capacity(raw.len());
+        for (name, child_nid, ft) in raw {
+            let name = name.as_slice();
+            if name == b"." {
+                if child_nid != nid {
+                    return Err(corrupt(ino.offset, "'.' does not point at the directory"));
+                }
+                has_dot = true;
+                continue;
+            }
+            if name == b".." {
+                if child_nid != parent_nid {
+                    return Err(corrupt(ino.offset, "'..' does not point at the parent"));
+                }
+                has_dotdot = true;
+                continue;
+            }
+            if name.contains(&b'/') || name.contains(&0) || name.len() > 255 {
+                return Err(corrupt(ino.offset, "invalid name in directory"));
+            }
+            if let Some(&existing) = self.seen.get(&child_nid) {
+                let target = &self.tree.inodes[existing.index()];
+                if matches!(target.content, Content::Directory(_)) {
+                    return Err(corrupt(
+                        ino.offset,
+                        "directory reachable twice (hard link or loop)",
+                    ));
+                }
+                entries.push(DirEntry {
+                    name: name.to_vec(),
+                    inode: existing,
+                    hardlink: true,
+                });
+                continue;
+            }
+            let child = self.inode(child_nid)?;
+            if ft != erofs_ft_of(child.mode) {
+                return Err(corrupt(
+                    ino.offset,
+                    "directory entry type disagrees with the inode",
+                ));
+            }
+            if child.mode & S_IFMT == S_IFCHR && child.rdev == 0 {
+                // A real overlayfs whiteout: C skips them (they are the writer's 00-ff).
+                if child.nlink > 1 {
+                    return Err(corrupt(child.offset, "whiteout with more than one link"));
+                }
+                continue;
+            }
+            let id = InodeId(
+                u32::try_from(self.tree.inodes.len()).map_err(|_| corrupt(0, "too many inodes"))?,
+            );
+            self.tree
+                .inodes
+                .push(Inode::new(Stat::default(), Content::Special));
+            self.seen.insert(child_nid, id);
+            self.fill(id, child_nid, &child, nid, depth + 1)?;
+            entries.push(DirEntry {
+                name: name.to_vec(),
+                inode: id,
+                hardlink: false,
+            });
+        }
+        if !has_dot || !has_dotdot {
+            return Err(corrupt(ino.offset, "directory without '.' or '..'"));
+        }
+        Ok(entries)
+    }
+}
+
+fn erofs_ft_of(mode: u32) -> u8 {
+    match FileType::from_mode(mode) {
+        Some(FileType::Regular) => ft::REG_FILE,
+        Some(FileType::Directory) => ft::DIR,
+        Some(FileType::CharDevice) => ft::CHRDEV,
+        Some(FileType::BlockDevice) => ft::BLKDEV,
+        Some(FileType::Fifo) => ft::FIFO,
+        Some(FileType::Socket) => ft::SOCK,
+        Some(FileType::Symlink) => ft::SYMLINK,
+        None => ft::UNKNOWN,
+    }
+}
+
+/// Parses one xattr entry at `pos`: (name index, name suffix, value) and its aligned length.
+fn parse_entry(b: &[u8], pos: u64) -> Option<((u8, &[u8], &[u8]), u64)> {
+    let name_len = u64::from(*b.get(usize::try_from(pos).ok()?)?);
+    let index = *b.get(usize::try_from(pos + 1).ok()?)?;
+    let value_len = u64::from(u16_at(b, pos + 2)?);
+    let suffix = bytes_at(b, pos + 4, name_len)?;
+    let value = bytes_at(b, pos + 4 + name_len, value_len)?;
+    Some((
+        (index, suffix, value),
+        round_up(4 + name_len + value_len, 4),
+    ))
+}
+
+/// Parses the dirents of one directory block (or tail) into `out`.
+fn parse_dirent_block(block: &[u8], out: &mut Vec<(Vec<u8>, u64, u8)>) -> Result<(), String> {
+    if block.is_empty() {
+        return Ok(());
+    }
+    let first_nameoff = u16_at(block, 8).ok_or("block shorter than one entry")? as usize;
+    if first_nameoff < DIRENT_SIZE as usize
+        || first_nameoff % DIRENT_SIZE as usize != 0
+        || first_nameoff > block.len()
+    {
+        return Err(format!("bad first name offset {first_nameoff}"));
+    }
+    let n = first_nameoff / DIRENT_SIZE as usize;
+    for i in 0..n {
+        let base = (i * DIRENT_SIZE as usize) as u64;
+        let nid = u64_at(block, base).ok_or("short entry")?;
+        let nameoff = u16_at(block, base + 8).ok_or("short entry")? as usize;
+        let ft = *block.get(base as usize + 10).ok_or("short entry")?;
+        let end = if i + 1 < n {
+            u16_at(block, base + DIRENT_SIZE + 8).ok_or("short entry")? as usize
+        } else {
+            // The last name runs to the end of the block or to the first NUL padding byte.
+            let rest = block.get(nameoff..).ok_or("name offset beyond the block")?;
+            nameoff + rest.iter().position(|&c| c == 0).unwrap_or(rest.len())
+        };
+        if nameoff < first_nameoff || end <= nameoff || end > block.len() {
+            return Err(format!("bad name offsets {nameoff}..{end}"));
+        }
+        out.push((block[nameoff..end].to_vec(), nid, ft));
+    }
+    Ok(())
 }
