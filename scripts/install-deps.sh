@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what sealroot needs to build and test on Debian 12: the kernel-facing tools used as
+# oracles by the tests (fsverity-utils, erofs-utils, attr, acl) and a Rust toolchain if none.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+need=()
+for pkg in fsverity erofs-utils attr acl util-linux; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        echo "cargo is in ~/.cargo/bin: add it to PATH (source ~/.cargo/env)" >&2
+    else
+        echo "installing Rust with Debian's rustup is not available on Debian 12; install rustup from your distribution or rustup.rs" >&2
+        exit 1
+    fi
+fi
+echo "sealroot: build dependencies are installed"
