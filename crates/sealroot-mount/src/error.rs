@@ -170,6 +170,15 @@ pub enum MountError {
         /// The cause.
         source: io::Error,
     },
+    /// No temporary directory could be made to attach the erofs mount at, which kernels before
+    /// 6.15 need (they cannot take a detached mount as an overlayfs layer).
+    #[error("making a temporary directory to attach the erofs of {path}: {source}")]
+    TempDir {
+        /// The image.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
     /// This kernel cannot mount erofs from a regular file (`ENOTBLK`, before Linux 6.12 or
     /// without `CONFIG_EROFS_FS_BACKED_BY_FILE`), and sealroot does not set up loop devices.
     #[error(
@@ -203,6 +212,7 @@ impl MountError {
             | MountError::ReadImage { source, .. }
             | MountError::Snapshot { source, .. }
             | MountError::OpenDir { source, .. }
+            | MountError::TempDir { source, .. }
             | MountError::Kernel { source, .. } => source.raw_os_error(),
             _ => None,
         }

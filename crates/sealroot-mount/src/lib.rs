@@ -25,7 +25,10 @@
 //!
 //! Every layer is handed over as a file descriptor (`FSCONFIG_SET_FD`), so no path is looked up
 //! twice and no option string needs escaping. That needs Linux 6.15 (a detached mount as an
-//! overlayfs layer); older kernels get a [`MountError::Kernel`] naming the `lowerdir+` step.
+//! overlayfs layer). When the kernel refuses, the erofs mount is attached for a moment at a
+//! private temporary directory, as `lcfs-mount.c` always does, and the layers are given as
+//! `/proc/self/fd/N` paths (`lowerdir+`/`datadir+`, Linux 6.7+), then the temporary mount is
+//! detached again. With file-backed erofs (6.12+), that makes 6.12 the oldest kernel served.
 //!
 //! # The digest check
 //!
@@ -57,6 +60,8 @@ mod mount;
 mod options;
 
 pub use error::{DirRole, MountError, Step};
-pub use mount::{attach, mount_image, mount_image_detached, mount_image_detached_with_hook};
+pub use mount::{
+    attach, mount_image, mount_image_detached, mount_image_detached_for_tests, TestHooks,
+};
 pub use options::{parse_mount_options, ExtraFlags, MountOptions, OptionsError, VerityMode};
 pub use sealroot_verity::Sha256Digest;

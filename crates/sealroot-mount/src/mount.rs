@@ -2,12 +2,13 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use rustix::fs::{open, Mode, OFlags, CWD};
+use rustix::fs::{mkdir, open, Mode, OFlags, CWD};
 use rustix::io::Errno;
-use rustix::mount::{move_mount, MountAttrFlags, MoveMountFlags};
+use rustix::mount::{move_mount, unmount, MountAttrFlags, MoveMountFlags, UnmountFlags};
 
 use crate::error::{DirRole, MountError, Step};
 use crate::fsctx::FsContext;
@@ -52,16 +53,38 @@ pub fn attach(mount: impl AsFd, mountpoint: &Path) -> Result<(), MountError> {
 /// when the last descriptor of it is closed, unless it was attached. The erofs mount below it is
 /// never attached: only the overlay holds it.
 pub fn mount_image_detached(image: &Path, opts: &MountOptions) -> Result<OwnedFd, MountError> {
-    mount_image_detached_with_hook(image, opts, &mut || {})
+    mount_image_detached_for_tests(image, opts, TestHooks::default())
 }
 
-/// [`mount_image_detached`], calling `after_check` in the window between a successful digest
-/// check and the mounting of erofs. For tests, which attack the image there.
+/// Ways for tests to reach into [`mount_image_detached`]. Not part of the supported API.
 #[doc(hidden)]
-pub fn mount_image_detached_with_hook(
+#[derive(Default)]
+pub struct TestHooks<'a> {
+    /// Runs in the window between a successful digest check and the mounting of erofs; tests
+    /// attack the image there.
+    pub after_check: Option<&'a mut dyn FnMut()>,
+    /// Skip handing the layers over as descriptors and use the fallback for kernels before
+    /// 6.15 (erofs attached at a temporary directory, layers given by path).
+    pub force_layer_paths: bool,
+}
+
+/// An opened layer directory with the path it was opened by, for errors.
+type Dir<'a> = (File, &'a Path);
+
+/// The opened layer directories.
+struct Layers<'a> {
+    /// The object stores, in order.
+    basedirs: Vec<Dir<'a>>,
+    /// The upper and the work directory.
+    upper: Option<(Dir<'a>, Dir<'a>)>,
+}
+
+/// [`mount_image_detached`] with [`TestHooks`].
+#[doc(hidden)]
+pub fn mount_image_detached_for_tests(
     image: &Path,
     opts: &MountOptions,
-    after_check: &mut dyn FnMut(),
+    hooks: TestHooks<'_>,
 ) -> Result<OwnedFd, MountError> {
     if opts.basedirs.is_empty() {
         return Err(MountError::InvalidOptions("no basedir given"));
@@ -84,10 +107,75 @@ pub fn mount_image_detached_with_hook(
         )),
         _ => None,
     };
+    let layers = Layers { basedirs, upper };
 
+    let mut no_hook = || {};
+    let after_check = hooks.after_check.unwrap_or(&mut no_hook);
     let opened = open_image(image, opts.expected_digest.as_ref(), after_check)?;
     let erofs = mount_erofs(image, &opened)?;
 
+    let overlay = if hooks.force_layer_paths {
+        None
+    } else {
+        match mount_overlay(image, opts, &layers, LowerLayer::Fd(&erofs)) {
+            Ok(fd) => Some(fd),
+            Err(e) if refuses_detached_layers(&e) => None,
+            Err(e) => return Err(e),
+        }
+    };
+    let overlay = match overlay {
+        Some(fd) => fd,
+        None => {
+            // Before 6.15 overlayfs cannot take a detached mount as a layer (and before 6.13 it
+            // takes no descriptors at all): attach erofs at a private temporary directory for
+            // as long as the overlay takes to set up, as lcfs-mount.c does.
+            let attached = TempMount::attach(erofs, image)?;
+            mount_overlay(image, opts, &layers, LowerLayer::Path(&attached.fd))?
+        }
+    };
+    opened.check_unchanged(image)?;
+    Ok(overlay)
+}
+
+/// Whether `e` is how a kernel before 6.15 refuses the erofs mount as a layer: `EINVAL` when
+/// `lowerdir+` is given as a descriptor (before 6.13), or when the overlay is created on a
+/// detached layer (6.13, 6.14). An `EINVAL` at creation may have another cause; the retry
+/// by path then fails the same way, and that error is the one reported.
+fn refuses_detached_layers(e: &MountError) -> bool {
+    match e {
+        MountError::Kernel {
+            step, source: err, ..
+        } => {
+            let einval = err.raw_os_error() == Some(Errno::INVAL.raw_os_error());
+            let step_fits = matches!(
+                step,
+                Step::SetFd {
+                    key: "lowerdir+",
+                    ..
+                } | Step::Create { fstype: "overlay" }
+            );
+            einval && step_fits
+        }
+        _ => false,
+    }
+}
+
+/// How the erofs mount is given to overlayfs.
+enum LowerLayer<'a> {
+    /// As the descriptor of the detached mount (`FSCONFIG_SET_FD`), and every other layer too.
+    Fd(&'a OwnedFd),
+    /// As `/proc/self/fd/N` of the mount attached somewhere, and every other layer the same way
+    /// (`FSCONFIG_SET_STRING`, `lowerdir+` and `datadir+` of Linux 6.7+).
+    Path(&'a OwnedFd),
+}
+
+/// Sets up the overlay over `lower` and the layers, and returns it as a detached mount.
+fn mount_overlay(
+    image: &Path,
+    opts: &MountOptions,
+    layers: &Layers<'_>,
+    lower: LowerLayer<'_>,
+) -> Result<OwnedFd, MountError> {
     let ovl = FsContext::open("overlay", image)?;
     ovl.set_string("source", OVERLAY_SOURCE, image)?;
     // As lcfs-mount.c: metacopy files take their data from the data-only layers, and
@@ -105,25 +193,77 @@ pub fn mount_image_detached_with_hook(
             Err(e) => return Err(e),
         },
     }
-    // The layers are handed over as descriptors (Linux 6.13+ for overlayfs layers given by fd,
-    // 6.15+ for a detached mount as a layer): no path is looked up again, no option string
-    // needs escaping, and the erofs mount never has to be attached anywhere.
-    ovl.set_fd("lowerdir+", &erofs, image)?;
-    for (fd, dir) in &basedirs {
-        ovl.set_fd("datadir+", fd, dir)?;
+    // By descriptor, no path is looked up again and no option string needs escaping; by
+    // `/proc/self/fd/N`, the path leads to the directory we opened whatever has been renamed
+    // or mounted over its name since.
+    let set = |key: &'static str, fd: BorrowedFd<'_>, path: &Path| match lower {
+        LowerLayer::Fd(_) => ovl.set_fd(key, fd, path),
+        LowerLayer::Path(_) => ovl.set_string(key, &proc_self_fd(fd), path),
+    };
+    let (LowerLayer::Fd(erofs) | LowerLayer::Path(erofs)) = lower;
+    set("lowerdir+", erofs.as_fd(), image)?;
+    for (fd, dir) in &layers.basedirs {
+        set("datadir+", fd.as_fd(), dir)?;
     }
-    if let Some(((upper_fd, upper), (work_fd, work))) = &upper {
-        ovl.set_fd("upperdir", upper_fd, upper)?;
-        ovl.set_fd("workdir", work_fd, work)?;
+    if let Some(((upper_fd, upper), (work_fd, work))) = &layers.upper {
+        set("upperdir", upper_fd.as_fd(), upper)?;
+        set("workdir", work_fd.as_fd(), work)?;
     }
     let attrs = if opts.readonly {
         MountAttrFlags::MOUNT_ATTR_RDONLY
     } else {
         MountAttrFlags::empty()
     };
-    let overlay = ovl.mount(attrs, image)?;
-    opened.check_unchanged(image)?;
-    Ok(overlay)
+    ovl.mount(attrs, image)
+}
+
+/// A mount attached at a fresh private directory for a short while, then detached and the
+/// directory removed when dropped.
+struct TempMount {
+    dir: PathBuf,
+    /// The mount, now attached at `dir`.
+    fd: OwnedFd,
+}
+
+/// How many names [`TempMount::attach`] tries before it gives up.
+const TEMP_DIR_ATTEMPTS: u32 = 100;
+
+impl TempMount {
+    fn attach(mount: OwnedFd, image: &Path) -> Result<TempMount, MountError> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::temp_dir();
+        let mut last_err = None;
+        for _ in 0..TEMP_DIR_ATTEMPTS {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = base.join(format!(".sealroot-erofs.{}.{n}", std::process::id()));
+            match mkdir(&dir, Mode::RWXU) {
+                Ok(()) => {
+                    if let Err(e) = attach(&mount, &dir) {
+                        let _ = std::fs::remove_dir(&dir);
+                        return Err(e);
+                    }
+                    return Ok(TempMount { dir, fd: mount });
+                }
+                Err(e) if e == Errno::EXIST => last_err = Some(e),
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            }
+        }
+        Err(MountError::TempDir {
+            path: image.to_owned(),
+            source: last_err.unwrap_or(Errno::EXIST).into(),
+        })
+    }
+}
+
+impl Drop for TempMount {
+    fn drop(&mut self) {
+        // The overlay holds its own reference to the layer; this mount point is not needed.
+        let _ = unmount(&self.dir, UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// Opens a layer directory. A plain read-only descriptor, not `O_PATH`: overlayfs before 6.15

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,9 +30,11 @@ use rustix::fs::{
     chownat, mknodat, openat, utimensat, AtFlags, FileType, Gid, Mode, OFlags, Timespec,
     Timestamps, Uid, CWD,
 };
+use sealroot_format::erofs::WriteOptions;
+use sealroot_format::{Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr};
 use sealroot_mount::{
-    mount_image, mount_image_detached, mount_image_detached_with_hook, MountError, MountOptions,
-    Sha256Digest, Step, VerityMode,
+    mount_image, mount_image_detached, mount_image_detached_for_tests, MountError, MountOptions,
+    Sha256Digest, Step, TestHooks, VerityMode,
 };
 
 /// Set in the child run inside the private mount namespace, to the name of the test to run.
@@ -436,6 +439,19 @@ fn mountinfo() -> String {
     fs::read_to_string("/proc/self/mountinfo").unwrap()
 }
 
+/// [`mount_image_detached`], running `hook` between the digest check and the mount.
+fn mount_with_hook(
+    image: &Path,
+    opts: &MountOptions,
+    hook: &mut dyn FnMut(),
+) -> Result<std::os::fd::OwnedFd, MountError> {
+    let hooks = TestHooks {
+        after_check: Some(hook),
+        ..Default::default()
+    };
+    mount_image_detached_for_tests(image, opts, hooks)
+}
+
 fn file_digest(path: &Path) -> Sha256Digest {
     sealroot_verity::sha256_digest(&fs::read(path).unwrap())
 }
@@ -604,6 +620,56 @@ mount_test! {
     }
 }
 
+mount_test! {
+    /// The fallback for kernels before 6.15 (erofs attached at a temporary directory for a
+    /// moment, layers given as `/proc/self/fd/N` paths) mounts the same tree, writable too, and
+    /// leaves neither the temporary mount nor its directory behind.
+    fn layers_by_path_fallback() {
+        let c = composefs(2, Metacopy::Digest);
+        let temp_entries = || -> Vec<OsString> {
+            fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n.to_string_lossy().starts_with(".sealroot-erofs."))
+                .collect()
+        };
+        let by_path = || TestHooks {
+            force_layer_paths: true,
+            ..Default::default()
+        };
+        let before = mountinfo();
+        let temp_before = temp_entries();
+        let fd = mount_image_detached_for_tests(&c.image, &opts(&c.objects), by_path()).unwrap();
+        assert_eq!(before, mountinfo(), "the temporary erofs mount is gone");
+        assert_eq!(temp_before, temp_entries(), "its directory is gone");
+        sealroot_mount::attach(&fd, &c.mnt).unwrap();
+        let line = mountinfo_line(&c.mnt).unwrap();
+        println!("mountinfo: {line}");
+        assert!(line.contains("lowerdir+=/proc/self/fd/"), "{line}");
+        assert_eq!(line.matches("datadir+=").count(), 2, "{line}");
+        assert_same_tree(&c.tree, &c.mnt);
+
+        // Upper and work directories by path too. (The merged root now has the upper
+        // directory's attributes, so only the writing is checked.)
+        let upper = c.mnt.with_file_name("upper");
+        let work = c.mnt.with_file_name("work");
+        let mnt2 = c.mnt.with_file_name("mnt2");
+        for d in [&upper, &work, &mnt2] {
+            fs::create_dir(d).unwrap();
+        }
+        let o = MountOptions {
+            upperdir: Some(upper.clone()),
+            workdir: Some(work),
+            ..opts(&c.objects)
+        };
+        let fd = mount_image_detached_for_tests(&c.image, &o, by_path()).unwrap();
+        sealroot_mount::attach(&fd, &mnt2).unwrap();
+        fs::write(mnt2.join("new"), b"x").unwrap();
+        assert_eq!(fs::read(upper.join("new")).unwrap(), b"x");
+        assert!(fs::read(mnt2.join("usr/bin/tool")).unwrap() == pattern(1, 100_000));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The image digest
 
@@ -637,7 +703,7 @@ mount_test! {
         let before = mountinfo();
         let o = MountOptions { expected_digest: Some(wrong), ..opts(&c.objects) };
         let mut reached = false;
-        let err = mount_image_detached_with_hook(&c.image, &o, &mut || reached = true).unwrap_err();
+        let err = mount_with_hook(&c.image, &o, &mut || reached = true).unwrap_err();
         assert!(!reached, "the post-check window was never reached");
         match &err {
             MountError::DigestMismatch { path, expected, actual: got } => {
@@ -695,7 +761,7 @@ mount_test! {
         // A writer holding the good image open from before.
         let writer = fs::OpenOptions::new().write(true).open(&good).unwrap();
         let mut attacked = false;
-        let fd = mount_image_detached_with_hook(&good, &o, &mut || {
+        let fd = mount_with_hook(&good, &o, &mut || {
             fs::rename(&evil, &good).unwrap();
             writer.write_all_at(&evil_bytes, 0).unwrap();
             writer.sync_all().unwrap();
@@ -752,7 +818,7 @@ mount_test! {
         let seen = link.join("image.erofs");
         let o = MountOptions { expected_digest: Some(file_digest(&good)), ..opts(&[objects]) };
         let mut swapped = false;
-        let fd = mount_image_detached_with_hook(&seen, &o, &mut || {
+        let fd = mount_with_hook(&seen, &o, &mut || {
             let next = dir.path().join("next");
             std::os::unix::fs::symlink(dir.path().join("b"), &next).unwrap();
             fs::rename(&next, &link).unwrap();
@@ -778,7 +844,7 @@ mount_test! {
         read_only_view(&dir.path().join("images"), &view);
         let seen = view.join("good.erofs");
         let o = MountOptions { expected_digest: Some(file_digest(&good)), ..opts(&[objects]) };
-        let err = mount_image_detached_with_hook(&seen, &o, &mut || {
+        let err = mount_with_hook(&seen, &o, &mut || {
             fs::rename(&evil, &good).unwrap();
         })
         .unwrap_err();
@@ -797,7 +863,7 @@ mount_test! {
         let evil_bytes = fs::read(&evil).unwrap();
         let o = MountOptions { expected_digest: Some(file_digest(&good)), ..opts(&[objects]) };
         let before = mountinfo();
-        let err = mount_image_detached_with_hook(&seen, &o, &mut || {
+        let err = mount_with_hook(&seen, &o, &mut || {
             let f = fs::OpenOptions::new().write(true).open(&good).unwrap();
             f.write_all_at(&evil_bytes, 0).unwrap();
         })
@@ -894,5 +960,247 @@ mount_test! {
         }
         assert!(err.to_string().contains("(kernel: e overlay: "), "{err}");
         assert_eq!(before, mountinfo());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real composefs images, written by sealroot-format
+
+/// The kernel's 32-bit "new" device number encoding (`new_encode_dev`), as composefs stores it.
+fn encode_dev(rdev: u64) -> u32 {
+    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+fn stat_of(path: &Path) -> Stat {
+    let m = fs::symlink_metadata(path).unwrap();
+    Stat {
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        nlink: 1,
+        rdev: encode_dev(m.rdev()),
+        size: if m.is_file() { m.len() } else { 0 },
+        mtime: Mtime {
+            sec: m.mtime(),
+            nsec: m.mtime_nsec() as u32,
+        },
+    }
+}
+
+fn xattr_list(path: &Path) -> Vec<Xattr> {
+    xattrs(path)
+        .into_iter()
+        .map(|(name, value)| Xattr {
+            name: name.into_bytes(),
+            value,
+        })
+        .collect()
+}
+
+/// Reads `source` into a composefs tree as `mkcomposefs --digest-store=STORE` would: files of
+/// at most [`INLINE_MAX`] bytes inline, larger ones as objects in `store` named by digest.
+fn tree_of(source: &Path, store: &Path) -> Tree {
+    fn add_dir(tree: &mut Tree, dir: InodeId, path: &Path, store: &Path) {
+        let mut names: Vec<OsString> = fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        let mut entries = Vec::new();
+        for name in names {
+            let child = path.join(&name);
+            let stat = stat_of(&child);
+            let meta = fs::symlink_metadata(&child).unwrap();
+            let content = if meta.is_dir() {
+                Content::Directory(Vec::new())
+            } else if meta.is_file() {
+                let data = fs::read(&child).unwrap();
+                if data.is_empty() {
+                    Content::Regular(RegularFile::default())
+                } else if data.len() as u64 <= INLINE_MAX {
+                    Content::Regular(RegularFile {
+                        inline: Some(data),
+                        ..Default::default()
+                    })
+                } else {
+                    let digest = sealroot_verity::sha256_digest(&data);
+                    let object = store.join(digest.object_path());
+                    fs::create_dir_all(object.parent().unwrap()).unwrap();
+                    fs::write(&object, &data).unwrap();
+                    Content::Regular(RegularFile {
+                        inline: None,
+                        payload: Some(digest.object_path().into_bytes()),
+                        digest: Some(digest),
+                    })
+                }
+            } else if meta.file_type().is_symlink() {
+                Content::Symlink(fs::read_link(&child).unwrap().into_os_string().into_vec())
+            } else {
+                Content::Special
+            };
+            let mut inode = Inode::new(stat, content);
+            inode.xattrs = xattr_list(&child);
+            let id = tree.push(inode);
+            entries.push(DirEntry {
+                name: name.into_vec(),
+                inode: id,
+                hardlink: false,
+            });
+            if meta.is_dir() {
+                add_dir(tree, id, &child, store);
+            }
+        }
+        tree.inode_mut(dir).content = Content::Directory(entries);
+    }
+    let mut tree = Tree::new(stat_of(source));
+    tree.inode_mut(InodeId::ROOT).xattrs = xattr_list(source);
+    fs::create_dir_all(store).unwrap();
+    add_dir(&mut tree, InodeId::ROOT, source, store);
+    tree
+}
+
+/// A real composefs image of `tree` (written by `sealroot_format::erofs::write`), its object
+/// store, and a mount point.
+struct Written {
+    _dir: tempfile::TempDir,
+    source: PathBuf,
+    image: PathBuf,
+    objects: PathBuf,
+    mnt: PathBuf,
+}
+
+fn written(build: impl FnOnce(&Path)) -> Written {
+    let dir = scratch();
+    let source = dir.path().join("tree");
+    let image = dir.path().join("image.cfs");
+    let objects = dir.path().join("objects");
+    let mnt = dir.path().join("mnt");
+    build(&source);
+    let tree = tree_of(&source, &objects);
+    let bytes = sealroot_format::erofs::write(&tree, &WriteOptions::default()).unwrap();
+    fs::write(&image, bytes).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    Written {
+        _dir: dir,
+        source,
+        image,
+        objects,
+        mnt,
+    }
+}
+
+mount_test! {
+    /// An image from sealroot's own writer mounts, with its digest checked, and shows the tree
+    /// it was written from: inline files from the image, the others from the object store.
+    fn composefs_image_shows_its_tree() {
+        let w = written(build_tree);
+        let image = fs::read(&w.image).unwrap();
+        assert_eq!(&image[..4], &0xd078_629a_u32.to_le_bytes(), "a composefs header");
+        let o = MountOptions {
+            expected_digest: Some(file_digest(&w.image)),
+            ..opts(std::slice::from_ref(&w.objects))
+        };
+        mount_image(&w.image, &w.mnt, &o).unwrap();
+        println!("mountinfo: {}", mountinfo_line(&w.mnt).unwrap());
+        assert_same_tree(&w.source, &w.mnt);
+    }
+}
+
+mount_test! {
+    /// The writer records each object's digest, so with `verity=require` (and no fs-verity on
+    /// this machine) external files read as EIO while inline ones still read.
+    fn composefs_image_with_verity_require() {
+        let w = written(build_tree);
+        let o = MountOptions {
+            verity: VerityMode::Require,
+            ..opts(std::slice::from_ref(&w.objects))
+        };
+        mount_image(&w.image, &w.mnt, &o).unwrap();
+        let err = fs::read(w.mnt.join("usr/bin/tool")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::IO.raw_os_error()));
+        assert_eq!(fs::read(w.mnt.join("etc/hostname")).unwrap(), b"sealroot\n");
+    }
+}
+
+/// `system.posix_acl_access` in the kernel's xattr form (`posix_acl_xattr_header` version 2,
+/// then tag, permissions, id): owner rw, user 1000 r, group r, mask r, others r.
+fn acl_value() -> Vec<u8> {
+    const UNDEFINED_ID: u32 = u32::MAX;
+    let entries: [(u16, u16, u32); 5] = [
+        (0x01, 6, UNDEFINED_ID), // ACL_USER_OBJ
+        (0x02, 4, 1000),         // ACL_USER
+        (0x04, 4, UNDEFINED_ID), // ACL_GROUP_OBJ
+        (0x10, 4, UNDEFINED_ID), // ACL_MASK
+        (0x20, 4, UNDEFINED_ID), // ACL_OTHER
+    ];
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+fn tree_with_acl(root: &Path) {
+    fs::create_dir(root).unwrap();
+    write_file(&root.join("shared"), b"for user 1000\n", 0o644);
+    set_xattr(
+        &root.join("shared"),
+        "system.posix_acl_access",
+        &acl_value(),
+    );
+}
+
+const ACL: &str = "system.posix_acl_access";
+
+mount_test! {
+    /// A composefs image whose header says it has ACLs shows them.
+    fn composefs_image_with_acls_shows_them() {
+        let w = written(tree_with_acl);
+        mount_image(&w.image, &w.mnt, &opts(std::slice::from_ref(&w.objects))).unwrap();
+        assert_eq!(xattrs(&w.mnt.join("shared")).get(ACL), Some(&acl_value()));
+        assert_same_tree(&w.source, &w.mnt);
+    }
+}
+
+mount_test! {
+    /// The composefs header decides `noacl`, as in lcfs-mount.c: the same erofs image with a
+    /// header whose flags lack `HAS_ACL` hides its ACLs; with the flag, or with no composefs
+    /// header at all (plain mkfs.erofs), they are shown.
+    fn composefs_header_decides_noacl() {
+        let dir = scratch();
+        let source = dir.path().join("tree");
+        tree_with_acl(&source);
+        let plain = dir.path().join("plain.erofs");
+        mkfs_erofs(&source, &plain);
+        let objects = dir.path().join("objects");
+        fs::create_dir(&objects).unwrap();
+        let bytes = fs::read(&plain).unwrap();
+        assert!(bytes[..1024].iter().all(|&b| b == 0), "mkfs.erofs leaves the first 1 KiB zero");
+        for (name, header, shown) in [
+            ("plain", None, true),
+            ("with-acl-flag", Some(1u32), true),
+            ("without-acl-flag", Some(0u32), false),
+        ] {
+            let image = dir.path().join(format!("{name}.cfs"));
+            let mut b = bytes.clone();
+            if let Some(flags) = header {
+                b[0..4].copy_from_slice(&0xd078_629a_u32.to_le_bytes()); // magic
+                b[4..8].copy_from_slice(&1u32.to_le_bytes()); // version
+                b[8..12].copy_from_slice(&flags.to_le_bytes());
+            }
+            fs::write(&image, &b).unwrap();
+            let mnt = dir.path().join(format!("mnt-{name}"));
+            fs::create_dir(&mnt).unwrap();
+            mount_image(&image, &mnt, &opts(std::slice::from_ref(&objects))).unwrap();
+            assert_eq!(
+                xattrs(&mnt.join("shared")).contains_key(ACL),
+                shown,
+                "{name}"
+            );
+            assert_eq!(fs::read(mnt.join("shared")).unwrap(), b"for user 1000\n");
+        }
     }
 }
