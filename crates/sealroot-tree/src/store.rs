@@ -1,0 +1,299 @@
+//! The digest store of `mkcomposefs --digest-store=DIR`: every non-inline file copied to
+//! `DIR/xx/yyyy…`, named by its fs-verity digest.
+//!
+//! An object is never visible half-written: it is written to an anonymous `O_TMPFILE` in its
+//! `xx/` directory (or, where the filesystem lacks those, to a hidden temporary name there),
+//! flushed to disk, and only then linked (or renamed) to its name. An object already present
+//! is left alone. The copy is a reflink where the filesystem can share blocks, else
+//! `copy_file_range`, else plain reads and writes; the file is checked not to have changed
+//! since it was hashed.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use sealroot_verity::Sha256Digest;
+
+use crate::walk::{FileState, RawStat};
+use crate::{BuildError, Operation, Progress};
+
+/// The permissions of every object: readable by all, as C mkcomposefs sets them.
+const OBJECT_MODE: u32 = 0o644;
+/// The permissions of the store and its `xx/` directories.
+const DIR_MODE: u32 = 0o755;
+/// The most `copy_file_range` is asked to copy at once.
+const COPY_CHUNK: u64 = 1 << 30;
+
+/// An open digest store.
+pub(crate) struct Store {
+    path: PathBuf,
+    dir: OwnedFd,
+    /// Which `xx/` directories are known to exist.
+    subdirs: [AtomicBool; 256],
+    /// Set once the filesystem turned out not to support `O_TMPFILE`.
+    no_tmpfile: AtomicBool,
+    /// Set once `linkat(AT_EMPTY_PATH)` was refused (it needs `CAP_DAC_READ_SEARCH`).
+    no_empty_path_link: AtomicBool,
+    /// Set once `copy_file_range` turned out to be missing or unable to cross filesystems.
+    no_copy_range: AtomicBool,
+    /// Makes temporary names unique within this process.
+    tmp_counter: AtomicU64,
+}
+
+/// A new object being written.
+enum TmpObject<'a> {
+    /// An `O_TMPFILE`: nameless until linked.
+    Anonymous(OwnedFd),
+    /// A file with a temporary name, removed again if it is not renamed.
+    Named {
+        fd: OwnedFd,
+        dir: &'a OwnedFd,
+        name: String,
+        placed: bool,
+    },
+}
+
+impl TmpObject<'_> {
+    fn fd(&self) -> &OwnedFd {
+        match self {
+            TmpObject::Anonymous(fd) | TmpObject::Named { fd, .. } => fd,
+        }
+    }
+}
+
+impl Drop for TmpObject<'_> {
+    fn drop(&mut self) {
+        if let TmpObject::Named {
+            dir,
+            name,
+            placed: false,
+            ..
+        } = self
+        {
+            // Best effort: the only trace of a failed copy is a hidden name in the store.
+            let _ = rustix::fs::unlinkat(&**dir, name.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it (and its parents) if needed.
+    pub(crate) fn open(path: &Path) -> Result<Store, BuildError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
+            .map_err(|e| BuildError::io(Operation::CreateStore, path.to_owned(), e))?;
+        let dir = rustix::fs::openat(
+            rustix::fs::CWD,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| BuildError::io(Operation::Open, path.to_owned(), e))?;
+        Ok(Store {
+            path: path.to_owned(),
+            dir,
+            subdirs: std::array::from_fn(|_| AtomicBool::new(false)),
+            no_tmpfile: AtomicBool::new(false),
+            no_empty_path_link: AtomicBool::new(false),
+            no_copy_range: AtomicBool::new(false),
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Copies `src` (whose path is `src_path`, and which was `state` when it was hashed to
+    /// `digest`) into the store unless the object is there already. Uses `buf` if it has to
+    /// copy by hand.
+    pub(crate) fn insert(
+        &self,
+        src: &OwnedFd,
+        state: &FileState,
+        digest: &Sha256Digest,
+        src_path: &Path,
+        buf: &mut [u8],
+        progress: &dyn Progress,
+    ) -> Result<(), BuildError> {
+        let name = digest.object_path();
+        let object_err = |op, e: Errno| BuildError::io(op, self.path.join(&name), e);
+        match rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => return Ok(()),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(object_err(Operation::CheckObject, e)),
+        }
+        let subdir = &name[..2];
+        let known = &self.subdirs[usize::from(digest.0[0])];
+        if !known.load(Ordering::Relaxed) {
+            match rustix::fs::mkdirat(&self.dir, subdir, Mode::from_raw_mode(DIR_MODE)) {
+                Ok(()) | Err(Errno::EXIST) => known.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    return Err(BuildError::io(
+                        Operation::CreateStore,
+                        self.path.join(subdir),
+                        e,
+                    ))
+                }
+            }
+        }
+
+        let mut tmp = self
+            .create_tmp(subdir)
+            .map_err(|e| object_err(Operation::CopyObject, e))?;
+        let tmp_fd = tmp.fd();
+        let copied = self.copy(src, tmp_fd, state.size, buf);
+        // The object must hold what was hashed: the source may not have changed since (a
+        // file that shrank also makes the copy fail).
+        let now = rustix::fs::fstat(src)
+            .map_err(|e| BuildError::io(Operation::Stat, src_path.to_owned(), e))?;
+        if RawStat::new(&now).state != *state {
+            return Err(BuildError::Changed {
+                path: src_path.to_owned(),
+            });
+        }
+        copied.map_err(|e| object_err(Operation::CopyObject, e))?;
+        rustix::fs::fchmod(tmp_fd, Mode::from_raw_mode(OBJECT_MODE))
+            .map_err(|e| object_err(Operation::CopyObject, e))?;
+        rustix::fs::fsync(tmp_fd).map_err(|e| object_err(Operation::SyncObject, e))?;
+
+        // TODO(fs-verity): enable fs-verity on the object here, ignoring EOPNOTSUPP/ENOTTY,
+        // once `sealroot_sys::fsverity::enable_verity` exists. FS_IOC_ENABLE_VERITY fails with
+        // ETXTBSY while a writable fd is open, so first reopen the object read-only (for an
+        // O_TMPFILE through `/proc/self/fd/N`, for a named one by its name), drop `tmp`'s
+        // writable fd, enable verity on the read-only fd, and link that fd into place.
+
+        self.place(&mut tmp, &name)
+            .map_err(|e| object_err(Operation::LinkObject, e))?;
+        progress.objects_stored(1, state.size);
+        Ok(())
+    }
+
+    /// A new, empty, writable file in directory `subdir` of the store.
+    fn create_tmp(&self, subdir: &str) -> Result<TmpObject<'_>, Errno> {
+        let mode = Mode::from_raw_mode(OBJECT_MODE);
+        if !self.no_tmpfile.load(Ordering::Relaxed) {
+            let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+            match rustix::fs::openat(&self.dir, subdir, flags, mode) {
+                Ok(fd) => return Ok(TmpObject::Anonymous(fd)),
+                // The filesystem has no O_TMPFILE.
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+                    self.no_tmpfile.store(true, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        loop {
+            let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{subdir}/.tmp-{}-{n}", std::process::id());
+            match rustix::fs::openat(&self.dir, name.as_str(), flags, mode) {
+                Ok(fd) => {
+                    return Ok(TmpObject::Named {
+                        fd,
+                        dir: &self.dir,
+                        name,
+                        placed: false,
+                    })
+                }
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Gives the complete object `tmp` its name `name`. Finding an object of that name
+    /// already there (put by a concurrent writer) is success: it has the same content.
+    fn place(&self, tmp: &mut TmpObject<'_>, name: &str) -> Result<(), Errno> {
+        let r = match tmp {
+            TmpObject::Anonymous(fd) => {
+                let mut r = Err(Errno::NOENT);
+                if !self.no_empty_path_link.load(Ordering::Relaxed) {
+                    r = rustix::fs::linkat(fd.as_fd(), "", &self.dir, name, AtFlags::EMPTY_PATH);
+                    if r == Err(Errno::NOENT) {
+                        // Refused for want of CAP_DAC_READ_SEARCH: go through /proc.
+                        self.no_empty_path_link.store(true, Ordering::Relaxed);
+                    }
+                }
+                if r == Err(Errno::NOENT) {
+                    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    r = rustix::fs::linkat(
+                        rustix::fs::CWD,
+                        proc.as_str(),
+                        &self.dir,
+                        name,
+                        AtFlags::SYMLINK_FOLLOW,
+                    );
+                }
+                r
+            }
+            TmpObject::Named {
+                name: tmp_name,
+                placed,
+                ..
+            } => {
+                let r = rustix::fs::renameat(&self.dir, tmp_name.as_str(), &self.dir, name);
+                *placed = r.is_ok();
+                r
+            }
+        };
+        match r {
+            Err(Errno::EXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Copies the first `size` bytes of `src` to `dst`: a reflink if possible, else
+    /// `copy_file_range`, else by hand through `buf`.
+    fn copy(&self, src: &OwnedFd, dst: &OwnedFd, size: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
+            return Ok(());
+        }
+        let mut done = 0u64;
+        if !self.no_copy_range.load(Ordering::Relaxed) {
+            while done < size {
+                let (mut off_in, mut off_out) = (done, done);
+                let len = (size - done).min(COPY_CHUNK) as usize;
+                match rustix::fs::copy_file_range(
+                    src,
+                    Some(&mut off_in),
+                    dst,
+                    Some(&mut off_out),
+                    len,
+                ) {
+                    // Some filesystems copy nothing rather than fail: finish by hand.
+                    Ok(0) => break,
+                    Ok(n) => done += n as u64,
+                    Err(Errno::INTR) => {}
+                    Err(Errno::NOSYS | Errno::XDEV) => {
+                        self.no_copy_range.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(Errno::OPNOTSUPP | Errno::PERM | Errno::INVAL | Errno::BADF) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        while done < size {
+            let want = (size - done).min(buf.len() as u64) as usize;
+            let n = match rustix::io::pread(src, &mut buf[..want], done) {
+                Ok(0) => return Err(Errno::NODATA),
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut written = 0;
+            while written < n {
+                match rustix::io::pwrite(dst, &buf[written..n], done + written as u64) {
+                    Ok(0) => return Err(Errno::NOSPC),
+                    Ok(k) => written += k,
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
