@@ -652,7 +652,10 @@ fn erofs_ft_of(mode: u32) -> u8 {
 }
 
 /// Parses one xattr entry at `pos`: (name index, name suffix, value) and its aligned length.
-fn parse_entry(b: &[u8], pos: u64) -> Option<((u8, &[u8], &[u8]), u64)> {
+/// One xattr entry: name index, name suffix, value.
+type RawXattr<'a> = (u8, &'a [u8], &'a [u8]);
+
+fn parse_entry(b: &[u8], pos: u64) -> Option<(RawXattr<'_>, u64)> {
     let name_len = u64::from(*b.get(usize::try_from(pos).ok()?)?);
     let index = *b.get(usize::try_from(pos + 1).ok()?)?;
     let value_len = u64::from(u16_at(b, pos + 2)?);
