@@ -7,15 +7,29 @@
 //! and the root hash. That digest is what names every object in a sealroot repository and what
 //! the composefs image records for each file.
 //!
-//! This crate does no I/O beyond reading bytes it is handed.
+//! - [`Params`] fixes the algorithm, block size and salt; [`Params::composefs_default`] is what
+//!   composefs uses (sha256, 4 KiB, no salt).
+//! - [`Hasher`] streams any amount of data in pieces of any size; [`digest`],
+//!   [`digest_reader`] and [`digest_file`] wrap it, and the `sha256_*` functions are the
+//!   composefs shortcuts returning a [`Sha256Digest`].
+//! - With the default `parallel` feature, [`sha256_digest_files_parallel`] hashes many files
+//!   on rayon's thread pool.
+//!
+//! Results are checked against `fsverity digest` from fsverity-utils by `tests/oracle.rs`.
+//!
+//! This crate makes no system calls of its own beyond reading the readers and files it is
+//! handed; enabling and measuring fs-verity on a file is `sealroot-sys`'s job.
 #![forbid(unsafe_code)]
 
 mod digest;
+mod merkle;
+mod read;
 
 pub use digest::{DigestParseError, HashAlgorithm, Sha256Digest, Sha512Digest};
-mod merkle;
-
 pub use merkle::{
-    sha256_digest, sha256_digest_reader, AnyDigest, Hasher, Params, ParamsError,
-    MAX_LOG_BLOCK_SIZE, MAX_SALT_SIZE, MIN_LOG_BLOCK_SIZE,
+    digest, sha256_digest, AnyDigest, Hasher, Params, ParamsError, MAX_LOG_BLOCK_SIZE,
+    MAX_SALT_SIZE, MIN_LOG_BLOCK_SIZE,
 };
+#[cfg(feature = "parallel")]
+pub use read::sha256_digest_files_parallel;
+pub use read::{digest_file, digest_reader, sha256_digest_file, sha256_digest_reader};
