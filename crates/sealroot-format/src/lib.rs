@@ -6,7 +6,11 @@
 //! text form composefs-dump(5).
 #![forbid(unsafe_code)]
 
+pub mod dumpfile;
 pub mod erofs;
 pub mod tree;
 
-pub use tree::{Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr};
+pub use tree::{
+    Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFBLK,
+    S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};

@@ -1,0 +1,254 @@
+//! Test support shared by sealroot's integration tests.
+//!
+//! # Private mount namespaces
+//!
+//! A test that mounts runs in a mount namespace of its own: [`in_private_namespace`]
+//! re-executes the current test binary as `unshare --mount --propagation private -- <binary>
+//! <test> --exact`, with an environment variable telling the child it is the inside run. Every
+//! mount the child makes vanishes when it exits, even after a panic, and nothing reaches the host
+//! or the tests running beside it. Re-executing matters: the harness is multi-threaded and a new
+//! mount namespace would only apply to one thread. Without root the test prints `SKIPPED` and
+//! passes.
+//!
+//! # Trees
+//!
+//! [`Snapshot::of_dir`] records what the kernel shows for a directory tree (names, types,
+//! modes, owners, sizes, mtimes, link counts, device numbers, symlink targets, xattrs, and a hash
+//! of file contents); two snapshots are compared with [`assert_same`], naming the first path and
+//! field that differ.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The environment variable that marks the inside run, holding the test's name.
+pub const INSIDE: &str = "SEALROOT_TEST_INSIDE_NAMESPACE";
+
+/// Whether the tests run as root (and so may mount).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs `body` in a private mount namespace (see the crate docs). `name` must be the test
+/// function's name as the harness knows it (`stringify!` of it, without module path when the
+/// test is at the top of its file).
+pub fn in_private_namespace(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(INSIDE).is_some_and(|v| v == name) {
+        body();
+        return;
+    }
+    if !is_root() {
+        println!("SKIPPED: needs root: {name} mounts filesystems");
+        eprintln!("SKIPPED: needs root: {name} mounts filesystems");
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INSIDE, name)
+        .output()
+        .expect("running unshare (util-linux) to get a private mount namespace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- {name} in its own mount namespace ---\n{stdout}{stderr}");
+    assert!(out.status.success(), "{name} failed inside its namespace");
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{name} did not run exactly one test inside its namespace"
+    );
+}
+
+/// Declares a `#[test]` whose body runs in its own mount namespace.
+#[macro_export]
+macro_rules! mount_test {
+    ($(#[doc = $doc:expr])* fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        #[test]
+        fn $name() {
+            $crate::in_private_namespace(stringify!($name), || $body);
+        }
+    };
+}
+
+/// A scratch directory under `base` (pass `env!("CARGO_TARGET_TMPDIR")`: erofs cannot mount a
+/// file that lives on tmpfs, which `/tmp` may be).
+pub fn scratch(base: &str, prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .expect("a scratch directory")
+}
+
+/// A byte pattern that differs from seed to seed and is not all zeroes.
+pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(12345) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The xattrs of `path` (not following a symlink), by name.
+pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut names = vec![0u8; 65536];
+    let n = rustix::fs::llistxattr(path, &mut names[..]).expect("listxattr");
+    let mut out = BTreeMap::new();
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let cname = std::ffi::OsStr::from_bytes(name);
+        let mut value = vec![0u8; 65536];
+        let len = rustix::fs::lgetxattr(path, cname, &mut value[..]).expect("getxattr");
+        value.truncate(len);
+        out.insert(name.to_vec(), value);
+    }
+    out
+}
+
+/// What the kernel shows of one name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `st_mode` (type and permissions).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size of regular files and symlinks (None for others: directory sizes are the
+    /// filesystem's own business).
+    pub size: Option<u64>,
+    /// Modification time.
+    pub mtime: (i64, i64),
+    /// Link count (None when not compared).
+    pub nlink: Option<u64>,
+    /// Device number of devices.
+    pub rdev: u64,
+    /// Symlink target.
+    pub target: Option<Vec<u8>>,
+    /// xattrs.
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// sha256-free content fingerprint of regular files (a 64-bit FNV-1a hash and the length),
+    /// when contents are compared.
+    pub content: Option<(u64, u64)>,
+}
+
+/// Which fields [`Snapshot::of_dir`] records.
+#[derive(Clone, Copy, Debug)]
+pub struct Fields {
+    /// Read regular files' contents.
+    pub content: bool,
+    /// Record link counts of non-directories.
+    pub nlink: bool,
+    /// Record directory link counts.
+    pub dir_nlink: bool,
+}
+
+/// A whole tree as the kernel shows it, by path relative to the root (`""` is the root).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Snapshot(pub BTreeMap<Vec<u8>, Entry>);
+
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Snapshot {
+    /// Walks `root` (not following symlinks) and records `fields`.
+    pub fn of_dir(root: &Path, fields: Fields) -> Snapshot {
+        let mut out = BTreeMap::new();
+        fn go(root: &Path, rel: &[u8], fields: Fields, out: &mut BTreeMap<Vec<u8>, Entry>) {
+            let path = if rel.is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(std::ffi::OsStr::from_bytes(rel))
+            };
+            let md = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let ft = md.file_type();
+            let entry = Entry {
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                size: (ft.is_file() || ft.is_symlink()).then_some(md.size()),
+                mtime: (md.mtime(), md.mtime_nsec()),
+                nlink: if ft.is_dir() { fields.dir_nlink } else { fields.nlink }.then_some(md.nlink()),
+                rdev: md.rdev(),
+                target: ft
+                    .is_symlink()
+                    .then(|| fs::read_link(&path).unwrap().as_os_str().as_bytes().to_vec()),
+                xattrs: xattrs(&path),
+                content: (fields.content && ft.is_file()).then(|| {
+                    let data = fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                    (fnv1a(&data), data.len() as u64)
+                }),
+            };
+            out.insert(rel.to_vec(), entry);
+            if ft.is_dir() {
+                let mut names: Vec<OsString> = fs::read_dir(&path)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                names.sort();
+                for name in names {
+                    let mut child = rel.to_vec();
+                    if !child.is_empty() {
+                        child.push(b'/');
+                    }
+                    child.extend_from_slice(name.as_bytes());
+                    go(root, &child, fields, out);
+                }
+            }
+        }
+        go(root, b"", fields, &mut out);
+        Snapshot(out)
+    }
+}
+
+/// Asserts two snapshots are equal, naming the first path and field that differ.
+pub fn assert_same(want: &Snapshot, got: &Snapshot) {
+    for (path, w) in &want.0 {
+        let shown = String::from_utf8_lossy(path);
+        let Some(g) = got.0.get(path) else {
+            panic!("missing in the mounted tree: /{shown}");
+        };
+        let fields: [(&str, bool); 10] = [
+            ("mode", w.mode == g.mode),
+            ("owner", (w.uid, w.gid) == (g.uid, g.gid)),
+            ("size", w.size == g.size),
+            ("mtime", w.mtime == g.mtime),
+            ("nlink", w.nlink == g.nlink),
+            ("rdev", w.rdev == g.rdev),
+            ("symlink target", w.target == g.target),
+            ("xattrs", w.xattrs == g.xattrs),
+            ("content", w.content == g.content),
+            ("all", w == g),
+        ];
+        for (name, same) in fields {
+            assert!(same, "/{shown}: {name} differs:\n want {w:?}\n got  {g:?}");
+        }
+    }
+    if let Some(extra) = got.0.keys().find(|k| !want.0.contains_key(*k)) {
+        panic!("extra in the mounted tree: /{}", String::from_utf8_lossy(extra));
+    }
+}
+
+/// Makes the parent directories of `path` and returns it.
+pub fn under(root: &Path, rel: &str) -> PathBuf {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    p
+}
