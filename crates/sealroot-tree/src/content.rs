@@ -1,12 +1,20 @@
-//! The content pass: reads every planned regular file once, on several threads, largest
-//! first, to inline it or to hash it (and copy it into the digest store).
+//! The content pass: reads every planned regular file once, on several threads, to inline
+//! it or to hash it (and copy it into the digest store), while the walk is still going.
+//!
+//! The walk hands each file over as a [`ContentJob`] through a [`Queue`]. A small file comes
+//! already open (the walk opened it to `fstat` it, relative to its directory), so it costs no
+//! second path lookup; at most [`MAX_QUEUED_FDS`] such files wait at a time. Large files come
+//! as paths, are reopened beneath the source directory, and are served largest first whenever
+//! no small file is waiting, so the threads stay busy during the walk and finish together.
 
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -14,7 +22,7 @@ use sealroot_format::tree::{FileType, RegularFile, Xattr};
 use sealroot_verity::{AnyDigest, Hasher, Params};
 
 use crate::store::Store;
-use crate::walk::{ContentJob, RawStat};
+use crate::walk::{FileState, RawStat};
 use crate::xattr::{Target, XattrReader};
 use crate::{BuildError, BuildOptions, Operation, Progress};
 
@@ -25,9 +33,17 @@ const READ_BUF_SIZE: usize = 256 * 1024;
 /// How many bytes of a large file are read between two progress reports.
 const PROGRESS_STEP: u64 = 16 << 20;
 
+/// Files up to this size are handed over open; larger ones by path. Reopening costs little
+/// next to hashing a megabyte, and large files are few, so they can all wait without holding
+/// file descriptors.
+pub(crate) const OPEN_HANDOVER_MAX: u64 = 1 << 20;
+
+/// The most open files waiting in the queue: well below the usual 1024-fd soft limit.
+const MAX_QUEUED_FDS: usize = 256;
+
 /// How contents are opened: never through a symlink, never blocking (should a fifo have
 /// taken the file's place), never becoming a controlling terminal.
-const FILE_FLAGS: OFlags = OFlags::RDONLY
+pub(crate) const FILE_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::NONBLOCK)
@@ -36,16 +52,173 @@ const FILE_FLAGS: OFlags = OFlags::RDONLY
 /// Set once `openat2` turns out to be missing (Linux before 5.6).
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// A regular file whose content is to be read.
+pub(crate) struct ContentJob {
+    /// Its number, which indexes the results.
+    pub(crate) index: usize,
+    /// Its path relative to the source directory.
+    pub(crate) path: Vec<u8>,
+    /// What it looked like during the walk.
+    pub(crate) state: FileState,
+    /// Whether its content goes into the image (else it is hashed).
+    pub(crate) inline: bool,
+    /// Whether its xattrs are still to be read (from the fd opened to read the content,
+    /// which is cheaper than a path through `/proc`, and done in parallel).
+    pub(crate) read_xattrs: bool,
+    /// The file, already open, whose `fstat` gave `state`; else it is opened by `path`.
+    pub(crate) fd: Option<OwnedFd>,
+}
+
+/// Large files in the queue: the largest first, then in walk order.
+struct BySize(ContentJob);
+
+impl BySize {
+    fn key(&self) -> (u64, Reverse<usize>) {
+        (self.0.state.size, Reverse(self.0.index))
+    }
+}
+
+impl PartialEq for BySize {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for BySize {}
+
+impl PartialOrd for BySize {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for BySize {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.key().cmp(&other.key())
+    }
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Files handed over open, in walk order.
+    open: VecDeque<ContentJob>,
+    /// Files handed over by path.
+    by_size: BinaryHeap<BySize>,
+    /// No more jobs will come.
+    walk_done: bool,
+    /// A job failed or the walk did: stop.
+    stopped: bool,
+    /// The first failure of a job.
+    error: Option<BuildError>,
+    /// How many threads wait for a job (so a new job needs a wake-up).
+    idle_workers: usize,
+    /// Whether the walk waits for room for an open file.
+    walk_waiting: bool,
+}
+
+/// Where the walk puts jobs and the threads take them from.
+#[derive(Default)]
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when a job arrives or the queue closes.
+    ready: Condvar,
+    /// Signalled when an open file was taken (there is room for another).
+    room: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state
+            .lock()
+            .expect("no thread panicked holding the queue")
+    }
+
+    /// Adds a job, waiting for room if it holds an open file. Returns false if the build has
+    /// failed: the walk should stop.
+    pub(crate) fn push(&self, job: ContentJob) -> bool {
+        let mut st = self.lock();
+        if job.fd.is_some() {
+            if st.open.len() >= MAX_QUEUED_FDS {
+                // Wait until the queue is half empty, not just for one free place, so the
+                // threads are not woken and put to sleep again for every file.
+                st.walk_waiting = true;
+                while st.open.len() > MAX_QUEUED_FDS / 2 && !st.stopped {
+                    st = self
+                        .room
+                        .wait(st)
+                        .expect("no thread panicked holding the queue");
+                }
+                st.walk_waiting = false;
+            }
+            st.open.push_back(job);
+        } else {
+            st.by_size.push(BySize(job));
+        }
+        let ok = !st.stopped;
+        let wake = st.idle_workers > 0;
+        drop(st);
+        if wake {
+            self.ready.notify_one();
+        }
+        ok
+    }
+
+    /// The next job, or `None` when there is none left or the build failed.
+    fn pop(&self) -> Option<ContentJob> {
+        let mut st = self.lock();
+        loop {
+            if st.stopped {
+                return None;
+            }
+            if let Some(job) = st.open.pop_front() {
+                let wake = st.walk_waiting && st.open.len() <= MAX_QUEUED_FDS / 2;
+                drop(st);
+                if wake {
+                    self.room.notify_one();
+                }
+                return Some(job);
+            }
+            if let Some(BySize(job)) = st.by_size.pop() {
+                return Some(job);
+            }
+            if st.walk_done {
+                return None;
+            }
+            st.idle_workers += 1;
+            st = self
+                .ready
+                .wait(st)
+                .expect("no thread panicked holding the queue");
+            st.idle_workers -= 1;
+        }
+    }
+
+    /// Closes the queue: the walk is over (`failed` if it ended in an error).
+    fn close(&self, failed: bool) {
+        let mut st = self.lock();
+        st.walk_done = true;
+        st.stopped |= failed;
+        drop(st);
+        self.ready.notify_all();
+        self.room.notify_all();
+    }
+
+    /// Records a job's failure and stops everything.
+    fn fail(&self, e: BuildError) {
+        let mut st = self.lock();
+        st.stopped = true;
+        st.error.get_or_insert(e);
+        drop(st);
+        self.ready.notify_all();
+        self.room.notify_all();
+    }
+}
+
 /// What the threads share.
 struct Shared<'a> {
+    queue: &'a Queue,
     root: &'a OwnedFd,
     source: &'a Path,
-    jobs: &'a [ContentJob],
-    /// Job indices, largest file first.
-    order: Vec<usize>,
-    next: AtomicUsize,
-    failed: AtomicBool,
-    error: Mutex<Option<BuildError>>,
     results: Mutex<Vec<(usize, FileContent)>>,
     opts: &'a BuildOptions,
     store: Option<&'a Store>,
@@ -61,92 +234,97 @@ pub(crate) struct FileContent {
     pub(crate) xattrs: Option<Vec<Xattr>>,
 }
 
-/// Reads the content of every job; the result is indexed like `jobs`.
-pub(crate) fn read_all(
+/// Runs `walk` on this thread while [`BuildOptions::threads`] threads read the files it
+/// puts in the queue it is given; returns what `walk` returns and, indexed by job number,
+/// what was read (`walk` returns the number of jobs with its result).
+pub(crate) fn read_while<T>(
     root: &OwnedFd,
     source: &Path,
-    jobs: &[ContentJob],
     opts: &BuildOptions,
     store: Option<&Store>,
     progress: &dyn Progress,
-) -> Result<Vec<FileContent>, BuildError> {
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    // Largest first, so that no big file is left to be read alone at the end; a stable sort
-    // keeps equal sizes in walk order.
-    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].state.size));
+    walk: impl FnOnce(&Queue) -> Result<(T, usize), BuildError>,
+) -> Result<(T, Vec<FileContent>), BuildError> {
+    let queue = Queue::default();
     let shared = Shared {
+        queue: &queue,
         root,
         source,
-        jobs,
-        order,
-        next: AtomicUsize::new(0),
-        failed: AtomicBool::new(false),
-        error: Mutex::new(None),
-        results: Mutex::new(Vec::with_capacity(jobs.len())),
+        results: Mutex::new(Vec::new()),
         opts,
         store,
         progress,
     };
+    let threads = opts.thread_count();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("sealroot-tree-{i}"))
+        .build()
+        .map_err(|e| {
+            BuildError::io(
+                Operation::StartThreads,
+                source.to_owned(),
+                std::io::Error::other(e),
+            )
+        })?;
+    let walked = pool.in_place_scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|_| worker(&shared));
+        }
+        let walked = walk(&queue);
+        queue.close(walked.is_err());
+        walked
+    });
 
-    let threads = opts.thread_count().min(jobs.len()).max(1);
-    if threads == 1 {
-        worker(&shared);
-    } else {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("sealroot-tree-{i}"))
-            .build()
-            .map_err(|e| {
-                BuildError::io(
-                    Operation::StartThreads,
-                    source.to_owned(),
-                    std::io::Error::other(e),
-                )
-            })?;
-        pool.scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|_| worker(&shared));
-            }
-        });
-    }
-
-    if let Some(e) = shared
-        .error
-        .into_inner()
-        .expect("no thread panicked holding the lock")
-    {
-        return Err(e);
-    }
-    let mut files = vec![FileContent::default(); jobs.len()];
-    for (i, f) in shared
+    // A failed job is the cause of a stopped walk; else the walk's own error counts.
+    let results = shared
         .results
         .into_inner()
-        .expect("no thread panicked holding the lock")
-    {
+        .expect("no thread panicked holding the lock");
+    let error = queue
+        .state
+        .into_inner()
+        .expect("no thread panicked holding the queue")
+        .error;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let (walked, n_jobs) = walked?;
+    let mut files = vec![FileContent::default(); n_jobs];
+    for (i, f) in results {
         files[i] = f;
     }
-    Ok(files)
+    Ok((walked, files))
 }
 
-/// Takes jobs off the shared queue until it is empty or a job failed.
+/// Stops the queue if a worker panics, so that the walk does not wait for it forever (the
+/// panic then reaches the caller when the thread scope ends).
+struct StopOnPanic<'a>(&'a Queue);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(mut st) = self.0.state.lock() {
+                st.stopped = true;
+            }
+            self.0.ready.notify_all();
+            self.0.room.notify_all();
+        }
+    }
+}
+
+/// Takes jobs off the queue until it is empty or the build failed.
 fn worker(shared: &Shared<'_>) {
+    let _guard = StopOnPanic(shared.queue);
     let mut buf = vec![0u8; READ_BUF_SIZE];
     let mut xattrs = None;
     let mut done = Vec::new();
-    while !shared.failed.load(Ordering::Relaxed) {
-        let i = shared.next.fetch_add(1, Ordering::Relaxed);
-        let Some(&job) = shared.order.get(i) else {
-            break;
-        };
-        match read_one(shared, &shared.jobs[job], &mut buf, &mut xattrs) {
-            Ok(file) => done.push((job, file)),
+    while let Some(job) = shared.queue.pop() {
+        let index = job.index;
+        match read_one(shared, job, &mut buf, &mut xattrs) {
+            Ok(file) => done.push((index, file)),
             Err(e) => {
-                shared.failed.store(true, Ordering::Relaxed);
-                shared
-                    .error
-                    .lock()
-                    .expect("no thread panicked holding the lock")
-                    .get_or_insert(e);
+                shared.queue.fail(e);
                 break;
             }
         }
@@ -188,23 +366,32 @@ pub(crate) fn read_retrying(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno
 /// xattrs if the job says so, with `xattrs`, made on first use.
 fn read_one(
     shared: &Shared<'_>,
-    job: &ContentJob,
+    job: ContentJob,
     buf: &mut [u8],
     xattrs: &mut Option<XattrReader>,
 ) -> Result<FileContent, BuildError> {
     let path = || full_path(shared.source, &job.path);
     let changed = || BuildError::Changed { path: path() };
-    let fd = match open_beneath(shared.root, &job.path) {
-        Ok(fd) => fd,
-        // Removed, or a directory on its path replaced by a symlink or a file.
-        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => return Err(changed()),
-        Err(e) => return Err(BuildError::io(Operation::Open, path(), e)),
+    let fd = match job.fd {
+        Some(fd) => fd,
+        None => {
+            let fd = match open_beneath(shared.root, &job.path) {
+                Ok(fd) => fd,
+                // Removed, or a directory on its path replaced by a symlink or a file.
+                Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => {
+                    return Err(changed())
+                }
+                Err(e) => return Err(BuildError::io(Operation::Open, path(), e)),
+            };
+            let st =
+                rustix::fs::fstat(&fd).map_err(|e| BuildError::io(Operation::Stat, path(), e))?;
+            let raw = RawStat::new(&st);
+            if raw.state != job.state || FileType::from_mode(raw.mode) != Some(FileType::Regular) {
+                return Err(changed());
+            }
+            fd
+        }
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| BuildError::io(Operation::Stat, path(), e))?;
-    let raw = RawStat::new(&st);
-    if raw.state != job.state || FileType::from_mode(raw.mode) != Some(FileType::Regular) {
-        return Err(changed());
-    }
     let size = job.state.size;
     let progress = shared.progress;
     let opts = shared.opts;

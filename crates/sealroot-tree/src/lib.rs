@@ -1,17 +1,20 @@
 //! Reading a directory into a composefs [`Tree`], as C `mkcomposefs SOURCE IMAGE` does.
 //!
-//! [`build_from_dir`] works in two passes:
+//! [`build_from_dir`] reads each piece of the source once, in two overlapping passes:
 //!
-//! 1. **Metadata.** One walk of the source, fd-relative: each directory is opened with
-//!    `O_DIRECTORY | O_NOFOLLOW` and listed with `getdents64`, each entry `statat`ed without
-//!    following symlinks; symlink targets and extended attributes are read on the way. This
-//!    builds the whole tree except the contents of regular files.
-//! 2. **Contents.** The regular files are read on [`BuildOptions::threads`] threads, largest
-//!    first, each exactly once, reopened beneath the source directory (`openat2` with
-//!    `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) and checked to be the file the walk saw. Small
-//!    files are inlined; the others get their fs-verity digest and, as payload, the path of
-//!    their object in a digest store. With [`BuildOptions::digest_store`] set, each such
-//!    file is also copied (reflinked where the filesystem can) into the store.
+//! 1. **Metadata**, on the calling thread: one walk of the source, fd-relative. Each
+//!    directory is opened with `O_DIRECTORY | O_NOFOLLOW` and listed with `getdents64`, each
+//!    entry `statat`ed without following symlinks (a regular file that is to be read anyway is
+//!    opened instead and `fstat`ed); symlink targets and extended attributes are read on the
+//!    way. This builds the whole tree but for the contents of regular files.
+//! 2. **Contents**, on [`BuildOptions::threads`] threads, while the walk goes on: every
+//!    regular file is read exactly once. Small files arrive already open; large ones are
+//!    reopened beneath the source directory (`openat2` with `RESOLVE_BENEATH |
+//!    RESOLVE_NO_SYMLINKS`), checked to be the file the walk saw, and read largest first.
+//!    Files up to [`INLINE_CONTENT_MAX`] bytes are inlined; the others get their fs-verity
+//!    digest and, as payload, the path of their object in a digest store. With
+//!    [`BuildOptions::digest_store`] set, each such file is also copied (reflinked where the
+//!    filesystem can) into the store.
 //!
 //! # What C mkcomposefs builds, and so do we
 //!
@@ -121,30 +124,26 @@ pub fn build_from_dir(
     if opts.skip_xattrs && opts.user_xattrs {
         return Err(BuildError::ConflictingOptions);
     }
-    let walked = walk::walk(path, opts, progress)?;
-    let mut tree = walked.tree;
-    let total: u64 = walked.jobs.iter().map(|j| j.state.size).sum();
-    progress.walk_done(tree.inodes.len() as u64, walked.jobs.len() as u64, total);
-
+    let root = walk::open_root(path)?;
     let store = match &opts.digest_store {
         Some(dir) if opts.by_digest => Some(store::Store::open(dir)?),
         _ => None,
     };
-    let files = content::read_all(
-        &walked.root,
-        path,
-        &walked.jobs,
-        opts,
-        store.as_ref(),
-        progress,
-    )?;
+    let (walked, files) =
+        content::read_while(&root, path, opts, store.as_ref(), progress, |queue| {
+            let walked = walk::walk(path, &root, opts, progress, queue)?;
+            let (w, n_jobs) = &walked;
+            progress.walk_done(w.tree.inodes.len() as u64, *n_jobs as u64, w.job_bytes);
+            Ok(walked)
+        })?;
+    let mut tree = walked.tree;
     for &(inode, job) in &walked.aliases {
         if let Content::Regular(r) = &mut tree.inode_mut(inode).content {
             *r = files[job].file.clone();
         }
     }
-    for (job, read) in walked.jobs.iter().zip(files) {
-        let inode = tree.inode_mut(job.inode);
+    for (&inode, read) in walked.job_inodes.iter().zip(files) {
+        let inode = tree.inode_mut(inode);
         if let Content::Regular(r) = &mut inode.content {
             *r = read.file;
         }

@@ -13,7 +13,8 @@ pub trait Progress: Sync {
     }
 
     /// The metadata walk is finished: the tree has `n_inodes` inodes, and `n_files` regular
-    /// files holding `n_bytes` bytes will now be read (hashed or inlined).
+    /// files holding `n_bytes` bytes are read (hashed or inlined). Reading starts during the
+    /// walk, so [`files_hashed`](Progress::files_hashed) may have been called already.
     fn walk_done(&self, n_inodes: u64, n_files: u64, n_bytes: u64) {
         let _ = (n_inodes, n_files, n_bytes);
     }

@@ -13,6 +13,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use rustix::io::Errno;
 use sealroot_format::tree::{Content, DirEntry, FileType, Inode, InodeId, Mtime, Stat, Tree};
 
+use crate::content::{ContentJob, Queue, FILE_FLAGS, OPEN_HANDOVER_MAX};
 use crate::xattr::{Target, XattrReader};
 use crate::{BuildError, BuildOptions, Operation, Progress, INLINE_CONTENT_MAX};
 
@@ -71,32 +72,17 @@ impl RawStat {
     }
 }
 
-/// A regular file whose content is read after the walk.
-pub(crate) struct ContentJob {
-    /// Its inode in the tree.
-    pub(crate) inode: InodeId,
-    /// Its path relative to the source directory.
-    pub(crate) path: Vec<u8>,
-    /// What it looked like during the walk.
-    pub(crate) state: FileState,
-    /// Whether its content goes into the image (else it is hashed).
-    pub(crate) inline: bool,
-    /// Whether its xattrs are still to be read (from the fd opened to read the content,
-    /// which is cheaper than a path through `/proc`, and done in parallel).
-    pub(crate) read_xattrs: bool,
-}
-
 /// The result of the walk.
 pub(crate) struct Walk {
     /// The tree, regular files without content yet.
     pub(crate) tree: Tree,
-    /// The source directory, kept open so contents are read from the same directory.
-    pub(crate) root: OwnedFd,
-    /// The files to read, each inode once.
-    pub(crate) jobs: Vec<ContentJob>,
+    /// The inode of each job, by job number.
+    pub(crate) job_inodes: Vec<InodeId>,
     /// Inodes whose content is that of job `.1`: further names of a hard-linked file, made
     /// separate inodes (as C mkcomposefs does) but read only once.
     pub(crate) aliases: Vec<(InodeId, usize)>,
+    /// The size of all files in jobs.
+    pub(crate) job_bytes: u64,
 }
 
 /// A directory being listed: its entries are visited in name order, depth first.
@@ -131,8 +117,15 @@ struct Walker<'a> {
     source: &'a Path,
     opts: &'a BuildOptions,
     progress: &'a dyn Progress,
+    queue: &'a Queue,
+    /// Set when the queue refused a job: the build failed elsewhere, stop.
+    cancelled: bool,
+    /// Whether every non-empty regular file is read (so opening it right away costs nothing
+    /// more than a stat would).
+    read_all_files: bool,
     tree: Tree,
-    jobs: Vec<ContentJob>,
+    job_inodes: Vec<InodeId>,
+    job_bytes: u64,
     aliases: Vec<(InodeId, usize)>,
     xattrs: Option<XattrReader>,
     /// With [`BuildOptions::hardlinks`]: the inode made for each multiply-linked file.
@@ -146,18 +139,36 @@ struct Walker<'a> {
     proc_path: Vec<u8>,
 }
 
-/// Walks `source` into a tree without file contents.
+/// Opens the source directory, refusing a symlink.
+pub(crate) fn open_root(source: &Path) -> Result<OwnedFd, BuildError> {
+    match rustix::fs::openat(rustix::fs::CWD, source, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOTDIR | Errno::LOOP) => Err(BuildError::NotADirectory {
+            path: source.to_owned(),
+        }),
+        Err(e) => Err(BuildError::io(Operation::Open, source.to_owned(), e)),
+    }
+}
+
+/// Walks the source directory `root` (opened from `source`) into a tree without file
+/// contents, putting each file to read into `queue`; returns the tree and the number of jobs.
 pub(crate) fn walk(
     source: &Path,
+    root: &OwnedFd,
     opts: &BuildOptions,
     progress: &dyn Progress,
-) -> Result<Walk, BuildError> {
+    queue: &Queue,
+) -> Result<(Walk, usize), BuildError> {
     let mut w = Walker {
         source,
         opts,
         progress,
+        queue,
+        cancelled: false,
+        read_all_files: opts.compute_digest || opts.by_digest,
         tree: Tree::new(Stat::default()),
-        jobs: Vec::new(),
+        job_inodes: Vec::new(),
+        job_bytes: 0,
         aliases: Vec::new(),
         xattrs: (!opts.skip_xattrs).then(|| XattrReader::new(opts.user_xattrs)),
         links: HashMap::new(),
@@ -172,16 +183,7 @@ pub(crate) fn walk(
             .map_err(|e| BuildError::io(Operation::ReadXattrs, "/proc/self/fd".into(), e))?;
     }
 
-    let root = match rustix::fs::openat(rustix::fs::CWD, source, DIR_FLAGS, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOTDIR | Errno::LOOP) => {
-            return Err(BuildError::NotADirectory {
-                path: source.to_owned(),
-            })
-        }
-        Err(e) => return Err(BuildError::io(Operation::Open, source.to_owned(), e)),
-    };
-    let st = rustix::fs::fstat(&root)
+    let st = rustix::fs::fstat(root)
         .map_err(|e| BuildError::io(Operation::Stat, source.to_owned(), e))?;
     let raw = RawStat::new(&st);
     let root_xattrs = w.read_xattrs(Target::Fd(root.as_fd()))?;
@@ -205,6 +207,9 @@ pub(crate) fn walk(
     }];
 
     while let Some(top) = stack.last_mut() {
+        if w.cancelled {
+            break;
+        }
         if top.next == top.names.len() {
             let done = stack.pop().expect("the stack is not empty");
             let inode = w.tree.inode_mut(done.inode);
@@ -243,12 +248,14 @@ pub(crate) fn walk(
         }
     }
 
-    Ok(Walk {
+    let n_jobs = w.job_inodes.len();
+    let walk = Walk {
         tree: w.tree,
-        root,
-        jobs: w.jobs,
+        job_inodes: w.job_inodes,
         aliases: w.aliases,
-    })
+        job_bytes: w.job_bytes,
+    };
+    Ok((walk, n_jobs))
 }
 
 impl Walker<'_> {
@@ -331,6 +338,7 @@ impl Walker<'_> {
         }
 
         let mut dir_fd = None;
+        let mut file_fd = None;
         let st = if dtype == D::Directory {
             match rustix::fs::openat(dir, name.as_slice(), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => {
@@ -344,6 +352,20 @@ impl Walker<'_> {
                         .map_err(|e| self.err(Operation::Stat, e))?
                 }
                 Err(e) => return Err(self.err(Operation::Open, e)),
+            }
+        } else if dtype == D::RegularFile && self.read_all_files {
+            // It will be read anyway: open it now, relative to its directory, and stat the
+            // fd, so reading it needs no second path lookup.
+            match rustix::fs::openat(dir, name.as_slice(), FILE_FLAGS, Mode::empty()) {
+                Ok(fd) => {
+                    let st = rustix::fs::fstat(&fd).map_err(|e| self.err(Operation::Stat, e))?;
+                    file_fd = Some(fd);
+                    st
+                }
+                // Unreadable (which only matters if it is not empty), or no longer a file:
+                // stat what is there.
+                Err(_) => rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.err(Operation::Stat, e))?,
             }
         } else {
             rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
@@ -422,7 +444,7 @@ impl Walker<'_> {
             .flatten();
         let xattrs = if self.xattrs.is_none() || matches!(job, Some(Job::New { .. })) {
             Vec::new()
-        } else if let Some(fd) = &dir_fd {
+        } else if let Some(fd) = dir_fd.as_ref().or(file_fd.as_ref()) {
             self.read_xattrs(Target::Fd(fd.as_fd()))?
         } else {
             let mut p = std::mem::take(&mut self.proc_path);
@@ -441,16 +463,23 @@ impl Walker<'_> {
         });
         match job {
             Some(Job::New { inline }) => {
+                let index = self.job_inodes.len();
                 if multiply_linked && !self.opts.hardlinks {
-                    self.shared_jobs.insert(key, self.jobs.len());
+                    self.shared_jobs.insert(key, index);
                 }
-                self.jobs.push(ContentJob {
-                    inode: id,
+                self.job_inodes.push(id);
+                self.job_bytes += raw.state.size;
+                let job = ContentJob {
+                    index,
                     path: self.path.clone(),
                     state: raw.state,
                     inline,
                     read_xattrs: self.xattrs.is_some(),
-                });
+                    fd: file_fd.filter(|_| raw.state.size <= OPEN_HANDOVER_MAX),
+                };
+                if !self.queue.push(job) {
+                    self.cancelled = true;
+                }
             }
             Some(Job::Alias(job)) => self.aliases.push((id, job)),
             None => {}

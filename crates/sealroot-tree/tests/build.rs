@@ -597,6 +597,20 @@ fn xattr_limits_are_those_of_c() {
             Err(BuildError::XattrTooLarge { path, .. }) => assert_eq!(path, f),
             r => panic!("expected XattrTooLarge, got {r:?}"),
         }
+        // Also when a directory's xattrs fail, read by the walk while files are being read.
+        let d = dir.join("d");
+        fs::create_dir(&d).unwrap();
+        for i in 0..300 {
+            fs::write(d.join(format!("f{i}")), pattern(i)).unwrap();
+        }
+        let sub = d.join("zz");
+        fs::create_dir(&sub).unwrap();
+        set_xattr(&sub, "user.big", &vec![2u8; 40_000]).unwrap();
+        match build_from_dir(&d, &BuildOptions::default(), &NoProgress) {
+            Err(BuildError::XattrTooLarge { path, .. }) => assert_eq!(path, sub),
+            r => panic!("expected XattrTooLarge, got {r:?}"),
+        }
+        fs::remove_dir_all(&d).unwrap();
         // Just within the budget: 12 + (7 + 8 + 32740) = 32767.
         set_xattr(&f, "user.big", &vec![2u8; 32_740]).unwrap();
         build(dir, &BuildOptions::default());
@@ -817,7 +831,8 @@ fn progress_adds_up_and_threads_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_sized_files(dir);
-    for i in 0..200 {
+    // More small files than the queue holds open at once.
+    for i in 0..700 {
         fs::write(dir.join(format!("many{i}")), pattern(i * 37)).unwrap();
     }
     let progress = Counter::default();
@@ -835,7 +850,7 @@ fn progress_adds_up_and_threads_agree() {
     assert_eq!(files, progress.files.load(Ordering::Relaxed));
     assert_eq!(bytes, progress.bytes.load(Ordering::Relaxed));
     let total: u64 =
-        SIZES.iter().map(|&n| n as u64).sum::<u64>() + (0..200).map(|i| i * 37).sum::<u64>();
+        SIZES.iter().map(|&n| n as u64).sum::<u64>() + (0..700).map(|i| i * 37).sum::<u64>();
     assert_eq!(bytes, total);
 
     for threads in [2, 7] {
@@ -903,5 +918,147 @@ fn errors_name_the_path_and_operation() {
                 .contains(&*locked.join("inner").to_string_lossy()),
             "{err}"
         );
+    }
+}
+
+/// `cfsctl` (composefs-rs), whose `mkcomposefs` writes images as C mkcomposefs does, if
+/// installed: `$CFSCTL`, else on `PATH`, else in `~/.cargo/bin`.
+fn cfsctl() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CFSCTL").map(PathBuf::from),
+        Some(PathBuf::from("cfsctl")),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/cfsctl")),
+    ];
+    candidates.into_iter().flatten().find(|c| {
+        std::process::Command::new(c)
+            .args(["mkcomposefs", "--help"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Everything about a tree that an image records, path by path, in a form to compare: the
+/// attributes, sorted xattrs and content of each name, and for a hard link the path of the
+/// name owning its inode.
+fn canonical(tree: &Tree) -> Vec<String> {
+    let mut owner_of = BTreeMap::new();
+    tree.walk(|p, e| {
+        if !e.hardlink {
+            owner_of.insert(e.inode, p.to_vec());
+        }
+    });
+    let describe = |path: &[u8], id: InodeId, hardlink: bool| {
+        let inode = tree.inode(id);
+        let mut xattrs = inode.xattrs.clone();
+        xattrs.sort();
+        let mut stat = inode.stat.clone();
+        let content = match &inode.content {
+            Content::Regular(r) => format!("{r:?}"),
+            other => {
+                // Only regular files' sizes are recorded; the writer derives the others.
+                stat.size = 0;
+                match other {
+                    Content::Directory(_) => "dir".to_string(),
+                    _ => format!("{other:?}"),
+                }
+            }
+        };
+        let link = if hardlink {
+            format!(" -> {:?}", String::from_utf8_lossy(&owner_of[&id]))
+        } else {
+            String::new()
+        };
+        format!(
+            "{:?}{link} {stat:?} {xattrs:?} {content}",
+            String::from_utf8_lossy(path)
+        )
+    };
+    let mut out = vec![describe(b"/", InodeId::ROOT, false)];
+    tree.walk(|p, e| out.push(describe(p, e.inode, e.hardlink)));
+    out
+}
+
+/// A tree of every kind of file, with xattrs, odd names and hard links.
+fn make_everything(dir: &Path) {
+    make_sized_files(dir);
+    fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    fs::write(dir.join("sub/deeper/file"), b"deep").unwrap();
+    fs::set_permissions(
+        dir.join("sub/deeper/file"),
+        fs::Permissions::from_mode(0o4751),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("sub/deeper/file", dir.join("link")).unwrap();
+    rustix::fs::mkfifoat(CWD, dir.join("fifo"), Mode::from_raw_mode(0o640)).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap());
+    for name in [&b"new\nline"[..], b"\xff\xfe", &[b'n'; 255]] {
+        fs::write(dir.join(OsStr::from_bytes(name)), name).unwrap();
+    }
+    fs::hard_link(dir.join("f4097"), dir.join("sub/hardlink")).unwrap();
+    fs::hard_link(dir.join("f1"), dir.join("zz-small-link")).unwrap();
+    set_mtime(&dir.join("sub/deeper/file"), 1_700_000_000, 123_456_789);
+    set_xattr(&dir.join("f65"), "user.plain", b"value").unwrap();
+    set_xattr(
+        &dir.join("f65"),
+        "user.binary",
+        &(0..=255).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    set_xattr(&dir.join("sub"), "security.sealroot", b"sec\0ret").ok();
+    let _ = set_xattr(&dir.join("f4096"), "system.posix_acl_access", &acl_bytes());
+    if is_root() {
+        set_xattr(&dir.join("f65"), "trusted.overlay.opaque", b"y").unwrap();
+        set_xattr(&dir.join("link"), "trusted.sym", b"1").unwrap();
+        let dev = rustix::fs::makedev(300, 70_000);
+        let t = rustix::fs::FileType::CharacterDevice;
+        rustix::fs::mknodat(CWD, dir.join("chr"), t, Mode::from_raw_mode(0o600), dev).unwrap();
+        let whiteout = rustix::fs::makedev(0, 0);
+        rustix::fs::mknodat(CWD, dir.join("sub/wh"), t, Mode::empty(), whiteout).unwrap();
+        std::os::unix::fs::chown(dir.join("sub"), Some(42), Some(43)).unwrap();
+    }
+    set_mtime(&dir.join("fifo"), -12_345, 678);
+}
+
+/// The same tree as composefs-rs builds: our tree equals the one read back from the image
+/// `cfsctl mkcomposefs` writes of the same directory, under each option.
+#[test]
+fn matches_cfsctl_mkcomposefs() {
+    let Some(cfsctl) = cfsctl() else {
+        skip("cfsctl not installed: no comparison with composefs-rs");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    make_everything(&src);
+    let image = tmp.path().join("image");
+    type Case = (&'static str, fn(&mut BuildOptions));
+    let cases: [Case; 6] = [
+        ("", |_| {}),
+        ("--hardlinks", |o| o.hardlinks = true),
+        ("--user-xattrs", |o| o.user_xattrs = true),
+        ("--skip-xattrs", |o| o.skip_xattrs = true),
+        ("--skip-devices", |o| o.skip_devices = true),
+        ("--use-epoch", |o| o.use_epoch = true),
+    ];
+    for (flag, set) in cases {
+        let mut cmd = std::process::Command::new(&cfsctl);
+        cmd.arg("mkcomposefs");
+        if !flag.is_empty() {
+            cmd.arg(flag);
+        }
+        let out = cmd.arg(&src).arg(&image).output().unwrap();
+        assert!(out.status.success(), "cfsctl {flag}: {out:?}");
+        let theirs = sealroot_format::erofs::read(&fs::read(&image).unwrap()).unwrap();
+        let mut opts = BuildOptions::default();
+        set(&mut opts);
+        let (ours, theirs) = (canonical(&build(&src, &opts)), canonical(&theirs));
+        for line in ours.iter().filter(|l| !theirs.contains(l)) {
+            eprintln!("with {flag:?} only ours:   {line}");
+        }
+        for line in theirs.iter().filter(|l| !ours.contains(l)) {
+            eprintln!("with {flag:?} only theirs: {line}");
+        }
+        assert!(ours == theirs, "with {flag:?}, see above");
     }
 }
