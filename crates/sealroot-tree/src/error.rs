@@ -28,6 +28,8 @@ pub enum Operation {
     CopyObject,
     /// Flushing a new object to disk.
     SyncObject,
+    /// Enabling fs-verity on a new object, or measuring it.
+    EnableVerity,
     /// Moving a new, complete object to its final name.
     LinkObject,
     /// Starting the worker threads.
@@ -47,6 +49,7 @@ impl fmt::Display for Operation {
             Operation::CheckObject => "looking up digest store object",
             Operation::CopyObject => "copying into digest store object",
             Operation::SyncObject => "flushing digest store object",
+            Operation::EnableVerity => "enabling fs-verity on digest store object",
             Operation::LinkObject => "putting in place digest store object",
             Operation::StartThreads => "starting threads for",
         })

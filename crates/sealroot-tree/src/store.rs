@@ -3,8 +3,9 @@
 //!
 //! An object is never visible half-written: it is written to an anonymous `O_TMPFILE` in its
 //! `xx/` directory (or, where the filesystem lacks those, to a hidden temporary name there),
-//! flushed to disk, and only then linked (or renamed) to its name. An object already present
-//! is left alone. The copy is a reflink where the filesystem can share blocks, else
+//! flushed to disk, given fs-verity where the filesystem supports it (and then checked to
+//! have the digest it is named by), and only then linked (or renamed) to its name. An object
+//! already present is left alone. The copy is a reflink where the filesystem can share blocks, else
 //! `copy_file_range`, else plain reads and writes; the file is checked not to have changed
 //! since it was hashed.
 
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
+use sealroot_sys::fsverity::{self, EnableParams, VerityError, FS_VERITY_HASH_ALG_SHA256};
 use sealroot_verity::Sha256Digest;
 
 use crate::walk::{FileState, RawStat};
@@ -38,6 +40,8 @@ pub(crate) struct Store {
     no_empty_path_link: AtomicBool,
     /// Set once `copy_file_range` turned out to be missing or unable to cross filesystems.
     no_copy_range: AtomicBool,
+    /// Set once the store's filesystem turned out not to support fs-verity.
+    no_verity: AtomicBool,
     /// Makes temporary names unique within this process.
     tmp_counter: AtomicU64,
 }
@@ -60,6 +64,26 @@ impl TmpObject<'_> {
         match self {
             TmpObject::Anonymous(fd) | TmpObject::Named { fd, .. } => fd,
         }
+    }
+
+    /// Opens the file again, read-only, and closes the writable fd (fs-verity can only be
+    /// enabled on a file nobody has open for writing).
+    fn reopen_read_only(&mut self) -> Result<(), Errno> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let ro = match self {
+            // An O_TMPFILE has no name but its /proc/self/fd link.
+            TmpObject::Anonymous(fd) => {
+                let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                rustix::fs::openat(rustix::fs::CWD, proc.as_str(), flags, Mode::empty())?
+            }
+            TmpObject::Named { dir, name, .. } => {
+                rustix::fs::openat(&**dir, name.as_str(), flags, Mode::empty())?
+            }
+        };
+        match self {
+            TmpObject::Anonymous(fd) | TmpObject::Named { fd, .. } => *fd = ro,
+        }
+        Ok(())
     }
 }
 
@@ -101,6 +125,7 @@ impl Store {
             no_tmpfile: AtomicBool::new(false),
             no_empty_path_link: AtomicBool::new(false),
             no_copy_range: AtomicBool::new(false),
+            no_verity: AtomicBool::new(false),
             tmp_counter: AtomicU64::new(0),
         })
     }
@@ -157,12 +182,34 @@ impl Store {
         rustix::fs::fchmod(tmp_fd, Mode::from_raw_mode(OBJECT_MODE))
             .map_err(|e| object_err(Operation::CopyObject, e))?;
         rustix::fs::fsync(tmp_fd).map_err(|e| object_err(Operation::SyncObject, e))?;
-
-        // TODO(fs-verity): enable fs-verity on the object here, ignoring EOPNOTSUPP/ENOTTY,
-        // once `sealroot_sys::fsverity::enable_verity` exists. FS_IOC_ENABLE_VERITY fails with
-        // ETXTBSY while a writable fd is open, so first reopen the object read-only (for an
-        // O_TMPFILE through `/proc/self/fd/N`, for a named one by its name), drop `tmp`'s
-        // writable fd, enable verity on the read-only fd, and link that fd into place.
+        if !self.no_verity.load(Ordering::Relaxed) {
+            tmp.reopen_read_only()
+                .map_err(|e| object_err(Operation::EnableVerity, e))?;
+            match fsverity::enable_verity(tmp.fd(), &EnableParams::composefs_default(), None) {
+                Ok(()) => {
+                    // The kernel hashed the object itself: it must be what was hashed.
+                    let measured = fsverity::measure_verity(tmp.fd()).map_err(|e| {
+                        BuildError::io(Operation::EnableVerity, self.path.join(&name), e)
+                    })?;
+                    if measured != (FS_VERITY_HASH_ALG_SHA256, digest.0.to_vec()) {
+                        return Err(BuildError::Changed {
+                            path: src_path.to_owned(),
+                        });
+                    }
+                }
+                // Like C mkcomposefs, only try: a store without fs-verity is still a store.
+                Err(VerityError::NotSupported(_) | VerityError::InvalidParameters) => {
+                    self.no_verity.store(true, Ordering::Relaxed)
+                }
+                Err(e) => {
+                    return Err(BuildError::io(
+                        Operation::EnableVerity,
+                        self.path.join(&name),
+                        e,
+                    ))
+                }
+            }
+        }
 
         self.place(&mut tmp, &name)
             .map_err(|e| object_err(Operation::LinkObject, e))?;
@@ -295,5 +342,86 @@ impl Store {
             done += n as u64;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoProgress;
+
+    /// A file to store, open, with its state and digest.
+    fn source(dir: &Path, content: &[u8]) -> (OwnedFd, FileState, Sha256Digest, PathBuf) {
+        let path = dir.join("src");
+        std::fs::write(&path, content).unwrap();
+        let fd = rustix::fs::open(&path, OFlags::RDONLY, Mode::empty()).unwrap();
+        let state = RawStat::new(&rustix::fs::fstat(&fd).unwrap()).state;
+        (fd, state, sealroot_verity::sha256_digest(content), path)
+    }
+
+    /// Every name in every `xx/` directory of the store.
+    fn listing(store: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        for sub in std::fs::read_dir(store).unwrap() {
+            let sub = sub.unwrap();
+            for e in std::fs::read_dir(sub.path()).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                names.push(format!("{}/{name}", sub.file_name().to_string_lossy()));
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn named_temporary_files_where_there_is_no_o_tmpfile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let content = vec![5u8; 100_000];
+        let (fd, state, digest, path) = source(tmp.path(), &content);
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        store.no_tmpfile.store(true, Ordering::Relaxed);
+        let mut buf = vec![0; 4096];
+        store
+            .insert(&fd, &state, &digest, &path, &mut buf, &NoProgress)
+            .unwrap();
+        let object = tmp.path().join("store").join(digest.object_path());
+        assert_eq!(std::fs::read(&object).unwrap(), content);
+        assert_eq!(listing(&tmp.path().join("store")), [digest.object_path()]);
+    }
+
+    #[test]
+    fn a_changed_source_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (fd, mut state, digest, path) = source(tmp.path(), b"some content");
+        // As if the file had been another size when it was hashed.
+        state.size += 1;
+        for no_tmpfile in [false, true] {
+            let store_path = tmp.path().join(format!("store{no_tmpfile}"));
+            let store = Store::open(&store_path).unwrap();
+            store.no_tmpfile.store(no_tmpfile, Ordering::Relaxed);
+            let mut buf = vec![0; 4096];
+            let r = store.insert(&fd, &state, &digest, &path, &mut buf, &NoProgress);
+            assert!(matches!(r, Err(BuildError::Changed { .. })), "{r:?}");
+            assert!(
+                listing(&store_path).is_empty(),
+                "{:?}",
+                listing(&store_path)
+            );
+        }
+    }
+
+    #[test]
+    fn copy_by_hand_when_copy_file_range_is_unavailable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let (fd, state, digest, path) = source(tmp.path(), &content);
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        store.no_copy_range.store(true, Ordering::Relaxed);
+        // A small buffer, so the copy takes several rounds.
+        let mut buf = vec![0; 3000];
+        store
+            .insert(&fd, &state, &digest, &path, &mut buf, &NoProgress)
+            .unwrap();
+        let object = tmp.path().join("store").join(digest.object_path());
+        assert_eq!(std::fs::read(object).unwrap(), content);
     }
 }

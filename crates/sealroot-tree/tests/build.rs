@@ -784,10 +784,19 @@ fn digest_store() {
         objects, want,
         "one object per distinct non-inline content, nothing else"
     );
+    let mut verity = Vec::new();
     for path in objects.keys() {
         let meta = fs::symlink_metadata(store.join(path)).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o644, "{}", path.display());
         assert_eq!(meta.nlink(), 1);
+        let f = fs::File::open(store.join(path)).unwrap();
+        verity.push(sealroot_sys::fsverity::is_verity_enabled(&f).unwrap());
+    }
+    // fs-verity is on every object where the filesystem supports it, on none elsewhere.
+    if verity.iter().any(|&v| v) {
+        assert!(verity.iter().all(|&v| v), "{verity:?}");
+    } else {
+        skip("no fs-verity on the temp directory's filesystem: objects have none");
     }
     // Objects stored: at least one per distinct content; a race between two threads copying
     // the same content can count both (one of them finds the object in place).
