@@ -353,7 +353,7 @@ fn open_beneath(root: &OwnedFd, rel: &[u8]) -> Result<OwnedFd, Errno> {
 }
 
 /// Reads into `buf`, retrying on `EINTR`.
-pub(crate) fn read_retrying(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+fn read_retrying(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
     loop {
         match rustix::io::read(fd, &mut *buf) {
             Err(Errno::INTR) => {}
@@ -407,14 +407,14 @@ fn read_one(
     };
 
     if job.inline {
-        // At most INLINE_CONTENT_MAX bytes: one read for them and to see that nothing follows.
-        let mut data = vec![0u8; usize::try_from(size).expect("inline files are small") + 1];
-        let Some(n) = read_exactly(&fd, size, &mut data, |_| {})
-            .map_err(|e| BuildError::io(Operation::Read, path(), e))?
-        else {
+        // At most INLINE_CONTENT_MAX bytes: usually one read for them and to see that nothing
+        // follows.
+        let mut data = Vec::with_capacity(usize::try_from(size).expect("inline files are small"));
+        let complete = read_exactly(&fd, size, buf, |chunk| data.extend_from_slice(chunk))
+            .map_err(|e| BuildError::io(Operation::Read, path(), e))?;
+        if !complete {
             return Err(changed());
-        };
-        data.truncate(n);
+        }
         progress.files_hashed(1, size);
         let file = RegularFile {
             inline: Some(data),
@@ -436,7 +436,7 @@ fn read_one(
         }
     })
     .map_err(|e| BuildError::io(Operation::Read, path(), e))?;
-    if complete.is_none() {
+    if !complete {
         return Err(changed());
     }
     progress.files_hashed(1, reported);
@@ -457,15 +457,15 @@ fn read_one(
 }
 
 /// Reads `fd` from its current offset to its end through `buf`, handing each piece read to
-/// `f`, and checks that that was `size` bytes: `Some(size)` if so, `None` if the file turned
-/// out shorter or longer. With `buf` larger than what remains, a short read tells the end of
+/// `f`, and checks that that was `size` bytes: false if the file turned out shorter or
+/// longer. With `buf` larger than what remains, a short read tells the end of
 /// the file, so a small file takes a single `read`.
 fn read_exactly(
     fd: &OwnedFd,
     size: u64,
     buf: &mut [u8],
     mut f: impl FnMut(&[u8]),
-) -> Result<Option<usize>, Errno> {
+) -> Result<bool, Errno> {
     let mut total = 0u64;
     loop {
         // Ask for one byte more than should remain, to see the end without another read.
@@ -476,12 +476,12 @@ fn read_exactly(
         }
         total += n as u64;
         if total > size {
-            return Ok(None);
+            return Ok(false);
         }
         f(&buf[..n]);
         if n < want && total == size {
             break;
         }
     }
-    Ok((total == size).then_some(total as usize))
+    Ok(total == size)
 }

@@ -18,11 +18,13 @@
 //!
 //! # What C mkcomposefs builds, and so do we
 //!
-//! * Every regular file of size 1 to [`INLINE_CONTENT_MAX`] bytes is **inline**: its content
-//!   is in the image, and it has neither digest nor payload (C computes them but the image
-//!   does not record them for inline files, and it does not copy such files to the store).
+//! * Every regular file of size 1 to [`INLINE_CONTENT_MAX`] bytes is **inline** (unless
+//!   [`BuildOptions::no_inline`]): its content is in the image, and it has neither digest nor
+//!   payload (C computes them, but the image does not record them for inline files and C does
+//!   not copy such files to the store).
 //! * Every larger file gets its fs-verity **digest** (sha256, 4 KiB blocks, no salt) and the
-//!   **payload** `xx/yyyy…`: the lower-case hex digest with a `/` after the first byte.
+//!   **payload** `xx/yyyy…`: the lower-case hex digest with a `/` after the first byte
+//!   ([`BuildOptions::compute_digest`] and [`BuildOptions::by_digest`] turn either off).
 //! * Empty files have no content, digest or payload.
 //! * Attributes are the `lstat` ones: mode, uid, gid, mtime with nanoseconds (zero with
 //!   [`BuildOptions::use_epoch`]), `rdev` of devices in 32 bits. The link count of every

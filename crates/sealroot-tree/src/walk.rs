@@ -1,5 +1,6 @@
 //! The metadata pass: one fd-relative walk of the source directory that builds the whole tree
-//! except file contents, and lists the regular files whose contents must be read.
+//! except file contents, and hands the regular files whose contents must be read to the
+//! content threads as it finds them.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
