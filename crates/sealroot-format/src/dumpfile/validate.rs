@@ -1,0 +1,391 @@
+//! The checks C `mkcomposefs` makes only when it writes the image, and the shape a [`Tree`]
+//! must have for its image to be well defined.
+
+use std::collections::{HashMap, HashSet};
+
+use super::error::{DumpfileError, ErrorKind};
+use super::escape::display_path;
+use super::limits::{
+    BLOCK_BITS, CHUNK_BITS_MAX, INLINE_CONTENT_MAX, MAX_CHUNKS, NAME_MAX, PATH_MAX, VERSION_MAX,
+    XATTR_BUDGET_MAX, XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
+};
+use crate::erofs::WriteOptions;
+use crate::tree::{Content, FileType, Inode, InodeId, Tree};
+
+const OVERLAY_PREFIX: &[u8] = b"trusted.overlay.";
+const OVERLAY_ESCAPED_PREFIX: &[u8] = b"trusted.overlay.overlay.";
+const METACOPY: &[u8] = b"trusted.overlay.metacopy";
+const REDIRECT: &[u8] = b"trusted.overlay.redirect";
+const OPAQUE: &[u8] = b"trusted.overlay.opaque";
+const ESCAPED_WHITEOUT: &[u8] = b"trusted.overlay.overlay.whiteout";
+const ESCAPED_WHITEOUTS: &[u8] = b"trusted.overlay.overlay.whiteouts";
+const ESCAPED_OPAQUE: &[u8] = b"trusted.overlay.overlay.opaque";
+const USER_WHITEOUT: &[u8] = b"user.overlay.whiteout";
+const USER_WHITEOUTS: &[u8] = b"user.overlay.whiteouts";
+const USER_OPAQUE: &[u8] = b"user.overlay.opaque";
+/// Version, length, flags and hash algorithm before the digest in `trusted.overlay.metacopy`.
+const METACOPY_HEADER: usize = 4;
+
+/// C's running xattr account of a node while its writer rewrites the tree for overlayfs.
+///
+/// The writer works on a deep copy of the tree, and `lcfs_node_clone` does not copy the
+/// account: it starts at 0 whatever the node holds. Replacing an xattr then subtracts from
+/// it (wrapping, it is a `size_t`), so a node that already had one of the xattrs the writer
+/// sets, with a non-empty value, can end up refused. This mirrors that exactly.
+struct Account {
+    /// Names (after escaping) and value lengths.
+    xattrs: Vec<(Vec<u8>, u64)>,
+    size: u64,
+}
+
+impl Account {
+    fn new(inode: &Inode) -> Self {
+        let xattrs = inode
+            .xattrs
+            .iter()
+            .map(|x| {
+                // `trusted.overlay.X` is renamed `trusted.overlay.overlay.X`, account untouched.
+                let name = match x.name.strip_prefix(OVERLAY_PREFIX) {
+                    Some(rest) => [OVERLAY_ESCAPED_PREFIX, rest].concat(),
+                    None => x.name.clone(),
+                };
+                (name, x.value.len() as u64)
+            })
+            .collect();
+        Account { xattrs, size: 0 }
+    }
+
+    /// `lcfs_node_set_xattr` of a value of `len` bytes; `Err` when C refuses it (`ERANGE`).
+    fn set(&mut self, name: &[u8], len: u64) -> Result<(), ErrorKind> {
+        let name_len = name.len() as u64;
+        if let Some(pos) = self.xattrs.iter().position(|(n, _)| n == name) {
+            let (_, old_len) = self.xattrs.swap_remove(pos);
+            self.size = if self.xattrs.is_empty() {
+                0
+            } else {
+                self.size
+                    .wrapping_sub(XATTR_ENTRY_COST + name_len + old_len)
+            };
+        }
+        let mut entry = XATTR_ENTRY_COST + name_len + len;
+        if self.xattrs.is_empty() {
+            entry += XATTR_HEADER_COST;
+        }
+        if self.size.wrapping_add(entry) > XATTR_BUDGET_MAX {
+            return Err(ErrorKind::XattrsTooLarge {
+                name: display_path(name),
+            });
+        }
+        self.size = self.size.wrapping_add(entry);
+        self.xattrs.push((name.to_vec(), len));
+        Ok(())
+    }
+}
+
+/// How many chunks C's writer gives a file of `size` (> 0) bytes stored outside the image
+/// (`erofs_compute_chunking`): chunks of the next power of two at or above the size, at least
+/// a block (2^12) and at most 2^43 bytes. C's `DIV_ROUND_UP` wraps around for sizes within
+/// 2^43 of 2^64, which then need no chunk at all, and so are not refused.
+fn chunk_count(size: u64) -> u64 {
+    let below = size.saturating_sub(1);
+    let log2 = if below == 0 {
+        0
+    } else {
+        63 - below.leading_zeros()
+    };
+    let bits = (log2 + 1).clamp(BLOCK_BITS, BLOCK_BITS + CHUNK_BITS_MAX);
+    let chunk = 1u64 << bits;
+    size.wrapping_add(chunk - 1) / chunk
+}
+
+fn is_whiteout(inode: &Inode) -> bool {
+    inode.stat.file_type() == Some(FileType::CharDevice) && inode.stat.rdev == 0
+}
+
+/// The checks that do not depend on where the inode is: its type against its content, and
+/// every limit C applies when the inode is built.
+fn check_inode(inode: &Inode) -> Result<(), ErrorKind> {
+    let mode = inode.stat.mode;
+    let file_type = FileType::from_mode(mode).ok_or(ErrorKind::InvalidMode { mode })?;
+    match (&inode.content, file_type) {
+        (Content::Directory(_), FileType::Directory) => {}
+        (Content::Regular(file), FileType::Regular) => {
+            let size = inode.stat.size;
+            match file.inline.as_deref() {
+                Some(content) if content.len() > INLINE_CONTENT_MAX => {
+                    return Err(ErrorKind::ContentTooLarge { len: content.len() })
+                }
+                Some(content) if content.len() as u64 != size => {
+                    return Err(ErrorKind::ContentSizeMismatch {
+                        content_len: content.len() as u64,
+                        size,
+                    })
+                }
+                Some(content) if !content.is_empty() => {}
+                // C's writer refuses what needs more than 1024 chunks (`EFBIG`).
+                _ if size > 0 && chunk_count(size) > MAX_CHUNKS => {
+                    return Err(ErrorKind::FileTooBig { size })
+                }
+                _ => {}
+            }
+            if let Some(payload) = &file.payload {
+                if payload.contains(&0) {
+                    return Err(ErrorKind::NulByte { what: "payload" });
+                }
+                if payload.len() >= PATH_MAX {
+                    return Err(ErrorKind::PayloadTooLong { len: payload.len() });
+                }
+            }
+        }
+        (Content::Symlink(target), FileType::Symlink) => {
+            if target.is_empty() {
+                return Err(ErrorKind::SymlinkTargetEmpty);
+            }
+            if target.contains(&0) {
+                return Err(ErrorKind::NulByte {
+                    what: "symlink target",
+                });
+            }
+            if target.len() >= PATH_MAX {
+                return Err(ErrorKind::SymlinkTargetTooLong { len: target.len() });
+            }
+            if inode.stat.size != target.len() as u64 {
+                return Err(ErrorKind::SymlinkSizeMismatch {
+                    target_len: target.len() as u64,
+                    size: inode.stat.size,
+                });
+            }
+        }
+        (
+            Content::Special,
+            FileType::BlockDevice | FileType::CharDevice | FileType::Fifo | FileType::Socket,
+        ) => {}
+        _ => return Err(ErrorKind::ModeMismatch { mode }),
+    }
+
+    let mut budget = 0;
+    let mut names = HashSet::new();
+    for xattr in &inode.xattrs {
+        let name = &xattr.name;
+        if name.is_empty() {
+            return Err(ErrorKind::XattrNameEmpty);
+        }
+        if name.contains(&0) {
+            return Err(ErrorKind::NulByte { what: "xattr name" });
+        }
+        if name.len() > XATTR_NAME_MAX {
+            return Err(ErrorKind::XattrNameTooLong {
+                name: display_path(name),
+                len: name.len(),
+            });
+        }
+        if xattr.value.len() > XATTR_VALUE_MAX {
+            return Err(ErrorKind::XattrValueTooLong {
+                name: display_path(name),
+                len: xattr.value.len(),
+            });
+        }
+        if !names.insert(name.as_slice()) {
+            return Err(ErrorKind::DuplicateXattr {
+                name: display_path(name),
+            });
+        }
+        if budget == 0 {
+            budget = XATTR_HEADER_COST;
+        }
+        budget += XATTR_ENTRY_COST + name.len() as u64 + xattr.value.len() as u64;
+        if budget > XATTR_BUDGET_MAX {
+            return Err(ErrorKind::XattrsTooLarge {
+                name: display_path(name),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_name(name: &[u8]) -> Result<(), ErrorKind> {
+    if name.is_empty() {
+        return Err(ErrorKind::EmptyName);
+    }
+    if name == b"." || name == b".." {
+        return Err(ErrorKind::DotOrDotDot);
+    }
+    if name.len() > NAME_MAX {
+        return Err(ErrorKind::NameTooLong { len: name.len() });
+    }
+    if name.iter().any(|&b| b == b'/' || b == 0) {
+        return Err(ErrorKind::InvalidNameByte);
+    }
+    Ok(())
+}
+
+/// The composefs version the writer uses: `min_version`, raised to 1 when the tree has a
+/// whiteout and `max_version` allows it (C `lcfs_write_update_version`).
+fn effective_version(tree: &Tree, options: &WriteOptions) -> Result<u32, DumpfileError> {
+    for v in [options.min_version, options.max_version] {
+        if v > VERSION_MAX {
+            return Err(DumpfileError::UnsupportedVersion(v));
+        }
+    }
+    let max = options.max_version.max(options.min_version);
+    let mut version = options.min_version;
+    if version < 1 && max >= 1 {
+        // Only owned inodes count, and every inode but the root is owned exactly once in a
+        // tree that passes the walk below; scanning the arena is the same set.
+        if tree.inodes.iter().any(is_whiteout) {
+            version = 1;
+        }
+    }
+    Ok(version)
+}
+
+pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<(), DumpfileError> {
+    let version = effective_version(tree, options)?;
+    let fail = |path: &[u8], kind| DumpfileError::Invalid {
+        path: display_path(if path.is_empty() { b"/" } else { path }),
+        kind,
+    };
+    let root = tree
+        .inodes
+        .first()
+        .filter(|r| r.entries().is_some())
+        .ok_or_else(|| fail(b"/", ErrorKind::RootNotDirectory))?;
+    check_inode(root).map_err(|kind| fail(b"/", kind))?;
+
+    let mut owned = vec![false; tree.inodes.len()];
+    if let Some(r) = owned.first_mut() {
+        *r = true;
+    }
+    // The first hard link to each inode, to name an inode no entry owns.
+    let mut first_link: HashMap<InodeId, Vec<u8>> = HashMap::new();
+    // C's xattr accounts of directories that receive whiteout marks, made on first use.
+    let mut accounts: HashMap<InodeId, Account> = HashMap::new();
+    let mut path = Vec::new();
+    let mut stack = vec![(InodeId::ROOT, 0usize, 0usize)];
+    while let Some((dir, next, dir_len)) = stack.last_mut() {
+        let dir = *dir;
+        let dir_len = *dir_len;
+        let entries = tree
+            .inodes
+            .get(dir.index())
+            .and_then(Inode::entries)
+            .unwrap_or_default();
+        let index = *next;
+        let Some(entry) = entries.get(index) else {
+            stack.pop();
+            continue;
+        };
+        *next += 1;
+        path.truncate(dir_len);
+        path.push(b'/');
+        path.extend_from_slice(&entry.name);
+
+        check_name(&entry.name).map_err(|kind| fail(&path, kind))?;
+        if let Some(prev) = index.checked_sub(1).and_then(|i| entries.get(i)) {
+            if prev.name >= entry.name {
+                let kind = if prev.name == entry.name {
+                    ErrorKind::AlreadyExists
+                } else {
+                    ErrorKind::UnsortedEntries
+                };
+                return Err(fail(&path, kind));
+            }
+        }
+        let id = entry.inode;
+        let inode = tree
+            .inodes
+            .get(id.index())
+            .ok_or_else(|| fail(&path, ErrorKind::DanglingInode { id: id.0 }))?;
+
+        if entry.hardlink {
+            if inode.entries().is_some() {
+                return Err(fail(
+                    &path,
+                    ErrorKind::HardlinkToDirectory {
+                        target: format!("inode {}", id.0),
+                    },
+                ));
+            }
+            first_link.entry(id).or_insert_with(|| path.clone());
+            continue;
+        }
+        match owned.get_mut(id.index()) {
+            Some(seen) if !*seen => *seen = true,
+            _ => return Err(fail(&path, ErrorKind::InodeOwnedTwice { id: id.0 })),
+        }
+        check_inode(inode).map_err(|kind| fail(&path, kind))?;
+
+        // What the writer adds for overlayfs (C `add_overlayfs_xattrs`) must fit too.
+        if let Content::Regular(file) = &inode.content {
+            let external = file.inline.as_ref().is_none_or(|c| c.is_empty());
+            if external && inode.stat.size > 0 {
+                let mut account = Account::new(inode);
+                let digest_len = file
+                    .digest
+                    .as_ref()
+                    .map_or(0, |d| METACOPY_HEADER + d.0.len());
+                account
+                    .set(METACOPY, digest_len as u64)
+                    .map_err(|kind| fail(&path, kind))?;
+                if let Some(payload) = file.payload.as_ref().filter(|p| !p.is_empty()) {
+                    // The redirect is the payload made absolute: "/" + payload.
+                    account
+                        .set(REDIRECT, 1 + payload.len() as u64)
+                        .map_err(|kind| fail(&path, kind))?;
+                }
+            }
+        }
+        if is_whiteout(inode) {
+            let mut account = Account::new(inode);
+            for name in [ESCAPED_WHITEOUT, USER_WHITEOUT] {
+                account.set(name, 0).map_err(|kind| fail(&path, kind))?;
+            }
+            let parent_path = path.get(..dir_len).unwrap_or_default();
+            let parent = tree
+                .inodes
+                .get(dir.index())
+                .ok_or_else(|| fail(parent_path, ErrorKind::DanglingInode { id: dir.0 }))?;
+            let account = accounts.entry(dir).or_insert_with(|| Account::new(parent));
+            let mut marks = vec![(ESCAPED_WHITEOUTS, 0), (USER_WHITEOUTS, 0)];
+            if version >= 1 {
+                marks.extend([(ESCAPED_OPAQUE, 1), (USER_OPAQUE, 1)]);
+            }
+            for (name, len) in marks {
+                account
+                    .set(name, len)
+                    .map_err(|kind| fail(parent_path, kind))?;
+            }
+        }
+        if inode.entries().is_some() {
+            stack.push((id, 0, path.len()));
+        }
+    }
+
+    for (index, seen) in owned.iter().enumerate() {
+        if !*seen {
+            let id = InodeId(index as u32);
+            let at = first_link
+                .get(&id)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .to_vec();
+            let path = if at.is_empty() {
+                format!("inode {index}")
+            } else {
+                display_path(&at)
+            };
+            return Err(DumpfileError::Invalid {
+                path,
+                kind: ErrorKind::UnownedInode { id: id.0 },
+            });
+        }
+    }
+
+    // Last, the root is marked opaque (C `set_overlay_opaque`).
+    accounts
+        .entry(InodeId::ROOT)
+        .or_insert_with(|| Account::new(root))
+        .set(OPAQUE, 1)
+        .map_err(|kind| fail(b"/", kind))?;
+    Ok(())
+}
