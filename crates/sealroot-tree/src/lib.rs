@@ -82,7 +82,7 @@ pub struct BuildOptions {
     /// [`DirEntry::hardlink`]: sealroot_format::tree::DirEntry::hardlink
     pub hardlinks: bool,
     /// `--threads`: how many threads read contents; 0 means one per CPU this process may
-    /// use (mkcomposefs's default).
+    /// use (mkcomposefs's default). The metadata walk runs on the calling thread besides them.
     pub threads: usize,
     /// `--digest-store`: copy every non-inline file to `DIR/xx/yyyy…`, named by its digest.
     pub digest_store: Option<PathBuf>,
