@@ -98,7 +98,7 @@ mod error;
 mod escape;
 mod parse;
 mod print;
-mod validate;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -129,15 +129,10 @@ pub(crate) mod limits {
     /// scans the ones before it.
     pub(crate) const XATTR_TEXT_MAX: usize = u16::MAX as usize;
     /// `LCFS_MAX_NONINLINE_CHUNKS`: a file stored outside the image gets at most one block
-    /// of chunk indexes.
-    pub(crate) const MAX_CHUNKS: u64 = 1024;
-    /// `EROFS_BLKSIZ_BITS`: 4 KiB blocks, the smallest chunk.
-    pub(crate) const BLOCK_BITS: u32 = 12;
-    /// `EROFS_CHUNK_FORMAT_BLKBITS_MASK`: a chunk is at most 2^31 blocks (2^43 bytes), so
-    /// files up to 2^53 bytes fit.
-    pub(crate) const CHUNK_BITS_MAX: u32 = 31;
+    /// of chunk indexes (files up to 2^53 bytes).
+    pub(crate) const MAX_CHUNKS: u64 = crate::erofs::MAX_NONINLINE_CHUNKS;
     /// `LCFS_VERSION_MAX`: the newest composefs format version.
-    pub(crate) const VERSION_MAX: u32 = 1;
+    pub(crate) const VERSION_MAX: u32 = crate::erofs::COMPOSEFS_VERSION_MAX;
 }
 
 /// Parses a dumpfile as C `mkcomposefs --from-file` does by default (not strict).
@@ -195,7 +190,7 @@ pub fn validate(tree: &Tree) -> Result<(), DumpfileError> {
 /// [`DumpfileError::Invalid`] naming the path and the problem, or
 /// [`DumpfileError::UnsupportedVersion`].
 pub fn validate_with(tree: &Tree, options: &WriteOptions) -> Result<(), DumpfileError> {
-    validate::validate(tree, options)
+    validate::validate(tree, options).map(|_| ())
 }
 
 /// Prints `tree` as a dumpfile, exactly as C `composefs-info dump` prints the same tree.

@@ -67,7 +67,11 @@ fn checksum_vectors() -> Vec<(String, PathBuf, String)> {
         }
     }
     out.sort();
-    assert!(out.len() >= 14, "expected the 14 checksum vectors, found {}", out.len());
+    assert!(
+        out.len() >= 14,
+        "expected the 14 checksum vectors, found {}",
+        out.len()
+    );
     out
 }
 
@@ -86,7 +90,8 @@ fn images_match_c_mkcomposefs() {
             continue;
         }
         // Image -> tree -> image is byte-identical.
-        let (back, sb) = erofs::read_with_superblock(&image).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (back, sb) =
+            erofs::read_with_superblock(&image).unwrap_or_else(|e| panic!("{name}: {e}"));
         let again = erofs::write(
             &back,
             &erofs::WriteOptions {
@@ -116,7 +121,9 @@ fn should_fail_vectors_are_refused() {
         let input = load(&path);
         let result = dumpfile::parse(&input)
             .map_err(|e| e.to_string())
-            .and_then(|tree| erofs::write(&tree, &erofs::WriteOptions::default()).map_err(|e| e.to_string()));
+            .and_then(|tree| {
+                erofs::write(&tree, &erofs::WriteOptions::default()).map_err(|e| e.to_string())
+            });
         match result {
             Ok(_) => panic!("{file}: accepted, but C mkcomposefs refuses it"),
             Err(msg) => assert!(!msg.is_empty(), "{file}: empty error message"),
@@ -127,7 +134,10 @@ fn should_fail_vectors_are_refused() {
 
 #[test]
 fn fsck_erofs_accepts_images() {
-    let Ok(status) = std::process::Command::new("fsck.erofs").arg("--help").output() else {
+    let Ok(status) = std::process::Command::new("fsck.erofs")
+        .arg("--help")
+        .output()
+    else {
         eprintln!("SKIPPED: fsck.erofs (erofs-utils) is not installed");
         return;
     };
@@ -139,7 +149,10 @@ fn fsck_erofs_accepts_images() {
         let image = erofs::write(&tree, &options_for(&dir, &name)).unwrap();
         let img_path = tmp.path().join(format!("{name}.img"));
         std::fs::write(&img_path, &image).unwrap();
-        let out = std::process::Command::new("fsck.erofs").arg(&img_path).output().unwrap();
+        let out = std::process::Command::new("fsck.erofs")
+            .arg(&img_path)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{name}: fsck.erofs refused the image: {}",

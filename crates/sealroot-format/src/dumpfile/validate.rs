@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use super::error::{DumpfileError, ErrorKind};
 use super::escape::display_path;
 use super::limits::{
-    BLOCK_BITS, CHUNK_BITS_MAX, INLINE_CONTENT_MAX, MAX_CHUNKS, NAME_MAX, PATH_MAX, VERSION_MAX,
-    XATTR_BUDGET_MAX, XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
+    INLINE_CONTENT_MAX, MAX_CHUNKS, NAME_MAX, PATH_MAX, VERSION_MAX, XATTR_BUDGET_MAX,
+    XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
 };
 use crate::erofs::WriteOptions;
 use crate::tree::{Content, FileType, Inode, InodeId, Tree};
@@ -82,22 +82,6 @@ impl Account {
     }
 }
 
-/// How many chunks C's writer gives a file of `size` (> 0) bytes stored outside the image
-/// (`erofs_compute_chunking`): chunks of the next power of two at or above the size, at least
-/// a block (2^12) and at most 2^43 bytes. C's `DIV_ROUND_UP` wraps around for sizes within
-/// 2^43 of 2^64, which then need no chunk at all, and so are not refused.
-fn chunk_count(size: u64) -> u64 {
-    let below = size.saturating_sub(1);
-    let log2 = if below == 0 {
-        0
-    } else {
-        63 - below.leading_zeros()
-    };
-    let bits = (log2 + 1).clamp(BLOCK_BITS, BLOCK_BITS + CHUNK_BITS_MAX);
-    let chunk = 1u64 << bits;
-    size.wrapping_add(chunk - 1) / chunk
-}
-
 fn is_whiteout(inode: &Inode) -> bool {
     inode.stat.file_type() == Some(FileType::CharDevice) && inode.stat.rdev == 0
 }
@@ -123,7 +107,7 @@ fn check_inode(inode: &Inode) -> Result<(), ErrorKind> {
                 }
                 Some(content) if !content.is_empty() => {}
                 // C's writer refuses what needs more than 1024 chunks (`EFBIG`).
-                _ if size > 0 && chunk_count(size) > MAX_CHUNKS => {
+                _ if size > 0 && crate::erofs::chunking(size).1 > MAX_CHUNKS => {
                     return Err(ErrorKind::FileTooBig { size })
                 }
                 _ => {}
@@ -239,7 +223,9 @@ fn effective_version(tree: &Tree, options: &WriteOptions) -> Result<u32, Dumpfil
     Ok(version)
 }
 
-pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<(), DumpfileError> {
+/// Checks `tree` as C checks it while writing; returns the format version the image gets
+/// (`min_version`, bumped to 1 for whiteouts when `max_version` allows).
+pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<u32, DumpfileError> {
     let version = effective_version(tree, options)?;
     let fail = |path: &[u8], kind| DumpfileError::Invalid {
         path: display_path(if path.is_empty() { b"/" } else { path }),
@@ -387,5 +373,5 @@ pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<(), Dumpfi
         .or_insert_with(|| Account::new(root))
         .set(OPAQUE, 1)
         .map_err(|kind| fail(b"/", kind))?;
-    Ok(())
+    Ok(version)
 }

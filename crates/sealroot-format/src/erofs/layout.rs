@@ -136,7 +136,9 @@ pub fn chunking(size: u64) -> (u32, u64) {
         bits = CHUNK_FORMAT_BLKBITS_MASK + BLOCK_SIZE_BITS;
     }
     let chunk = 1u64 << bits;
-    (bits, size.div_ceil(chunk))
+    // C's DIV_ROUND_UP wraps for sizes within a chunk of 2^64; so must we, to agree on which
+    // absurd sizes are accepted and what is written for them.
+    (bits, size.wrapping_add(chunk - 1) / chunk)
 }
 
 /// xxh32 as the kernel's `lib/xxhash.c` computes it: EROFS hashes xattr names with it for

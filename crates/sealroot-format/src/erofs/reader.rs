@@ -282,9 +282,6 @@ impl<'a> Reader<'a> {
             gid = u32::from(u16_at(img, offset + 26).ok_or_else(oob)?);
             mtime = self.sb.build_time;
         }
-        if mtime.nsec >= 1_000_000_000 {
-            return Err(corrupt(offset, "mtime nanoseconds out of range"));
-        }
         let Some(ftype) = FileType::from_mode(mode) else {
             return Err(corrupt(offset, format!("invalid mode {mode:o}")));
         };

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use super::layout::*;
 use crate::tree::{Content, FileType, InodeId, Mtime, Tree, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 
-/// Options of [`write`]: the format-version range, as `mkcomposefs --min-version/--max-version`.
+/// Options of [`write()`]: the format-version range, as `mkcomposefs --min-version/--max-version`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteOptions {
     /// The lowest composefs format version to write (default 0).
@@ -41,121 +41,17 @@ impl Default for WriteOptions {
     }
 }
 
-/// Why an image could not be written. Each variant names the path it is about.
+/// Why an image could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
-    /// A format version above what composefs defines.
-    #[error("composefs format version {0} is not supported (the highest is {max})", max = COMPOSEFS_VERSION_MAX)]
-    UnsupportedVersion(u32),
-    /// A mode whose type bits are none of the seven file types.
-    #[error("{path}: invalid file mode {mode:o}")]
-    InvalidMode {
-        /// The path.
-        path: String,
-        /// The mode.
-        mode: u32,
-    },
-    /// The mode's type disagrees with the inode's content.
-    #[error("{path}: mode {mode:o} does not match the inode's content")]
-    ModeMismatch {
-        /// The path.
-        path: String,
-        /// The mode.
-        mode: u32,
-    },
-    /// A file too large for the single-block chunk index composefs writes.
-    #[error("{path}: file size {size} is too large for a composefs image")]
-    FileTooBig {
-        /// The path.
-        path: String,
-        /// The size.
-        size: u64,
-    },
-    /// Inline content over `LCFS_INLINE_CONTENT_MAX` (5000 bytes).
-    #[error("{path}: inline content of {len} bytes exceeds the limit of 5000")]
-    InlineTooBig {
-        /// The path.
-        path: String,
-        /// The length.
-        len: usize,
-    },
-    /// An empty symlink target, one with a NUL byte, or one of `PATH_MAX` bytes or more.
-    #[error("{path}: invalid symlink target ({reason})")]
-    InvalidSymlink {
-        /// The path.
-        path: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// A name that is empty, too long, or contains `/` or NUL, or is `.`/`..`.
-    #[error("{path}: invalid file name ({reason})")]
-    InvalidName {
-        /// The directory's path and the name.
-        path: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// The same name twice in one directory.
-    #[error("{path}: duplicate name in directory")]
-    DuplicateName {
-        /// The path.
-        path: String,
-    },
-    /// An xattr name that is empty, over 255 bytes or has a NUL; a value over 65535 bytes.
-    #[error("{path}: invalid xattr {name:?} ({reason})")]
-    InvalidXattr {
-        /// The path.
-        path: String,
-        /// The xattr name (lossy).
-        name: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// The xattrs of one inode, with what composefs adds, exceed the limit.
-    #[error("{path}: too many or too large xattrs for one inode")]
-    XattrsTooLarge {
-        /// The path.
-        path: String,
-    },
-    /// A hard link to a directory, or a directory entry that owns an inode already owned.
-    #[error("{path}: invalid hard link ({reason})")]
-    InvalidHardlink {
-        /// The path.
-        path: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// An entry pointing at an inode id outside the tree.
-    #[error("{path}: refers to inode {id}, which does not exist")]
-    DanglingInode {
-        /// The path.
-        path: String,
-        /// The id.
-        id: u32,
-    },
-    /// The root inode is not a directory.
-    #[error("the root of the tree is not a directory")]
-    RootNotDirectory,
+    /// The tree breaks a rule C `mkcomposefs` enforces when it writes (bad names, modes,
+    /// sizes, xattrs, hard links...). The same checks as [`crate::dumpfile::validate_with`].
+    #[error(transparent)]
+    Invalid(#[from] crate::dumpfile::DumpfileError),
     /// More inodes, xattrs or metadata than the format's fields can hold.
     #[error("the tree is too large for a composefs image ({0})")]
     TooLarge(&'static str),
-}
-
-/// `LCFS_INODE_EXTERNAL_XATTR_MAX`: C's budget for one inode's xattrs.
-const XATTR_BUDGET_MAX: u64 = (u16::MAX / 2) as u64;
-/// `XATTR_NAME_MAX`.
-const XATTR_NAME_MAX: usize = 255;
-/// `LCFS_INLINE_CONTENT_MAX`.
-const INLINE_CONTENT_MAX: usize = 5000;
-/// `PATH_MAX`: symlink targets must be shorter.
-const PATH_MAX: usize = 4096;
-/// `LCFS_MAX_NAME_LENGTH`.
-const NAME_MAX: usize = 255;
-
-/// The cost C charges an xattr against [`XATTR_BUDGET_MAX`] (`2 * 4 - 1 + name + value`).
-fn xattr_cost(name_len: usize, value_len: usize) -> u64 {
-    7 + name_len as u64 + value_len as u64
 }
 
 #[derive(Clone)]
@@ -196,8 +92,6 @@ struct Node<'t> {
     size: u64,
     mtime: Mtime,
     xattrs: Vec<WXattr>,
-    /// C's running xattr-size account for this inode (only used to refuse what C refuses).
-    xattr_budget: u64,
     data: Data<'t>,
     children: Vec<Child<'t>>,
     parent: u32,
@@ -216,49 +110,30 @@ impl Node<'_> {
         self.mode & S_IFMT
     }
 
-    /// `lcfs_node_set_xattr`: set or replace, charging C's budget.
-    fn set_xattr(
-        &mut self,
-        name: &[u8],
-        value: &[u8],
-        path: &dyn Fn() -> String,
-    ) -> Result<(), WriteError> {
-        if let Some(pos) = self.xattrs.iter().position(|x| x.name == name) {
-            let old = self.xattrs.swap_remove(pos);
-            self.xattr_budget = if self.xattrs.is_empty() {
-                0
-            } else {
-                self.xattr_budget
-                    .saturating_sub(xattr_cost(name.len(), old.value.len()))
-            };
+    /// `lcfs_node_set_xattr`: set or replace (C's size budget is checked by validation).
+    fn set_xattr(&mut self, name: &[u8], value: &[u8]) {
+        match self.xattrs.iter_mut().find(|x| x.name == name) {
+            Some(x) => x.value = value.to_vec(),
+            None => self.xattrs.push(WXattr {
+                name: name.to_vec(),
+                value: value.to_vec(),
+                shared: None,
+            }),
         }
-        let mut cost = xattr_cost(name.len(), value.len());
-        if self.xattrs.is_empty() {
-            cost += XATTR_HEADER_SIZE;
-        }
-        if self.xattr_budget + cost > XATTR_BUDGET_MAX {
-            return Err(WriteError::XattrsTooLarge { path: path() });
-        }
-        self.xattr_budget += cost;
-        self.xattrs.push(WXattr {
-            name: name.to_vec(),
-            value: value.to_vec(),
-            shared: None,
-        });
-        Ok(())
     }
 }
 
 const OVERLAY_PREFIX: &[u8] = b"trusted.overlay.";
 const OVERLAY_ESCAPE_PREFIX: &[u8] = b"trusted.overlay.overlay.";
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Writes `tree` as a composefs EROFS image, exactly as C `mkcomposefs` would.
+///
+/// The tree is first checked with the same rules C applies while writing
+/// ([`crate::dumpfile::validate_with`]); a tree that passes is written, one that does not is
+/// refused with the path and the problem.
 pub fn write(tree: &Tree, options: &WriteOptions) -> Result<Vec<u8>, WriteError> {
-    let mut w = Writer::build(tree, options)?;
+    let version = crate::dumpfile::validate::validate(tree, options)?;
+    let mut w = Writer::build(tree, version)?;
     w.compute_shared_xattrs();
     w.compute_layout()?;
     w.emit()
@@ -268,8 +143,6 @@ struct Writer<'t> {
     nodes: Vec<Node<'t>>,
     /// The tree inode each node came from (None for the synthetic root whiteouts).
     sources: Vec<Option<InodeId>>,
-    /// For each node, the tree path, computed lazily for error messages.
-    paths: Vec<(u32, &'t [u8])>,
     version: u32,
     min_mtime: Mtime,
     has_acl: bool,
@@ -279,79 +152,35 @@ struct Writer<'t> {
     n_data_blocks: u64,
 }
 
-/// Whether `tree` holds a whiteout (character device 0:0) reachable through owning entries:
-/// C bumps the format version to 1 for those (`lcfs_write_update_version`).
-fn has_whiteout(tree: &Tree) -> bool {
-    tree.inodes
-        .iter()
-        .any(|inode| inode.stat.mode & S_IFMT == S_IFCHR && inode.stat.rdev == 0)
-        && {
-            // Only inodes reachable through owning names count; check reachability exactly.
-            let mut stack = vec![InodeId::ROOT];
-            let mut seen = vec![false; tree.inodes.len()];
-            let mut found = false;
-            while let Some(id) = stack.pop() {
-                let Some(inode) = tree.inodes.get(id.index()) else {
-                    continue;
-                };
-                if std::mem::replace(&mut seen[id.index()], true) {
-                    continue;
-                }
-                if inode.stat.mode & S_IFMT == S_IFCHR && inode.stat.rdev == 0 {
-                    found = true;
-                    break;
-                }
-                if let Content::Directory(entries) = &inode.content {
-                    stack.extend(entries.iter().filter(|e| !e.hardlink).map(|e| e.inode));
-                }
-            }
-            found
-        }
+/// Where each name of a directory points, before hard links are resolved.
+enum Kind {
+    Owner(InodeId),
+    Link(InodeId),
+    Dot,
+    DotDot,
+    RootWhiteout,
+}
+
+/// The names `00`..`ff` of the whiteouts C adds to the root.
+fn whiteout_names() -> &'static [[u8; 2]] {
+    static NAMES: std::sync::OnceLock<Vec<[u8; 2]>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        (0..=255u8)
+            .map(|i| [HEX[usize::from(i >> 4)], HEX[usize::from(i & 15)]])
+            .collect()
+    })
 }
 
 impl<'t> Writer<'t> {
-    fn path_of(&self, node: u32) -> String {
-        let mut parts = Vec::new();
-        let mut cur = node;
-        while cur != 0 {
-            let (parent, name) = self.paths[cur as usize];
-            parts.push(name);
-            cur = parent;
-        }
-        if parts.is_empty() {
-            return "/".to_owned();
-        }
-        let mut s = Vec::new();
-        for p in parts.iter().rev() {
-            s.push(b'/');
-            s.extend_from_slice(p);
-        }
-        lossy(&s)
-    }
-
-    /// Builds the nodes in breadth-first order with the overlayfs rewrite applied.
-    fn build(tree: &'t Tree, options: &WriteOptions) -> Result<Self, WriteError> {
-        if options.min_version > COMPOSEFS_VERSION_MAX {
-            return Err(WriteError::UnsupportedVersion(options.min_version));
-        }
-        if options.max_version > COMPOSEFS_VERSION_MAX {
-            return Err(WriteError::UnsupportedVersion(options.max_version));
-        }
-        let mut version = options.min_version;
-        let max_version = options.max_version.max(version);
-        if version < 1 && max_version >= 1 && has_whiteout(tree) {
-            version = 1;
-        }
-
-        let root = tree.inodes.first().ok_or(WriteError::RootNotDirectory)?;
-        if root.stat.mode & S_IFMT != S_IFDIR || !matches!(root.content, Content::Directory(_)) {
-            return Err(WriteError::RootNotDirectory);
-        }
-
+    /// Builds the nodes in breadth-first order with the overlayfs rewrite applied. `tree` has
+    /// passed validation: names are valid and sorted, every inode but the root is owned once,
+    /// hard links point at owned non-directories, modes match contents.
+    fn build(tree: &'t Tree, version: u32) -> Result<Self, WriteError> {
+        let root = &tree.inodes[0];
         let mut w = Writer {
             nodes: Vec::with_capacity(tree.inodes.len() + 256),
             sources: Vec::with_capacity(tree.inodes.len() + 256),
-            paths: Vec::with_capacity(tree.inodes.len() + 256),
             version,
             min_mtime: root.stat.mtime,
             has_acl: false,
@@ -360,88 +189,46 @@ impl<'t> Writer<'t> {
             inodes_end: 0,
             n_data_blocks: 0,
         };
-
-        // Tree inode -> node index, for owners; hard links are resolved after the walk.
+        if tree.inodes.len() >= u32::MAX as usize - 256 {
+            return Err(WriteError::TooLarge("more than 2^32 inodes"));
+        }
+        // Tree inode -> node index of its owner; hard links are resolved after the walk.
         let mut node_of: Vec<u32> = vec![u32::MAX; tree.inodes.len()];
-        // (dir node, position in its children, target inode) of every hard link.
+        // (directory node, position in its children, target inode) of every hard link.
         let mut links: Vec<(u32, usize, InodeId)> = Vec::new();
 
         node_of[0] = 0;
-        w.push_node(tree, InodeId::ROOT, 0, b"")?;
+        w.push_node(tree, InodeId::ROOT, 0);
         let mut next = 0usize;
         while next < w.nodes.len() {
             let idx = next as u32;
             next += 1;
-            let Some(src) = w.source_of(tree, idx) else {
+            let Some(src) = w.sources[idx as usize] else {
                 continue; // a synthetic root whiteout
             };
             let Content::Directory(entries) = &tree.inodes[src.index()].content else {
                 continue;
             };
-            // Collect the names: the tree's, `.`, `..`, and for the root the whiteouts.
-            enum Kind {
-                Owner(InodeId),
-                Link(InodeId),
-                Dot,
-                DotDot,
-                RootWhiteout,
-            }
+            // The tree's names, `.`, `..`, and for the root the whiteouts, in name order.
             let mut names: Vec<(&'t [u8], Kind)> = Vec::with_capacity(entries.len() + 2);
-            for e in entries {
-                w.check_name(idx, &e.name)?;
-                if e.inode.index() >= tree.inodes.len() {
-                    return Err(WriteError::DanglingInode {
-                        path: format!(
-                            "{}/{}",
-                            w.path_of(idx).trim_end_matches('/'),
-                            lossy(&e.name)
-                        ),
-                        id: e.inode.0,
-                    });
-                }
-                names.push((
-                    e.name.as_slice(),
-                    if e.hardlink {
-                        Kind::Link(e.inode)
-                    } else {
-                        Kind::Owner(e.inode)
-                    },
-                ));
-            }
+            names.extend(entries.iter().map(|e| {
+                let kind = if e.hardlink {
+                    Kind::Link(e.inode)
+                } else {
+                    Kind::Owner(e.inode)
+                };
+                (e.name.as_slice(), kind)
+            }));
             names.push((b".", Kind::Dot));
             names.push((b"..", Kind::DotDot));
-            names.sort_by(|a, b| a.0.cmp(b.0));
-            if names.windows(2).any(|p| p[0].0 == p[1].0) {
-                let dup = names
-                    .windows(2)
-                    .find(|p| p[0].0 == p[1].0)
-                    .map(|p| p[0].0)
-                    .unwrap_or_default();
-                return Err(WriteError::DuplicateName {
-                    path: format!("{}/{}", w.path_of(idx).trim_end_matches('/'), lossy(dup)),
-                });
-            }
             if idx == 0 {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                static WHITEOUT_NAMES: std::sync::OnceLock<Vec<[u8; 2]>> =
-                    std::sync::OnceLock::new();
-                let all = WHITEOUT_NAMES.get_or_init(|| {
-                    (0..=255u8)
-                        .map(|i| [HEX[usize::from(i >> 4)], HEX[usize::from(i & 15)]])
-                        .collect()
-                });
-                let mut extra = Vec::new();
-                for n in all {
-                    if names
-                        .binary_search_by(|(name, _)| (*name).cmp(n.as_slice()))
-                        .is_err()
-                    {
-                        extra.push((n.as_slice(), Kind::RootWhiteout));
+                for n in whiteout_names() {
+                    if !entries.iter().any(|e| e.name == n) {
+                        names.push((n.as_slice(), Kind::RootWhiteout));
                     }
                 }
-                names.extend(extra);
-                names.sort_by(|a, b| a.0.cmp(b.0));
             }
+            names.sort_by(|a, b| a.0.cmp(b.0));
 
             let parent = w.nodes[idx as usize].parent;
             let mut children = Vec::with_capacity(names.len());
@@ -450,19 +237,9 @@ impl<'t> Writer<'t> {
                     Kind::Dot => idx,
                     Kind::DotDot => parent,
                     Kind::Owner(id) => {
-                        if node_of[id.index()] != u32::MAX {
-                            return Err(WriteError::InvalidHardlink {
-                                path: format!(
-                                    "{}/{}",
-                                    w.path_of(idx).trim_end_matches('/'),
-                                    lossy(name)
-                                ),
-                                reason: "inode already owned by another entry (directory loop?)",
-                            });
-                        }
                         let n = w.nodes.len() as u32;
                         node_of[id.index()] = n;
-                        w.push_node(tree, id, idx, name)?;
+                        w.push_node(tree, id, idx);
                         n
                     }
                     Kind::Link(id) => {
@@ -471,7 +248,7 @@ impl<'t> Writer<'t> {
                     }
                     Kind::RootWhiteout => {
                         let n = w.nodes.len() as u32;
-                        w.push_root_whiteout(name);
+                        w.push_root_whiteout();
                         n
                     }
                 };
@@ -479,104 +256,22 @@ impl<'t> Writer<'t> {
             }
             w.nodes[idx as usize].children = children;
         }
-        if w.nodes.len() > u32::MAX as usize {
-            return Err(WriteError::TooLarge("more than 2^32 inodes"));
-        }
-
         for (dir, pos, id) in links {
-            let target = node_of[id.index()];
-            let path = || {
-                format!(
-                    "{}/{}",
-                    w.path_of(dir).trim_end_matches('/'),
-                    lossy(w.nodes[dir as usize].children[pos].name)
-                )
-            };
-            if target == u32::MAX {
-                return Err(WriteError::InvalidHardlink {
-                    path: path(),
-                    reason: "target is not in the tree",
-                });
-            }
-            if w.nodes[target as usize].file_type() == S_IFDIR {
-                return Err(WriteError::InvalidHardlink {
-                    path: path(),
-                    reason: "hard link to a directory",
-                });
-            }
-            w.nodes[dir as usize].children[pos].node = target;
+            w.nodes[dir as usize].children[pos].node = node_of[id.index()];
         }
-
-        w.rewrite_for_overlay()?;
+        w.rewrite_for_overlay();
         w.finish_tree();
         Ok(w)
     }
 
-    /// The tree inode node `idx` came from (None for synthetic whiteouts).
-    fn source_of(&self, _tree: &Tree, idx: u32) -> Option<InodeId> {
-        self.sources.get(idx as usize).copied().flatten()
-    }
-
-    fn check_name(&self, dir: u32, name: &[u8]) -> Result<(), WriteError> {
-        let reason = if name.is_empty() {
-            Some("empty")
-        } else if name.len() > NAME_MAX {
-            Some("longer than 255 bytes")
-        } else if name.contains(&b'/') {
-            Some("contains '/'")
-        } else if name.contains(&0) {
-            Some("contains a NUL byte")
-        } else if name == b"." || name == b".." {
-            Some("'.' and '..' are not allowed")
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => Err(WriteError::InvalidName {
-                path: format!(
-                    "{}/{}",
-                    self.path_of(dir).trim_end_matches('/'),
-                    lossy(name)
-                ),
-                reason,
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<'t> Writer<'t> {
-    /// Adds the node for tree inode `id`, named `name` in node `parent`, validating it.
-    fn push_node(
-        &mut self,
-        tree: &'t Tree,
-        id: InodeId,
-        parent: u32,
-        name: &'t [u8],
-    ) -> Result<(), WriteError> {
-        let idx = self.nodes.len() as u32;
-        self.paths.push((parent, name));
-        self.sources.push(Some(id));
+    /// Adds the node for tree inode `id`, whose owning name is in node `parent`.
+    fn push_node(&mut self, tree: &'t Tree, id: InodeId, parent: u32) {
         let inode = &tree.inodes[id.index()];
         let stat = &inode.stat;
-        let path = || self.path_of(idx);
-        let Some(ftype) = FileType::from_mode(stat.mode) else {
-            return Err(WriteError::InvalidMode {
-                path: path(),
-                mode: stat.mode,
-            });
-        };
         let mut size = stat.size;
-        let data = match (&inode.content, ftype) {
-            (Content::Directory(_), FileType::Directory) => Data::None,
-            (Content::Regular(file), FileType::Regular) => match &file.inline {
+        let data = match &inode.content {
+            Content::Regular(file) => match &file.inline {
                 Some(content) if !content.is_empty() => {
-                    if content.len() > INLINE_CONTENT_MAX {
-                        return Err(WriteError::InlineTooBig {
-                            path: path(),
-                            len: content.len(),
-                        });
-                    }
                     size = content.len() as u64;
                     Data::Inline(content)
                 }
@@ -585,82 +280,26 @@ impl<'t> Writer<'t> {
                     Data::None
                 }
                 None if size == 0 => Data::None,
-                None => {
-                    if chunking(size).1 > MAX_NONINLINE_CHUNKS {
-                        return Err(WriteError::FileTooBig { path: path(), size });
-                    }
-                    Data::External {
-                        payload: file.payload.as_deref(),
-                        digest: file.digest.map(|d| d.0),
-                    }
-                }
+                None => Data::External {
+                    payload: file.payload.as_deref(),
+                    digest: file.digest.map(|d| d.0),
+                },
             },
-            (Content::Symlink(target), FileType::Symlink) => {
-                let reason = if target.is_empty() {
-                    Some("empty")
-                } else if target.contains(&0) {
-                    Some("contains a NUL byte")
-                } else if target.len() >= PATH_MAX {
-                    Some("PATH_MAX bytes or longer")
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    return Err(WriteError::InvalidSymlink {
-                        path: path(),
-                        reason,
-                    });
-                }
+            Content::Symlink(target) => {
                 size = target.len() as u64;
                 Data::Symlink(target)
             }
-            (
-                Content::Special,
-                FileType::BlockDevice | FileType::CharDevice | FileType::Fifo | FileType::Socket,
-            ) => Data::None,
-            _ => {
-                return Err(WriteError::ModeMismatch {
-                    path: path(),
-                    mode: stat.mode,
-                })
-            }
+            Content::Directory(_) | Content::Special => Data::None,
         };
-        let mut xattrs = Vec::with_capacity(inode.xattrs.len() + 2);
-        let mut budget = 0;
-        for x in &inode.xattrs {
-            let reason = if x.name.is_empty() {
-                Some("empty name")
-            } else if x.name.len() > XATTR_NAME_MAX {
-                Some("name longer than 255 bytes")
-            } else if x.name.contains(&0) {
-                Some("name contains a NUL byte")
-            } else if x.value.len() > usize::from(u16::MAX) {
-                Some("value longer than 65535 bytes")
-            } else if inode.xattrs.iter().filter(|y| y.name == x.name).count() > 1 {
-                Some("set twice")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                return Err(WriteError::InvalidXattr {
-                    path: path(),
-                    name: lossy(&x.name),
-                    reason,
-                });
-            }
-            budget += xattr_cost(x.name.len(), x.value.len());
-            xattrs.push(WXattr {
+        let xattrs = inode
+            .xattrs
+            .iter()
+            .map(|x| WXattr {
                 name: x.name.clone(),
                 value: x.value.clone(),
                 shared: None,
-            });
-        }
-        if !xattrs.is_empty() {
-            budget += XATTR_HEADER_SIZE;
-        }
-        if budget > XATTR_BUDGET_MAX {
-            return Err(WriteError::XattrsTooLarge { path: path() });
-        }
+            })
+            .collect();
         self.nodes.push(Node {
             mode: stat.mode,
             uid: stat.uid,
@@ -670,7 +309,6 @@ impl<'t> Writer<'t> {
             size,
             mtime: stat.mtime,
             xattrs,
-            xattr_budget: budget,
             data,
             children: Vec::new(),
             parent,
@@ -682,18 +320,19 @@ impl<'t> Writer<'t> {
             n_blocks: 0,
             tailsize: 0,
         });
-        Ok(())
+        self.sources.push(Some(id));
     }
 
-    /// Adds one of the whiteouts `00`…`ff` C puts in the root (`add_overlay_whiteouts`).
-    fn push_root_whiteout(&mut self, name: &'t [u8]) {
+    /// Adds one of the whiteouts `00`…`ff` C puts in the root (`add_overlay_whiteouts`): a
+    /// character device 0:0 with the root's owner, mtime and SELinux label.
+    fn push_root_whiteout(&mut self) {
         let root = &self.nodes[0];
-        let mut xattrs = Vec::new();
-        let mut budget = 0;
-        if let Some(x) = root.xattrs.iter().find(|x| x.name == b"security.selinux") {
-            budget = XATTR_HEADER_SIZE + xattr_cost(x.name.len(), x.value.len());
-            xattrs.push(x.clone());
-        }
+        let xattrs = root
+            .xattrs
+            .iter()
+            .filter(|x| x.name == b"security.selinux")
+            .cloned()
+            .collect();
         let node = Node {
             mode: S_IFCHR | 0o644,
             uid: root.uid,
@@ -703,7 +342,6 @@ impl<'t> Writer<'t> {
             size: 0,
             mtime: root.mtime,
             xattrs,
-            xattr_budget: budget,
             data: Data::None,
             children: Vec::new(),
             parent: 0,
@@ -716,12 +354,11 @@ impl<'t> Writer<'t> {
             tailsize: 0,
         };
         self.nodes.push(node);
-        self.paths.push((0, name));
         self.sources.push(None);
     }
 
     /// `rewrite_tree_for_erofs` minus the `.`/`..`/whiteout entries already added.
-    fn rewrite_for_overlay(&mut self) -> Result<(), WriteError> {
+    fn rewrite_for_overlay(&mut self) {
         let n = self.nodes.len();
         // Escape the tree's own overlayfs xattrs first (C renames in place, keeping its budget).
         for (i, node) in self.nodes.iter_mut().enumerate() {
@@ -740,7 +377,6 @@ impl<'t> Writer<'t> {
             if self.sources[i].is_none() {
                 continue;
             }
-            let idx = i as u32;
             let node = &self.nodes[i];
             let ftype = node.file_type();
             if let (S_IFREG, Data::External { payload, digest }) = (ftype, node.data) {
@@ -750,35 +386,31 @@ impl<'t> Writer<'t> {
                     value.extend_from_slice(&[0, 36, 0, 1]);
                     value.extend_from_slice(&d);
                 }
-                let path = self.path_of(idx);
                 let node = &mut self.nodes[i];
-                node.set_xattr(b"trusted.overlay.metacopy", &value, &|| path.clone())?;
+                node.set_xattr(b"trusted.overlay.metacopy", &value);
                 if let Some(p) = payload.filter(|p| !p.is_empty()) {
                     let mut redirect = Vec::with_capacity(p.len() + 1);
                     redirect.push(b'/');
                     redirect.extend_from_slice(p);
-                    node.set_xattr(b"trusted.overlay.redirect", &redirect, &|| path.clone())?;
+                    node.set_xattr(b"trusted.overlay.redirect", &redirect);
                 }
             } else if ftype == S_IFCHR && node.rdev == 0 {
-                let path = self.path_of(idx);
                 let parent = node.parent as usize;
                 let node = &mut self.nodes[i];
                 node.size = 0;
                 node.mode = S_IFREG | (node.mode & !S_IFMT);
-                node.set_xattr(b"trusted.overlay.overlay.whiteout", b"", &|| path.clone())?;
-                node.set_xattr(b"user.overlay.whiteout", b"", &|| path.clone())?;
-                let ppath = self.path_of(parent as u32);
+                node.set_xattr(b"trusted.overlay.overlay.whiteout", b"");
+                node.set_xattr(b"user.overlay.whiteout", b"");
                 let p = &mut self.nodes[parent];
-                p.set_xattr(b"trusted.overlay.overlay.whiteouts", b"", &|| ppath.clone())?;
-                p.set_xattr(b"user.overlay.whiteouts", b"", &|| ppath.clone())?;
+                p.set_xattr(b"trusted.overlay.overlay.whiteouts", b"");
+                p.set_xattr(b"user.overlay.whiteouts", b"");
                 if self.version >= 1 {
-                    p.set_xattr(b"trusted.overlay.overlay.opaque", b"x", &|| ppath.clone())?;
-                    p.set_xattr(b"user.overlay.opaque", b"x", &|| ppath.clone())?;
+                    p.set_xattr(b"trusted.overlay.overlay.opaque", b"x");
+                    p.set_xattr(b"user.overlay.opaque", b"x");
                 }
             }
         }
-        self.nodes[0].set_xattr(b"trusted.overlay.opaque", b"y", &|| "/".to_owned())?;
-        Ok(())
+        self.nodes[0].set_xattr(b"trusted.overlay.opaque", b"y");
     }
 
     /// `lcfs_compute_tree`: directory link counts, xattr order, minimum mtime, ACL flag.
