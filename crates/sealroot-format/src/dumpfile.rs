@@ -135,6 +135,26 @@ pub(crate) mod limits {
     pub(crate) const VERSION_MAX: u32 = crate::erofs::COMPOSEFS_VERSION_MAX;
 }
 
+/// How [`escape`] escapes a field, as the flags of C `print_escaped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Escape {
+    /// Paths and symlink targets in a dumpfile: `\\`, `\n`, `\r`, `\t`, and `\xHH` for
+    /// anything that is not printable ASCII or is a space.
+    Standard,
+    /// Paths in `composefs-info ls`: the same, but spaces are left as they are.
+    Listing,
+}
+
+/// Appends `value` to `out`, escaped as `composefs-info` prints it.
+pub fn escape(out: &mut Vec<u8>, value: &[u8], how: Escape) {
+    let style = match how {
+        Escape::Standard => escape::Style::PLAIN,
+        Escape::Listing => escape::Style::LISTING,
+    };
+    escape::escape_into(out, value, style);
+}
+
 /// Parses a dumpfile as C `mkcomposefs --from-file` does by default (not strict).
 ///
 /// # Errors

@@ -887,21 +887,6 @@ fn validate_checks_the_shape_of_a_tree() {
             |k| matches!(k, ErrorKind::UnownedInode { id: 1 }),
         ),
         (
-            "inline size",
-            tree_with(vec![(
-                "a",
-                Inode::new(
-                    stat(S_IFREG | 0o644, 9),
-                    Content::Regular(RegularFile {
-                        inline: Some(b"abc".to_vec()),
-                        ..RegularFile::default()
-                    }),
-                ),
-                false,
-            )]),
-            |k| matches!(k, ErrorKind::ContentSizeMismatch { .. }),
-        ),
-        (
             "duplicate xattr",
             {
                 let mut f = file(0);

@@ -99,6 +99,13 @@ pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The value [`xattrs`] records for an xattr the kernel lists but will not read (`user.*` on
+/// anything but regular files and directories gives `ENODATA`).
+pub const UNREADABLE: &[u8] = b"\0(listed, unreadable)";
+
+/// The value [`xattrs`] records for a POSIX ACL xattr the kernel will not decode (`EINVAL`).
+pub const INVALID_ACL: &[u8] = b"\0(invalid ACL)";
+
 /// The xattrs of `path` (not following a symlink), by name.
 pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut names = vec![0u8; 65536];
@@ -107,7 +114,24 @@ pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
         let cname = std::ffi::OsStr::from_bytes(name);
         let mut value = vec![0u8; 65536];
-        let len = rustix::fs::lgetxattr(path, cname, &mut value[..]).expect("getxattr");
+        let len = match rustix::fs::lgetxattr(path, cname, &mut value[..]) {
+            Ok(len) => len,
+            // The kernel lists user.* xattrs of symlinks and devices but refuses to read them.
+            Err(rustix::io::Errno::NODATA) => {
+                out.insert(name.to_vec(), UNREADABLE.to_vec());
+                continue;
+            }
+            // A POSIX ACL xattr whose value is not a valid ACL.
+            Err(rustix::io::Errno::INVAL) => {
+                out.insert(name.to_vec(), INVALID_ACL.to_vec());
+                continue;
+            }
+            Err(e) => panic!(
+                "getxattr {} of {}: {e}",
+                String::from_utf8_lossy(name),
+                path.display()
+            ),
+        };
         value.truncate(len);
         out.insert(name.to_vec(), value);
     }
@@ -175,7 +199,8 @@ impl Snapshot {
             } else {
                 root.join(std::ffi::OsStr::from_bytes(rel))
             };
-            let md = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let md =
+                fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let ft = md.file_type();
             let entry = Entry {
                 mode: md.mode(),
@@ -183,14 +208,24 @@ impl Snapshot {
                 gid: md.gid(),
                 size: (ft.is_file() || ft.is_symlink()).then_some(md.size()),
                 mtime: (md.mtime(), md.mtime_nsec()),
-                nlink: if ft.is_dir() { fields.dir_nlink } else { fields.nlink }.then_some(md.nlink()),
+                nlink: if ft.is_dir() {
+                    fields.dir_nlink
+                } else {
+                    fields.nlink
+                }
+                .then_some(md.nlink()),
                 rdev: md.rdev(),
-                target: ft
-                    .is_symlink()
-                    .then(|| fs::read_link(&path).unwrap().as_os_str().as_bytes().to_vec()),
+                target: ft.is_symlink().then(|| {
+                    fs::read_link(&path)
+                        .unwrap()
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec()
+                }),
                 xattrs: xattrs(&path),
                 content: (fields.content && ft.is_file()).then(|| {
-                    let data = fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                    let data = fs::read(&path)
+                        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
                     (fnv1a(&data), data.len() as u64)
                 }),
             };
@@ -240,7 +275,10 @@ pub fn assert_same(want: &Snapshot, got: &Snapshot) {
         }
     }
     if let Some(extra) = got.0.keys().find(|k| !want.0.contains_key(*k)) {
-        panic!("extra in the mounted tree: /{}", String::from_utf8_lossy(extra));
+        panic!(
+            "extra in the mounted tree: /{}",
+            String::from_utf8_lossy(extra)
+        );
     }
 }
 
@@ -251,4 +289,29 @@ pub fn under(root: &Path, rel: &str) -> PathBuf {
         fs::create_dir_all(parent).unwrap();
     }
     p
+}
+
+/// Mounts the EROFS image file `image` read-only at `target` with the new mount API (no loop
+/// device, no overlayfs): what the kernel's erofs driver itself makes of the image.
+pub fn mount_erofs(image: &Path, target: &Path) -> std::io::Result<()> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags,
+        FsOpenFlags, MountAttrFlags, MoveMountFlags,
+    };
+    let fs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_set_string(&fs, "source", image)?;
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+    )?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(())
 }

@@ -1,4 +1,80 @@
 //! The `sealroot` command line.
+//!
+//! One binary, several tools: `sealroot mkcomposefs|composefs-info|mount.composefs ...`, or
+//! the same tools called by those names (a symlink or hard link named `mkcomposefs`, say), so
+//! that scripts written for the C composefs tools keep working.
 #![forbid(unsafe_code)]
 
-fn main() {}
+mod args;
+mod info;
+mod mkcomposefs;
+mod mountcfs;
+mod progress;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+type Tool = fn(&str, &[OsString]) -> anyhow::Result<()>;
+
+fn tool(name: &str) -> Option<Tool> {
+    match name {
+        "mkcomposefs" => Some(mkcomposefs::run),
+        "composefs-info" => Some(info::run),
+        "mount.composefs" => Some(mountcfs::run),
+        _ => None,
+    }
+}
+
+const USAGE: &str = "usage: sealroot COMMAND [ARGS...]\n\
+\n\
+Commands (each also works when sealroot is called by that name):\n  \
+mkcomposefs       build a composefs image from a directory or a dumpfile\n  \
+composefs-info    list, dump and inspect composefs images\n  \
+mount.composefs   mount a composefs image\n";
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args.first().cloned().unwrap_or_default();
+    let base = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (name, f) = match tool(&base) {
+        Some(f) => (base, f),
+        None => {
+            let sub = args.get(1).map(|s| s.to_string_lossy().into_owned());
+            match sub.as_deref() {
+                Some("-h" | "--help" | "help") | None => {
+                    print!("{USAGE}");
+                    return if sub.is_some() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    };
+                }
+                Some("--version" | "version") => {
+                    println!("sealroot {}", env!("CARGO_PKG_VERSION"));
+                    return ExitCode::SUCCESS;
+                }
+                Some(s) => match tool(s) {
+                    Some(f) => {
+                        args.remove(0);
+                        (s.to_owned(), f)
+                    }
+                    None => {
+                        eprintln!("sealroot: unknown command '{s}'\n{USAGE}");
+                        return ExitCode::from(2);
+                    }
+                },
+            }
+        }
+    };
+    match f(&name, &args[1..]) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

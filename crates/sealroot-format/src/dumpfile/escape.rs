@@ -70,6 +70,8 @@ pub(crate) struct Style {
     pub(crate) equal: bool,
     /// Escape a value that is exactly `-`, which would read back as "not set".
     pub(crate) lone_dash: bool,
+    /// Leave spaces as they are (`composefs-info ls` prints paths so).
+    pub(crate) raw_space: bool,
 }
 
 impl Style {
@@ -77,16 +79,25 @@ impl Style {
     pub(crate) const PLAIN: Style = Style {
         equal: false,
         lone_dash: false,
+        raw_space: false,
+    };
+    /// Paths in `composefs-info ls`: spaces stay.
+    pub(crate) const LISTING: Style = Style {
+        equal: false,
+        lone_dash: false,
+        raw_space: true,
     };
     /// Optional fields: payload, content.
     pub(crate) const OPTIONAL: Style = Style {
         equal: false,
         lone_dash: true,
+        raw_space: false,
     };
     /// Xattr names and values.
     pub(crate) const XATTR: Style = Style {
         equal: true,
         lone_dash: false,
+        raw_space: false,
     };
 }
 
@@ -114,6 +125,7 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, value: &[u8], style: Style) {
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
             b'=' if style.equal => push_hex_escape(out, b),
+            b' ' if style.raw_space => out.push(b),
             // `isgraph` in the C locale: printable ASCII other than space.
             b'!'..=b'~' => out.push(b),
             _ => push_hex_escape(out, b),

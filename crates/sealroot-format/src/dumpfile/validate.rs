@@ -99,13 +99,8 @@ fn check_inode(inode: &Inode) -> Result<(), ErrorKind> {
                 Some(content) if content.len() > INLINE_CONTENT_MAX => {
                     return Err(ErrorKind::ContentTooLarge { len: content.len() })
                 }
-                Some(content) if content.len() as u64 != size => {
-                    return Err(ErrorKind::ContentSizeMismatch {
-                        content_len: content.len() as u64,
-                        size,
-                    })
-                }
-                Some(content) if !content.is_empty() => {}
+                // Empty inline content is an empty file (C `lcfs_node_set_content`).
+                Some(_) => {}
                 // C's writer refuses what needs more than 1024 chunks (`EFBIG`).
                 _ if size > 0 && crate::erofs::chunking(size).1 > MAX_CHUNKS => {
                     return Err(ErrorKind::FileTooBig { size })
@@ -132,12 +127,6 @@ fn check_inode(inode: &Inode) -> Result<(), ErrorKind> {
             }
             if target.len() >= PATH_MAX {
                 return Err(ErrorKind::SymlinkTargetTooLong { len: target.len() });
-            }
-            if inode.stat.size != target.len() as u64 {
-                return Err(ErrorKind::SymlinkSizeMismatch {
-                    target_len: target.len() as u64,
-                    size: inode.stat.size,
-                });
             }
         }
         (

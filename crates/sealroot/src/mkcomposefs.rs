@@ -1,0 +1,214 @@
+//! `mkcomposefs`: the C tool's interface, flags and output, with sealroot's writer.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sealroot_format::erofs::{self, WriteOptions};
+use sealroot_format::{dumpfile, Tree};
+
+use crate::args::{scan, Arg, Spec};
+
+const SPECS: &[Spec] = &[
+    Spec {
+        name: "digest-store",
+        arg: Arg::Required,
+    },
+    Spec {
+        name: "use-epoch",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "skip-devices",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "skip-xattrs",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "user-xattrs",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "print-digest",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "print-digest-only",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "from-file",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "min-version",
+        arg: Arg::Required,
+    },
+    Spec {
+        name: "max-version",
+        arg: Arg::Required,
+    },
+    Spec {
+        name: "threads",
+        arg: Arg::Required,
+    },
+    Spec {
+        name: "hardlinks",
+        arg: Arg::None,
+    },
+    Spec {
+        name: "help",
+        arg: Arg::None,
+    },
+];
+
+fn usage(prog: &str) -> String {
+    format!(
+        "Usage: {prog} [OPTIONS] SOURCE IMAGE\n\
+         Options:\n  \
+         --digest-store=PATH   Store content files in this directory\n  \
+         --use-epoch           Make all mtimes zero\n  \
+         --skip-devices        Don't store device nodes\n  \
+         --skip-xattrs         Don't store file xattrs\n  \
+         --user-xattrs         Only store user.* xattrs\n  \
+         --print-digest        Print the digest of the image\n  \
+         --print-digest-only   Print the digest of the image, don't write image\n  \
+         --from-file           The source is a dump file, not a directory\n  \
+         --min-version=N       Use this minimal format version (default=0)\n  \
+         --max-version=N       Use this maximum format version (default=1)\n  \
+         --threads=N           Threads used to compute digests and copy files (default={})\n  \
+         --hardlinks           Keep hard links shared (one inode) instead of one inode per name\n",
+        default_threads()
+    )
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_number(value: Option<&OsString>, what: &str) -> Result<Option<u32>> {
+    let Some(v) = value else { return Ok(None) };
+    let s = v.to_string_lossy();
+    match s.parse::<u32>() {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => bail!("Invalid {what} {s}"),
+    }
+}
+
+/// Runs `mkcomposefs` with `args` (program name excluded).
+pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
+    let p = scan(args, SPECS).map_err(|e| anyhow::anyhow!("{e}\n{}", usage(prog)))?;
+    if p.flag("help") {
+        print!("{}", usage(prog));
+        return Ok(());
+    }
+    let print_digest_only = p.flag("print-digest-only");
+    let print_digest = p.flag("print-digest") || print_digest_only;
+    let min = parse_number(p.value("min-version"), "min version")?;
+    let max = parse_number(p.value("max-version"), "max version")?;
+    // As C: setting either version bound makes the unset one 0.
+    let options = if min.is_some() || max.is_some() {
+        WriteOptions {
+            min_version: min.unwrap_or(0),
+            max_version: max.unwrap_or(0),
+        }
+    } else {
+        WriteOptions::default()
+    };
+    let threads = match parse_number(p.value("threads"), "threads count")? {
+        Some(0) => bail!("Invalid threads count 0"),
+        Some(n) => n as usize,
+        None => default_threads(),
+    };
+    let source = match p.operands.first() {
+        Some(s) if s.is_empty() => bail!("Empty source path specified"),
+        Some(s) => PathBuf::from(s),
+        None => bail!("No source path specified\n{}", usage(prog)),
+    };
+    if p.operands.len() > 2 {
+        bail!("Too many arguments\n{}", usage(prog));
+    }
+    let out = match (p.operands.get(1), print_digest_only) {
+        (None, false) => bail!("No destination path specified\n{}", usage(prog)),
+        (Some(_), true) => bail!(
+            "Cannot specify destination path with --print-digest-only\n{}",
+            usage(prog)
+        ),
+        (o, _) => o.map(PathBuf::from),
+    };
+    if out.as_deref() == Some(Path::new("-")) && std::io::stdout().is_terminal() {
+        bail!("stdout is a tty.  Refusing to use it");
+    }
+
+    let tree = if p.flag("from-file") {
+        read_dumpfile(&source)?
+    } else {
+        let opts = sealroot_tree::BuildOptions {
+            use_epoch: p.flag("use-epoch"),
+            skip_devices: p.flag("skip-devices"),
+            skip_xattrs: p.flag("skip-xattrs"),
+            user_xattrs: p.flag("user-xattrs"),
+            hardlinks: p.flag("hardlinks"),
+            threads,
+            digest_store: p.value("digest-store").map(PathBuf::from),
+            ..Default::default()
+        };
+        let progress = crate::progress::BuildBar::new();
+        let tree = sealroot_tree::build_from_dir(&source, &opts, &progress)
+            .with_context(|| format!("cannot build a tree from {}", source.display()))?;
+        progress.finish();
+        tree
+    };
+
+    let image = erofs::write(&tree, &options).context("cannot write file")?;
+    let digest = print_digest.then(|| sealroot_verity::sha256_digest(&image));
+    match out.as_deref() {
+        None => {}
+        Some(path) if path == Path::new("-") => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&image).context("cannot write to stdout")?;
+            stdout.flush()?;
+        }
+        Some(path) => write_atomically(path, &image)?,
+    }
+    if let Some(d) = digest {
+        println!("{d}");
+    }
+    Ok(())
+}
+
+fn read_dumpfile(source: &Path) -> Result<Tree> {
+    let mut input = Vec::new();
+    if source == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut input)
+            .context("cannot read the dumpfile from stdin")?;
+    } else {
+        input = std::fs::read(source).with_context(|| format!("open `{}`", source.display()))?;
+    }
+    dumpfile::parse(&input).with_context(|| format!("{}", source.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// no partial image is ever left at `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sealroot-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("failed to open output file {}", path.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_data())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
