@@ -107,11 +107,20 @@ impl Default for BuildOptions {
 
 impl BuildOptions {
     /// The number of content threads these options ask for.
+    ///
+    /// With a digest store the default is two threads per CPU: copying into the store waits
+    /// on the disk (writeback throttling, fsync), and a second thread per CPU keeps it busy
+    /// meanwhile. Measured on /usr (5 GB, 2 CPUs): 21.3 s with 2 threads, 16.1 s with 4
+    /// (as fast as `cp -a`), 17.4 s with 8.
     pub fn thread_count(&self) -> usize {
         if self.threads > 0 {
-            self.threads
+            return self.threads;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.digest_store.is_some() {
+            cpus * 2
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            cpus
         }
     }
 }

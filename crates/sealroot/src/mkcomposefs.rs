@@ -79,7 +79,7 @@ fn usage(prog: &str) -> String {
          --from-file           The source is a dump file, not a directory\n  \
          --min-version=N       Use this minimal format version (default=0)\n  \
          --max-version=N       Use this maximum format version (default=1)\n  \
-         --threads=N           Threads used to compute digests and copy files (default={})\n  \
+         --threads=N           Threads used to compute digests and copy files (default={}, twice that with --digest-store)\n  \
          --hardlinks           Keep hard links shared (one inode) instead of one inode per name\n",
         default_threads()
     )
@@ -121,7 +121,8 @@ pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
     let threads = match parse_number(p.value("threads"), "threads count")? {
         Some(0) => bail!("Invalid threads count 0"),
         Some(n) => n as usize,
-        None => default_threads(),
+        // Let the library choose (one per CPU, two with a digest store).
+        None => 0,
     };
     let source = match p.operands.first() {
         Some(s) if s.is_empty() => bail!("Empty source path specified"),
