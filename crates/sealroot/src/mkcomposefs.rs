@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_format::{dumpfile, Tree};
+use sealroot_verity::Params;
 
 use crate::args::{scan, Arg, Spec};
 
@@ -164,21 +165,53 @@ pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
         tree
     };
 
-    let image = erofs::write(&tree, &options).context("cannot write file")?;
-    let digest = print_digest.then(|| sealroot_verity::sha256_digest(&image));
+    // The image streams to its destination, hashed on the way when its digest is wanted.
+    let mut hasher =
+        print_digest.then(|| sealroot_verity::Hasher::new(Params::composefs_default()));
     match out.as_deref() {
-        None => {}
-        Some(path) if path == Path::new("-") => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&image).context("cannot write to stdout")?;
-            stdout.flush()?;
+        None => {
+            let mut sink = Tee(hasher.as_mut(), std::io::sink());
+            erofs::write_to(&tree, &options, &mut sink).context("cannot write file")?;
         }
-        Some(path) => write_atomically(path, &image)?,
+        Some(path) if path == Path::new("-") => {
+            let stdout = std::io::stdout().lock();
+            let mut sink = Tee(
+                hasher.as_mut(),
+                std::io::BufWriter::with_capacity(1 << 20, stdout),
+            );
+            erofs::write_to(&tree, &options, &mut sink).context("cannot write to stdout")?;
+            sink.1.flush().context("cannot write to stdout")?;
+        }
+        Some(path) => write_atomically(path, |file| {
+            let mut sink = Tee(
+                hasher.as_mut(),
+                std::io::BufWriter::with_capacity(1 << 20, file),
+            );
+            erofs::write_to(&tree, &options, &mut sink).context("cannot write file")?;
+            sink.1.flush()?;
+            Ok(())
+        })?,
     }
-    if let Some(d) = digest {
-        println!("{d}");
+    if let Some(h) = hasher {
+        println!("{}", h.finish());
     }
     Ok(())
+}
+
+/// Writes to `.1`, and feeds the same bytes to the fs-verity hasher `.0` if there is one.
+struct Tee<'h, W>(Option<&'h mut sealroot_verity::Hasher>, W);
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.1.write(buf)?;
+        if let Some(h) = self.0.as_deref_mut() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
 }
 
 fn read_dumpfile(source: &Path) -> Result<Tree> {
@@ -193,9 +226,12 @@ fn read_dumpfile(source: &Path) -> Result<Tree> {
     dumpfile::parse(&input).with_context(|| format!("{}", source.display()))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// no partial image is ever left at `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates `path` through a temporary file in the same directory that `fill` writes, synced
+/// and renamed into place, so no partial image is ever left at `path`.
+pub fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -205,8 +241,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("failed to open output file {}", path.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_data())
+    fill(tmp.as_file_mut()).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file()
+        .sync_data()
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)

@@ -52,6 +52,9 @@ pub enum WriteError {
     /// More inodes, xattrs or metadata than the format's fields can hold.
     #[error("the tree is too large for a composefs image ({0})")]
     TooLarge(&'static str),
+    /// Writing to the sink of [`write_to`] failed.
+    #[error("writing the image: {1}")]
+    Io(std::io::ErrorKind, String),
 }
 
 #[derive(Clone)]
@@ -132,11 +135,24 @@ const OVERLAY_ESCAPE_PREFIX: &[u8] = b"trusted.overlay.overlay.";
 /// ([`crate::dumpfile::validate_with`]); a tree that passes is written, one that does not is
 /// refused with the path and the problem.
 pub fn write(tree: &Tree, options: &WriteOptions) -> Result<Vec<u8>, WriteError> {
+    let mut image = Vec::new();
+    write_to(tree, options, &mut image)?;
+    Ok(image)
+}
+
+/// Like [`write()`], streaming the image into `sink` instead of building it in memory (the
+/// image of an OS tree is tens of MiB); returns its size. On an error, part of the image may
+/// have been written.
+pub fn write_to(
+    tree: &Tree,
+    options: &WriteOptions,
+    sink: &mut dyn std::io::Write,
+) -> Result<u64, WriteError> {
     let version = crate::dumpfile::validate::validate(tree, options)?;
     let mut w = Writer::build(tree, version)?;
     w.compute_shared_xattrs();
     w.compute_layout()?;
-    w.emit()
+    w.emit(sink)
 }
 
 struct Writer<'t> {
@@ -651,20 +667,56 @@ fn padding_for_tail(node: &mut Node<'_>, pos: u64, inode_size: u64, xattr_size: 
     0
 }
 
-fn put16(out: &mut Vec<u8>, v: u16) {
+/// Where the image goes: any writer, with the position the layout code aligns against. The
+/// first I/O error is kept and later writes are skipped; [`Out::finish`] reports it.
+struct Out<'w> {
+    w: &'w mut dyn std::io::Write,
+    pos: u64,
+    err: Option<std::io::Error>,
+}
+
+impl Out<'_> {
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        if self.err.is_none() {
+            if let Err(e) = self.w.write_all(b) {
+                self.err = Some(e);
+            }
+        }
+        self.pos += b.len() as u64;
+    }
+    fn push(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+    fn len(&self) -> u64 {
+        self.pos
+    }
+    fn finish(self) -> Result<u64, WriteError> {
+        match self.err {
+            Some(e) => Err(WriteError::Io(e.kind(), e.to_string())),
+            None => Ok(self.pos),
+        }
+    }
+}
+
+fn put16(out: &mut Out<'_>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
-fn put32(out: &mut Vec<u8>, v: u32) {
+fn put32(out: &mut Out<'_>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
-fn put64(out: &mut Vec<u8>, v: u64) {
+fn put64(out: &mut Out<'_>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
-fn pad(out: &mut Vec<u8>, n: u64) {
-    out.resize(out.len() + n as usize, 0);
+fn pad(out: &mut Out<'_>, mut n: u64) {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64);
+        out.extend_from_slice(&ZEROS[..k as usize]);
+        n -= k;
+    }
 }
-fn align(out: &mut Vec<u8>, to: u64) {
-    let len = out.len() as u64;
+fn align(out: &mut Out<'_>, to: u64) {
+    let len = out.len();
     pad(out, round_up(len, to) - len);
 }
 
@@ -674,12 +726,14 @@ fn to_u32(v: u64, what: &'static str) -> Result<u32, WriteError> {
 
 impl Writer<'_> {
     /// Serializes the image: header, superblock, inodes, shared xattrs, data blocks.
-    fn emit(&self) -> Result<Vec<u8>, WriteError> {
+    fn emit(&self, sink: &mut dyn std::io::Write) -> Result<u64, WriteError> {
         let data_start = round_up(self.inodes_end + self.shared_size, BLOCK_SIZE);
         let total = data_start + self.n_data_blocks * BLOCK_SIZE;
-        let mut out = Vec::with_capacity(
-            usize::try_from(total).map_err(|_| WriteError::TooLarge("image size"))?,
-        );
+        let mut out = Out {
+            w: sink,
+            pos: 0,
+            err: None,
+        };
 
         // The composefs header.
         put32(&mut out, COMPOSEFS_MAGIC);
@@ -711,7 +765,7 @@ impl Writer<'_> {
             &mut out,
             to_u32(self.inodes_end / BLOCK_SIZE, "xattr block address")?,
         );
-        let used = out.len() as u64;
+        let used = out.len();
         pad(&mut out, SUPER_OFFSET + SUPER_SIZE - used);
 
         let mut current_end = data_start;
@@ -719,26 +773,26 @@ impl Writer<'_> {
             self.emit_inode(&mut out, node, ino as u32, &mut current_end)?;
         }
         align(&mut out, SLOT_SIZE);
-        debug_assert_eq!(out.len() as u64, self.inodes_end);
+        debug_assert_eq!(out.len(), self.inodes_end);
 
         for (name, value) in &self.shared {
             emit_xattr(&mut out, name, value);
         }
         align(&mut out, BLOCK_SIZE);
-        debug_assert_eq!(out.len() as u64, data_start);
+        debug_assert_eq!(out.len(), data_start);
 
         for node in &self.nodes {
             self.emit_dirents(&mut out, node, true, false);
             emit_file_blocks(&mut out, node);
         }
-        debug_assert_eq!(out.len() as u64, total);
+        debug_assert_eq!(out.len(), total);
         debug_assert_eq!(current_end, total);
-        Ok(out)
+        out.finish()
     }
 
     fn emit_inode(
         &self,
-        out: &mut Vec<u8>,
+        out: &mut Out<'_>,
         node: &Node<'_>,
         ino: u32,
         current_end: &mut u64,
@@ -856,7 +910,7 @@ impl Writer<'_> {
     }
 
     /// `write_erofs_dentries`: the full dirent blocks (data area) or the inline tail.
-    fn emit_dirents(&self, out: &mut Vec<u8>, node: &Node<'_>, blocks: bool, tail: bool) {
+    fn emit_dirents(&self, out: &mut Out<'_>, node: &Node<'_>, blocks: bool, tail: bool) {
         if node.file_type() != S_IFDIR {
             return;
         }
@@ -888,7 +942,7 @@ impl Writer<'_> {
         }
     }
 
-    fn emit_dirent_chunk(&self, out: &mut Vec<u8>, chunk: &[Child<'_>], alignment: u64) {
+    fn emit_dirent_chunk(&self, out: &mut Out<'_>, chunk: &[Child<'_>], alignment: u64) {
         let mut nameoff = chunk.len() as u64 * DIRENT_SIZE;
         for c in chunk {
             let target = &self.nodes[c.node as usize];
@@ -918,7 +972,7 @@ fn erofs_file_type(mode: u32) -> u8 {
     }
 }
 
-fn emit_xattr(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+fn emit_xattr(out: &mut Out<'_>, name: &[u8], value: &[u8]) {
     let (index, suffix) = xattr_split(name);
     out.push(suffix.len() as u8);
     out.push(index);
@@ -934,7 +988,7 @@ fn emit_xattr(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// C writes only the first block and then stops (and would abort on its own consistency
 /// check if there were two); with content limited to 5000 bytes two blocks only arise from
 /// tail padding, and there we write every block, which is the valid image C meant.
-fn emit_file_blocks(out: &mut Vec<u8>, node: &Node<'_>) {
+fn emit_file_blocks(out: &mut Out<'_>, node: &Node<'_>) {
     if node.n_blocks == 0 {
         return;
     }
