@@ -115,6 +115,21 @@ pub mod ft {
     pub const SOCK: u8 = 6;
     /// Symbolic link.
     pub const SYMLINK: u8 = 7;
+
+    /// The directory-entry type of an inode with `mode`.
+    pub fn of_mode(mode: u32) -> u8 {
+        use crate::tree::FileType;
+        match FileType::from_mode(mode) {
+            Some(FileType::Regular) => REG_FILE,
+            Some(FileType::Directory) => DIR,
+            Some(FileType::CharDevice) => CHRDEV,
+            Some(FileType::BlockDevice) => BLKDEV,
+            Some(FileType::Fifo) => FIFO,
+            Some(FileType::Socket) => SOCK,
+            Some(FileType::Symlink) => SYMLINK,
+            None => UNKNOWN,
+        }
+    }
 }
 
 /// `round_up(x, align)` for a power-of-two `align`.

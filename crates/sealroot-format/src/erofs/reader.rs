@@ -601,7 +601,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let child = self.inode(child_nid)?;
-            if ft != erofs_ft_of(child.mode) {
+            if ft != ft::of_mode(child.mode) {
                 return Err(corrupt(
                     ino.offset,
                     "directory entry type disagrees with the inode",
@@ -632,19 +632,6 @@ impl<'a> Reader<'a> {
             return Err(corrupt(ino.offset, "directory without '.' or '..'"));
         }
         Ok(entries)
-    }
-}
-
-fn erofs_ft_of(mode: u32) -> u8 {
-    match FileType::from_mode(mode) {
-        Some(FileType::Regular) => ft::REG_FILE,
-        Some(FileType::Directory) => ft::DIR,
-        Some(FileType::CharDevice) => ft::CHRDEV,
-        Some(FileType::BlockDevice) => ft::BLKDEV,
-        Some(FileType::Fifo) => ft::FIFO,
-        Some(FileType::Socket) => ft::SOCK,
-        Some(FileType::Symlink) => ft::SYMLINK,
-        None => ft::UNKNOWN,
     }
 }
 

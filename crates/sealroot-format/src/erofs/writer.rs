@@ -108,7 +108,37 @@ struct Node<'t> {
     tailsize: u64,
 }
 
-impl Node<'_> {
+impl<'t> Node<'t> {
+    /// A node with these attributes and no layout yet.
+    fn new(
+        stat: &crate::tree::Stat,
+        size: u64,
+        xattrs: Vec<WXattr>,
+        data: Data<'t>,
+        parent: u32,
+    ) -> Self {
+        Node {
+            mode: stat.mode,
+            uid: stat.uid,
+            gid: stat.gid,
+            nlink: stat.nlink,
+            rdev: stat.rdev,
+            size,
+            mtime: stat.mtime,
+            xattrs,
+            data,
+            children: Vec::new(),
+            parent,
+            compact: false,
+            ipad: 0,
+            xattr_size: 0,
+            isize: 0,
+            nid: 0,
+            n_blocks: 0,
+            tailsize: 0,
+        }
+    }
+
     fn file_type(&self) -> u32 {
         self.mode & S_IFMT
     }
@@ -316,26 +346,7 @@ impl<'t> Writer<'t> {
                 shared: None,
             })
             .collect();
-        self.nodes.push(Node {
-            mode: stat.mode,
-            uid: stat.uid,
-            gid: stat.gid,
-            nlink: stat.nlink,
-            rdev: stat.rdev,
-            size,
-            mtime: stat.mtime,
-            xattrs,
-            data,
-            children: Vec::new(),
-            parent,
-            compact: false,
-            ipad: 0,
-            xattr_size: 0,
-            isize: 0,
-            nid: 0,
-            n_blocks: 0,
-            tailsize: 0,
-        });
+        self.nodes.push(Node::new(stat, size, xattrs, data, parent));
         self.sources.push(Some(id));
     }
 
@@ -349,7 +360,7 @@ impl<'t> Writer<'t> {
             .filter(|x| x.name == b"security.selinux")
             .cloned()
             .collect();
-        let node = Node {
+        let stat = crate::tree::Stat {
             mode: S_IFCHR | 0o644,
             uid: root.uid,
             gid: root.gid,
@@ -357,18 +368,8 @@ impl<'t> Writer<'t> {
             rdev: 0,
             size: 0,
             mtime: root.mtime,
-            xattrs,
-            data: Data::None,
-            children: Vec::new(),
-            parent: 0,
-            compact: false,
-            ipad: 0,
-            xattr_size: 0,
-            isize: 0,
-            nid: 0,
-            n_blocks: 0,
-            tailsize: 0,
         };
+        let node = Node::new(&stat, 0, xattrs, Data::None, 0);
         self.nodes.push(node);
         self.sources.push(None);
     }
@@ -948,7 +949,7 @@ impl Writer<'_> {
             let target = &self.nodes[c.node as usize];
             put64(out, target.nid);
             put16(out, nameoff as u16);
-            out.push(erofs_file_type(target.mode));
+            out.push(ft::of_mode(target.mode));
             out.push(0);
             nameoff += c.name.len() as u64;
         }
@@ -956,19 +957,6 @@ impl Writer<'_> {
             out.extend_from_slice(c.name);
         }
         align(out, alignment);
-    }
-}
-
-fn erofs_file_type(mode: u32) -> u8 {
-    match FileType::from_mode(mode) {
-        Some(FileType::Regular) => ft::REG_FILE,
-        Some(FileType::Directory) => ft::DIR,
-        Some(FileType::CharDevice) => ft::CHRDEV,
-        Some(FileType::BlockDevice) => ft::BLKDEV,
-        Some(FileType::Fifo) => ft::FIFO,
-        Some(FileType::Socket) => ft::SOCK,
-        Some(FileType::Symlink) => ft::SYMLINK,
-        None => ft::UNKNOWN,
     }
 }
 
