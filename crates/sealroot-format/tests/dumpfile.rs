@@ -2,8 +2,7 @@
 //! the C tools print for them (`tests/data/dumpfile/`, see its README), and table tests of
 //! the format's corners, each checked against C `mkcomposefs`'s reader when it was written.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sealroot_format::dumpfile::{self, DumpfileError, ErrorKind, EscapeError, Field};
 use sealroot_format::{
@@ -14,37 +13,7 @@ use sealroot_format::{
 /// What an error is expected to be.
 type Check = fn(&ErrorKind) -> bool;
 
-fn vectors_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [
-        here.join("../../../shared/vectors/composefs-c"),
-        here.join("../../shared/vectors/composefs-c"),
-        PathBuf::from("/work/shared/vectors/composefs-c"),
-    ] {
-        if candidate.is_dir() {
-            return candidate;
-        }
-    }
-    panic!("conformance vectors not found (shared/vectors/composefs-c)");
-}
-
-/// A vector, decompressed; `special_v1.dump` is a git symlink stored as a file naming
-/// `special.dump`.
-fn vector(name: &str) -> Vec<u8> {
-    let path = vectors_dir().join(name);
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if name.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        return out;
-    }
-    if raw.len() < 256 && !raw.contains(&b'\n') && raw.ends_with(b".dump") {
-        return vector(std::str::from_utf8(&raw).unwrap());
-    }
-    raw
-}
+use sealroot_testkit::vectors::{self, dir as vectors_dir, load as vector};
 
 fn fixture(name: &str) -> Option<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,15 +23,12 @@ fn fixture(name: &str) -> Option<Vec<u8>> {
 }
 
 fn options(name: &str) -> erofs::WriteOptions {
-    match std::fs::read_to_string(vectors_dir().join(format!("{name}.version"))) {
-        Ok(v) => {
-            let v = v.trim().parse().unwrap();
-            erofs::WriteOptions {
-                min_version: v,
-                max_version: v,
-            }
-        }
-        Err(_) => erofs::WriteOptions::default(),
+    match vectors::version(name) {
+        Some(v) => erofs::WriteOptions {
+            min_version: v,
+            max_version: v,
+        },
+        None => erofs::WriteOptions::default(),
     }
 }
 

@@ -315,3 +315,90 @@ pub fn mount_erofs(image: &Path, target: &Path) -> std::io::Result<()> {
     )?;
     Ok(())
 }
+
+/// The C composefs conformance vectors (`shared/vectors/composefs-c`, beside the repository).
+pub mod vectors {
+    use std::io::Read;
+    use std::path::{Path, PathBuf};
+
+    /// The directory holding the vectors.
+    pub fn dir() -> PathBuf {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for candidate in [
+            here.join("../../../shared/vectors/composefs-c"),
+            here.join("../../shared/vectors/composefs-c"),
+        ] {
+            if candidate.is_dir() {
+                return candidate;
+            }
+        }
+        panic!("conformance vectors not found (shared/vectors/composefs-c beside the repository)");
+    }
+
+    /// Vector `name`, decompressed if `.gz`; `special_v1.dump`, a git symlink stored as a file
+    /// naming `special.dump`, is followed.
+    pub fn load(name: &str) -> Vec<u8> {
+        let path = dir().join(name);
+        let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if name.ends_with(".gz") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            return out;
+        }
+        if raw.len() < 256 && !raw.contains(&b'\n') && raw.ends_with(b".dump") {
+            return load(std::str::from_utf8(&raw).expect("a file name"));
+        }
+        raw
+    }
+
+    /// The format version vector `name` is checked at (`NAME.version`), if any.
+    pub fn version(name: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(dir().join(format!("{name}.version"))).ok()?;
+        Some(text.trim().parse().expect("a version number"))
+    }
+
+    /// `--min-version=V --max-version=V` for vector `name`, or nothing.
+    pub fn version_flags(name: &str) -> Vec<String> {
+        version(name)
+            .map(|v| vec![format!("--min-version={v}"), format!("--max-version={v}")])
+            .unwrap_or_default()
+    }
+
+    /// The vectors with a pinned image checksum: (name, expected sha256 of the image), sorted.
+    pub fn checksums() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir()).expect("the vectors directory") {
+            let file = entry.expect("a directory entry").file_name();
+            let file = file.to_string_lossy();
+            if let Some(name) = file.strip_suffix(".sha256") {
+                let sha = std::fs::read_to_string(dir().join(&*file)).expect("a checksum");
+                out.push((name.to_owned(), sha.trim().to_owned()));
+            }
+        }
+        out.sort();
+        assert!(
+            out.len() >= 14,
+            "expected the 14 checksum vectors, found {}",
+            out.len()
+        );
+        out
+    }
+
+    /// The names of the `should-fail-*` vectors, sorted.
+    pub fn should_fail() -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir())
+            .expect("the vectors directory")
+            .map(|e| {
+                e.expect("a directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n.starts_with("should-fail-"))
+            .collect();
+        out.sort();
+        out
+    }
+}

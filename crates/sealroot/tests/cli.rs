@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use sealroot_format::{dumpfile, Content, InodeId, Tree, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
@@ -65,52 +65,17 @@ fn fails(args: &[&str], stdin: Option<&[u8]>) -> String {
     err
 }
 
-fn vectors_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in [
-        here.join("../../../shared/vectors/composefs-c"),
-        PathBuf::from("/work/shared/vectors/composefs-c"),
-    ] {
-        if c.is_dir() {
-            return c;
-        }
-    }
-    panic!("conformance vectors not found (shared/vectors/composefs-c beside the repository)");
-}
-
 /// (name, dumpfile bytes, version flags, expected image sha256) of each checksum vector.
 fn vectors() -> Vec<(String, Vec<u8>, Vec<String>, String)> {
-    let dir = vectors_dir();
-    let mut out = Vec::new();
-    for e in fs::read_dir(&dir).unwrap() {
-        let path = e.unwrap().path();
-        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
-        let Some(name) = file.strip_suffix(".sha256") else {
-            continue;
-        };
-        let mut raw = fs::read(dir.join(name)).unwrap();
-        if raw.len() < 64 && raw.ends_with(b".dump") {
-            raw = fs::read(dir.join(String::from_utf8(raw).unwrap())).unwrap();
-        }
-        if name.ends_with(".gz") {
-            let mut d = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
-                .read_to_end(&mut d)
-                .unwrap();
-            raw = d;
-        }
-        let flags = match fs::read_to_string(dir.join(format!("{name}.version"))) {
-            Ok(v) => vec![
-                format!("--min-version={}", v.trim()),
-                format!("--max-version={}", v.trim()),
-            ],
-            Err(_) => vec![],
-        };
-        let sha = fs::read_to_string(&path).unwrap().trim().to_owned();
-        out.push((name.to_owned(), raw, flags, sha));
-    }
-    out.sort();
-    out
+    use sealroot_testkit::vectors;
+    vectors::checksums()
+        .into_iter()
+        .map(|(name, sha)| {
+            let dump = vectors::load(&name);
+            let flags = vectors::version_flags(&name);
+            (name, dump, flags, sha)
+        })
+        .collect()
 }
 
 fn sha256_hex(data: &[u8]) -> String {
