@@ -37,47 +37,7 @@ use sealroot_mount::{
     Sha256Digest, Step, TestHooks, VerityMode,
 };
 
-/// Set in the child run inside the private mount namespace, to the name of the test to run.
-const INSIDE: &str = "SEALROOT_MOUNT_TEST_INSIDE_NAMESPACE";
-
-/// Declares a test whose body runs inside its own mount namespace.
-macro_rules! mount_test {
-    ($(#[doc = $doc:expr])* fn $name:ident() $body:block) => {
-        $(#[doc = $doc])*
-        #[test]
-        fn $name() {
-            in_private_namespace(stringify!($name), || $body);
-        }
-    };
-}
-
-fn in_private_namespace(name: &str, body: impl FnOnce()) {
-    if std::env::var_os(INSIDE).is_some_and(|v| v == name) {
-        body();
-        return;
-    }
-    if !rustix::process::geteuid().is_root() {
-        println!("SKIPPED: needs root: {name} mounts filesystems");
-        eprintln!("SKIPPED: needs root: {name} mounts filesystems");
-        return;
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INSIDE, name)
-        .output()
-        .expect("running unshare (util-linux) to get a private mount namespace");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- {name} in its own mount namespace ---\n{stdout}{stderr}");
-    assert!(out.status.success(), "{name} failed inside its namespace");
-    assert!(
-        stdout.contains("test result: ok. 1 passed"),
-        "{name} did not run exactly one test inside its namespace"
-    );
-}
+use sealroot_testkit::{mount_test, pattern};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -85,23 +45,7 @@ fn in_private_namespace(name: &str, body: impl FnOnce()) {
 /// A scratch directory on the same filesystem as the build (erofs cannot mount files that live
 /// on tmpfs, which `/tmp` may be).
 fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("sealroot-mount-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("a scratch directory")
-}
-
-/// A byte pattern that differs from file to file and is not all zeroes.
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    sealroot_testkit::scratch(env!("CARGO_TARGET_TMPDIR"), "sealroot-mount-")
 }
 
 fn set_mtime(path: &Path, secs: i64) {
