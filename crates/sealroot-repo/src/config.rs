@@ -1,0 +1,316 @@
+//! `meta.json`: the repository's configuration, in the format composefs-rs (`cfsctl`) reads,
+//! with sealroot's own settings in a `sealroot` section that `cfsctl` ignores.
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "algorithm": "fsverity-sha256-12",
+//!   "features": { "compatible": [], "read-only-compatible": ["v1_erofs"], "incompatible": [] },
+//!   "erofs_formats": { "default": 1 },
+//!   "sealroot": { "format": 1, "require-verity": false, "fs-verity-at-init": false }
+//! }
+//! ```
+//!
+//! `version`, `algorithm`, `features` and `erofs_formats` mean what they mean to composefs-rs
+//! 0.9: the base layout version (tools refuse a newer one), the digest algorithm with log2 of
+//! the Merkle block size, ext4-style feature lists (unknown `incompatible` features: refuse;
+//! unknown `read-only-compatible` ones: read but never write), and the EROFS format `cfsctl`
+//! writes into this repository. `sealroot.format` is sealroot's own version of the layout
+//! (refused when newer); `require-verity` says every object must have fs-verity;
+//! `fs-verity-at-init` records whether the filesystem supported fs-verity when the repository
+//! was made. A repository without a `sealroot` section was made by `cfsctl`; it requires
+//! fs-verity exactly when `meta.json` itself has fs-verity enabled, as `cfsctl` decides.
+
+use std::path::Path;
+
+use sealroot_verity::HashAlgorithm;
+use serde_json::Value;
+
+use crate::error::OpenError;
+use crate::id::LOG_BLOCK_SIZE;
+
+/// The configuration file's name, shared with composefs-rs.
+pub const META_FILE: &str = "meta.json";
+/// The composefs-rs repository layout version this code reads and writes.
+pub const COMPOSEFS_REPO_VERSION: u64 = 1;
+/// sealroot's own layout version, `sealroot.format`.
+pub const SEALROOT_FORMAT: u64 = 1;
+/// The `read-only-compatible` features this code understands. `v1_erofs` only says which
+/// EROFS format `cfsctl` writes here; reading and writing images does not depend on it.
+const KNOWN_READ_ONLY_COMPATIBLE: &[&str] = &["v1_erofs"];
+/// The `incompatible` features this code understands: none.
+const KNOWN_INCOMPATIBLE: &[&str] = &[];
+
+/// A repository's configuration, as read from `meta.json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The digest algorithm naming every object (always with 4 KiB Merkle blocks).
+    pub algorithm: HashAlgorithm,
+    /// Whether every object and image must have fs-verity enabled.
+    pub require_verity: bool,
+    /// `sealroot.format`, or `None` for a repository made by `cfsctl`.
+    pub sealroot_format: Option<u64>,
+    /// Whether the filesystem supported fs-verity when the repository was made (`None`:
+    /// not recorded, a `cfsctl` repository).
+    pub verity_at_init: Option<bool>,
+    /// `read-only-compatible` features this code does not know: it may read, never write.
+    pub unknown_read_only_features: Vec<String>,
+}
+
+impl Config {
+    /// A new repository's configuration.
+    pub(crate) fn new(
+        algorithm: HashAlgorithm,
+        require_verity: bool,
+        verity_at_init: bool,
+    ) -> Self {
+        Config {
+            algorithm,
+            require_verity,
+            sealroot_format: Some(SEALROOT_FORMAT),
+            verity_at_init: Some(verity_at_init),
+            unknown_read_only_features: Vec::new(),
+        }
+    }
+
+    /// The composefs-rs algorithm identifier, `fsverity-sha256-12`.
+    pub fn algorithm_id(&self) -> String {
+        format!("fsverity-{}-{LOG_BLOCK_SIZE}", self.algorithm)
+    }
+
+    /// The `meta.json` text for this configuration: what `cfsctl init` writes, plus the
+    /// `sealroot` section.
+    pub(crate) fn to_json(&self) -> String {
+        format!(
+            r#"{{
+  "version": {COMPOSEFS_REPO_VERSION},
+  "algorithm": "{}",
+  "features": {{
+    "compatible": [],
+    "read-only-compatible": [
+      "v1_erofs"
+    ],
+    "incompatible": []
+  }},
+  "erofs_formats": {{
+    "default": 1
+  }},
+  "sealroot": {{
+    "format": {},
+    "require-verity": {},
+    "fs-verity-at-init": {}
+  }}
+}}
+"#,
+            self.algorithm_id(),
+            self.sealroot_format.unwrap_or(SEALROOT_FORMAT),
+            self.require_verity,
+            self.verity_at_init.unwrap_or(false),
+        )
+    }
+
+    /// Reads `meta.json` text. `path` is only for messages; `file_has_verity` says whether the
+    /// file itself has fs-verity enabled (how `cfsctl` marks a repository requiring it).
+    pub(crate) fn parse(
+        text: &[u8],
+        path: &Path,
+        file_has_verity: bool,
+    ) -> Result<Self, OpenError> {
+        let bad = |reason: String| OpenError::BadConfig {
+            path: path.to_owned(),
+            reason,
+        };
+        let value: Value =
+            serde_json::from_slice(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let top = value
+            .as_object()
+            .ok_or_else(|| bad("not a JSON object".into()))?;
+
+        let version = top
+            .get("version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("no unsigned integer \"version\"".into()))?;
+        if version > COMPOSEFS_REPO_VERSION {
+            return Err(OpenError::NewerFormat {
+                path: path.to_owned(),
+                what: "repository version",
+                found: version,
+                supported: COMPOSEFS_REPO_VERSION,
+            });
+        }
+
+        let mut unknown_read_only_features = Vec::new();
+        if let Some(features) = top.get("features") {
+            let features = features
+                .as_object()
+                .ok_or_else(|| bad("\"features\" is not an object".into()))?;
+            let list = |key: &str| -> Result<Vec<String>, OpenError> {
+                match features.get(key) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|v| {
+                            v.as_str().map(str::to_owned).ok_or_else(|| {
+                                bad(format!("feature list {key:?} holds a non-string"))
+                            })
+                        })
+                        .collect(),
+                    Some(_) => Err(bad(format!("feature list {key:?} is not an array"))),
+                }
+            };
+            let incompatible: Vec<String> = list("incompatible")?
+                .into_iter()
+                .filter(|f| !KNOWN_INCOMPATIBLE.contains(&f.as_str()))
+                .collect();
+            if !incompatible.is_empty() {
+                return Err(OpenError::IncompatibleFeatures {
+                    path: path.to_owned(),
+                    features: incompatible,
+                });
+            }
+            unknown_read_only_features = list("read-only-compatible")?
+                .into_iter()
+                .filter(|f| !KNOWN_READ_ONLY_COMPATIBLE.contains(&f.as_str()))
+                .collect();
+        }
+
+        let algorithm_text = top
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no string \"algorithm\"".into()))?;
+        let unsupported = || OpenError::UnsupportedAlgorithm {
+            path: path.to_owned(),
+            algorithm: algorithm_text.to_owned(),
+        };
+        let algorithm = match algorithm_text
+            .strip_prefix("fsverity-")
+            .and_then(|rest| rest.split_once('-'))
+        {
+            Some((hash, log)) if log == LOG_BLOCK_SIZE.to_string() => {
+                hash.parse::<HashAlgorithm>().map_err(|_| unsupported())?
+            }
+            _ => return Err(unsupported()),
+        };
+
+        let mut config = Config {
+            algorithm,
+            require_verity: file_has_verity,
+            sealroot_format: None,
+            verity_at_init: None,
+            unknown_read_only_features,
+        };
+        if let Some(section) = top.get("sealroot") {
+            let section = section
+                .as_object()
+                .ok_or_else(|| bad("\"sealroot\" is not an object".into()))?;
+            let format = section
+                .get("format")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("no unsigned integer \"sealroot.format\"".into()))?;
+            if format > SEALROOT_FORMAT {
+                return Err(OpenError::NewerFormat {
+                    path: path.to_owned(),
+                    what: "sealroot format",
+                    found: format,
+                    supported: SEALROOT_FORMAT,
+                });
+            }
+            let flag = |key: &str| -> Result<bool, OpenError> {
+                match section.get(key) {
+                    None => Ok(false),
+                    Some(v) => v
+                        .as_bool()
+                        .ok_or_else(|| bad(format!("\"sealroot.{key}\" is not a boolean"))),
+                }
+            };
+            config.sealroot_format = Some(format);
+            config.require_verity |= flag("require-verity")?;
+            config.verity_at_init = Some(flag("fs-verity-at-init")?);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, OpenError> {
+        Config::parse(text.as_bytes(), Path::new("meta.json"), false)
+    }
+
+    #[test]
+    fn round_trip() {
+        for alg in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+            for (req, at_init) in [(false, false), (true, true), (false, true)] {
+                let c = Config::new(alg, req, at_init);
+                assert_eq!(parse(&c.to_json()).unwrap(), c);
+            }
+        }
+    }
+
+    #[test]
+    fn cfsctl_meta_json() {
+        // What `cfsctl init --insecure --algorithm fsverity-sha512-12` writes.
+        let text = r#"{
+  "version": 1,
+  "algorithm": "fsverity-sha512-12",
+  "features": {
+    "compatible": [],
+    "read-only-compatible": [
+      "v1_erofs"
+    ],
+    "incompatible": []
+  },
+  "erofs_formats": {
+    "default": 1
+  }
+}"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.algorithm, HashAlgorithm::Sha512);
+        assert!(!c.require_verity);
+        assert_eq!(c.sealroot_format, None);
+        let c = Config::parse(text.as_bytes(), Path::new("m"), true).unwrap();
+        assert!(c.require_verity);
+    }
+
+    #[test]
+    fn refusals() {
+        let base = Config::new(HashAlgorithm::Sha256, false, false).to_json();
+        let newer = base.replace("\"version\": 1", "\"version\": 2");
+        assert!(matches!(
+            parse(&newer),
+            Err(OpenError::NewerFormat { found: 2, .. })
+        ));
+        let newer = base.replace("\"format\": 1", "\"format\": 7");
+        assert!(matches!(
+            parse(&newer),
+            Err(OpenError::NewerFormat {
+                what: "sealroot format",
+                found: 7,
+                ..
+            })
+        ));
+        let incompat = base.replace("\"incompatible\": []", "\"incompatible\": [\"zstd\"]");
+        assert!(matches!(
+            parse(&incompat),
+            Err(OpenError::IncompatibleFeatures { features, .. }) if features == ["zstd"]
+        ));
+        let ro = base.replace("\"v1_erofs\"", "\"v1_erofs\", \"shiny\"");
+        assert_eq!(parse(&ro).unwrap().unknown_read_only_features, ["shiny"]);
+        for alg in ["fsverity-sha256-16", "sha256", "fsverity-md5-12"] {
+            let t = base.replace("fsverity-sha256-12", alg);
+            assert!(
+                matches!(parse(&t), Err(OpenError::UnsupportedAlgorithm { .. })),
+                "{alg}"
+            );
+        }
+        for broken in ["", "[]", "{}", "{\"version\": \"1\"}"] {
+            assert!(
+                matches!(parse(broken), Err(OpenError::BadConfig { .. })),
+                "{broken}"
+            );
+        }
+    }
+}
