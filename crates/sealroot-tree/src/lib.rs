@@ -39,6 +39,7 @@ mod content;
 mod error;
 mod progress;
 mod store;
+pub mod tar;
 mod walk;
 mod xattr;
 

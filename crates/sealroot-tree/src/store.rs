@@ -9,6 +9,8 @@
 //! `copy_file_range`, else plain reads and writes; the file is checked not to have changed
 //! since it was hashed.
 
+use std::cell::RefCell;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use sealroot_sys::fsverity::{self, EnableParams, VerityError, FS_VERITY_HASH_ALG_SHA256};
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{Hasher, Params, Sha256Digest};
 
 use crate::walk::{FileState, RawStat};
 use crate::{BuildError, Operation, Progress};
@@ -27,6 +29,27 @@ const OBJECT_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 /// The most `copy_file_range` is asked to copy at once.
 const COPY_CHUNK: u64 = 1 << 30;
+/// The buffer [`Store::insert_stream`] reads through: large enough that system calls cost
+/// little next to hashing, small enough to stay in the CPU's L2 cache.
+const STREAM_BUF_SIZE: usize = 256 * 1024;
+
+thread_local! {
+    /// Each thread's [`STREAM_BUF_SIZE`] buffer, kept from one object to the next.
+    static STREAM_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes all of `buf` to `fd` at its file position.
+fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(Errno::NOSPC),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// An open digest store.
 pub(crate) struct Store {
@@ -150,20 +173,7 @@ impl Store {
             Err(e) => return Err(object_err(Operation::CheckObject, e)),
         }
         let subdir = &name[..2];
-        let known = &self.subdirs[usize::from(digest.0[0])];
-        if !known.load(Ordering::Relaxed) {
-            match rustix::fs::mkdirat(&self.dir, subdir, Mode::from_raw_mode(DIR_MODE)) {
-                Ok(()) | Err(Errno::EXIST) => known.store(true, Ordering::Relaxed),
-                Err(e) => {
-                    return Err(BuildError::io(
-                        Operation::CreateStore,
-                        self.path.join(subdir),
-                        e,
-                    ))
-                }
-            }
-        }
-
+        self.ensure_subdir(digest)?;
         let mut tmp = self
             .create_tmp(subdir)
             .map_err(|e| object_err(Operation::CopyObject, e))?;
@@ -179,9 +189,116 @@ impl Store {
             });
         }
         copied.map_err(|e| object_err(Operation::CopyObject, e))?;
-        rustix::fs::fchmod(tmp_fd, Mode::from_raw_mode(OBJECT_MODE))
+        self.seal(&mut tmp, digest, || BuildError::Changed {
+            path: src_path.to_owned(),
+        })?;
+        progress.objects_stored(1, state.size);
+        Ok(())
+    }
+
+    /// The store's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes everything `content` yields, which must be `size` bytes, into the store while
+    /// hashing it, and returns its digest. The object is written to a temporary file in the
+    /// store's top directory, since its name is known only at the end; content already in the
+    /// store is hashed and dropped. A failure of `content` itself is an [`Operation::Read`]
+    /// error.
+    pub(crate) fn insert_stream(
+        &self,
+        content: &mut dyn Read,
+        size: u64,
+    ) -> Result<Sha256Digest, BuildError> {
+        let store_err = |op, e: Errno| BuildError::io(op, self.path.clone(), e);
+        let mut tmp = self
+            .create_tmp(".")
+            .map_err(|e| store_err(Operation::CopyObject, e))?;
+        let mut hasher = Hasher::new(Params::composefs_default());
+        let mut done = 0u64;
+        STREAM_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.resize(STREAM_BUF_SIZE, 0);
+            loop {
+                let n = match content.read(&mut buf[..]) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(BuildError::io(Operation::Read, self.path.clone(), e)),
+                };
+                hasher.update(&buf[..n]);
+                write_all(tmp.fd(), &buf[..n]).map_err(|e| store_err(Operation::CopyObject, e))?;
+                done += n as u64;
+            }
+        })?;
+        if done != size {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the content was {done} bytes, not the {size} announced"),
+            );
+            return Err(BuildError::io(Operation::Read, self.path.clone(), e));
+        }
+        let Some(&digest) = hasher.finish().as_sha256() else {
+            unreachable!("composefs_default parameters hash with sha256")
+        };
+        let name = digest.object_path();
+        match rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => return Ok(digest),
+            Err(Errno::NOENT) => {}
+            Err(e) => {
+                return Err(BuildError::io(
+                    Operation::CheckObject,
+                    self.path.join(&name),
+                    e,
+                ))
+            }
+        }
+        self.ensure_subdir(&digest)?;
+        self.seal(&mut tmp, &digest, || {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the kernel measured another digest than the one computed while writing",
+            );
+            BuildError::io(Operation::EnableVerity, self.path.join(&name), e)
+        })?;
+        Ok(digest)
+    }
+
+    /// Creates the `xx/` directory of `digest`'s object unless it is known to exist.
+    fn ensure_subdir(&self, digest: &Sha256Digest) -> Result<(), BuildError> {
+        let known = &self.subdirs[usize::from(digest.0[0])];
+        if known.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let subdir = format!("{:02x}", digest.0[0]);
+        match rustix::fs::mkdirat(&self.dir, subdir.as_str(), Mode::from_raw_mode(DIR_MODE)) {
+            Ok(()) | Err(Errno::EXIST) => {
+                known.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(BuildError::io(
+                Operation::CreateStore,
+                self.path.join(subdir),
+                e,
+            )),
+        }
+    }
+
+    /// Turns the complete content in `tmp` into object `digest`: sets its mode, flushes it to
+    /// disk, enables fs-verity where the filesystem can (the kernel's measurement must be
+    /// `digest`, else the error `mismatch` makes is returned), and links it to its name.
+    fn seal(
+        &self,
+        tmp: &mut TmpObject<'_>,
+        digest: &Sha256Digest,
+        mismatch: impl FnOnce() -> BuildError,
+    ) -> Result<(), BuildError> {
+        let name = digest.object_path();
+        let object_err = |op, e: Errno| BuildError::io(op, self.path.join(&name), e);
+        rustix::fs::fchmod(tmp.fd(), Mode::from_raw_mode(OBJECT_MODE))
             .map_err(|e| object_err(Operation::CopyObject, e))?;
-        rustix::fs::fsync(tmp_fd).map_err(|e| object_err(Operation::SyncObject, e))?;
+        rustix::fs::fsync(tmp.fd()).map_err(|e| object_err(Operation::SyncObject, e))?;
         if !self.no_verity.load(Ordering::Relaxed) {
             tmp.reopen_read_only()
                 .map_err(|e| object_err(Operation::EnableVerity, e))?;
@@ -192,9 +309,7 @@ impl Store {
                         BuildError::io(Operation::EnableVerity, self.path.join(&name), e)
                     })?;
                     if measured != (FS_VERITY_HASH_ALG_SHA256, digest.0.to_vec()) {
-                        return Err(BuildError::Changed {
-                            path: src_path.to_owned(),
-                        });
+                        return Err(mismatch());
                     }
                 }
                 // Like C mkcomposefs, only try: a store without fs-verity is still a store.
@@ -210,11 +325,8 @@ impl Store {
                 }
             }
         }
-
-        self.place(&mut tmp, &name)
-            .map_err(|e| object_err(Operation::LinkObject, e))?;
-        progress.objects_stored(1, state.size);
-        Ok(())
+        self.place(tmp, &name)
+            .map_err(|e| object_err(Operation::LinkObject, e))
     }
 
     /// A new, empty, writable file in directory `subdir` of the store.

@@ -13,7 +13,7 @@ const XATTR_VALUE_MAX: usize = u16::MAX as usize;
 /// `lcfs_node_set_xattr` counts it (`LCFS_INODE_EXTERNAL_XATTR_MAX`, `UINT16_MAX / 2`).
 const INODE_XATTR_SPACE_MAX: usize = u16::MAX as usize / 2;
 /// What C counts for the xattr header of an inode with any xattrs (`LCFS_XATTR_HEADER_SIZE`).
-const XATTR_HEADER_SPACE: usize = 12;
+pub(crate) const XATTR_HEADER_SPACE: usize = 12;
 /// What C counts per xattr besides its name and value: twice the 4-byte entry header, less
 /// one, to allow for the worst alignment (`2 * LCFS_INODE_XATTRMETA_SIZE - 1`).
 const XATTR_ENTRY_OVERHEAD: usize = 2 * 4 - 1;
@@ -143,7 +143,11 @@ impl XattrReader {
 
 /// Applies C `lcfs_node_set_xattr`'s limits to one more xattr, `space` being what the
 /// previous ones used.
-fn check_limits(name: &[u8], value_len: usize, space: &mut usize) -> Result<(), XattrError> {
+pub(crate) fn check_limits(
+    name: &[u8],
+    value_len: usize,
+    space: &mut usize,
+) -> Result<(), XattrError> {
     let too_large = |reason| {
         Err(XattrError::TooLarge {
             name: name.to_vec(),

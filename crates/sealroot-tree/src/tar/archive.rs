@@ -1,0 +1,526 @@
+//! Reading a tar stream: decompression, then one entry after another, each with all its
+//! extended headers folded in, its content left in the stream for the caller to read.
+
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use sealroot_format::tree::{Mtime, Xattr};
+
+use super::header::{self, Checksum, Field, Header, BLOCK_SIZE};
+use super::pax::{self, Overrides};
+use super::TarError;
+
+/// gzip's magic number (RFC 1952).
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+/// A zstd frame's magic number (RFC 8878), little-endian 0xFD2FB528.
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+/// xz's magic number, recognised only to name it in the error.
+const XZ_MAGIC: &[u8] = b"\xfd7zXZ\x00";
+/// lz4 frame magic, recognised only to name it in the error.
+const LZ4_MAGIC: &[u8] = &[0x04, 0x22, 0x4d, 0x18];
+/// How many bytes of the input are looked at to recognise a compression format.
+const MAGIC_LEN: usize = 6;
+
+/// The buffer between the (decompressed) input and the parser: headers are read 512 bytes at
+/// a time, so they must not each cost a read of the input.
+const INPUT_BUF_SIZE: usize = 256 * 1024;
+
+/// The largest PAX extended header or GNU long name accepted. Composefs keeps at most 32 KiB
+/// of xattrs per inode, and paths are far shorter; this only stops absurd sizes.
+pub(crate) const METADATA_MAX: u64 = 1 << 20;
+
+/// The kind of an entry, from its type flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `0`, NUL (old archives) or `7` (contiguous file).
+    Regular,
+    /// `1`.
+    HardLink,
+    /// `2`.
+    Symlink,
+    /// `3`.
+    CharDevice,
+    /// `4`.
+    BlockDevice,
+    /// `5`, GNU `D` (a dump directory, whose content lists its names and is skipped), or an
+    /// old-style NUL entry whose name ends with `/`.
+    Directory,
+    /// `6`.
+    Fifo,
+}
+
+/// One entry, with its extended headers applied.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    /// The offset of its first header block.
+    pub(crate) offset: u64,
+    /// Its path as the archive gives it.
+    pub(crate) path: Vec<u8>,
+    /// The target of a hard or symbolic link.
+    pub(crate) link: Vec<u8>,
+    pub(crate) kind: Kind,
+    /// Permission bits (`0o7777`).
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mtime: Mtime,
+    /// The number of content bytes following the header (0 for types that have none).
+    pub(crate) size: u64,
+    /// A device's number in the kernel's 32-bit encoding; 0 for other kinds.
+    pub(crate) rdev: u32,
+    pub(crate) xattrs: Vec<Xattr>,
+}
+
+impl Entry {
+    /// The path, for error messages.
+    pub(crate) fn display_path(&self) -> PathBuf {
+        path_buf(&self.path)
+    }
+}
+
+/// `bytes` as a path.
+pub(crate) fn path_buf(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+/// A tar stream being read.
+pub(crate) struct Archive<'a> {
+    input: BufReader<Box<dyn Read + 'a>>,
+    /// Bytes of the tar stream consumed so far.
+    offset: u64,
+    /// What `g` headers said so far.
+    global: Overrides,
+    /// Content bytes of the current entry not yet read.
+    remaining: u64,
+    /// Padding after them, up to the next block.
+    padding: u64,
+    /// The current entry, for errors while reading its content.
+    current: Option<PathBuf>,
+}
+
+impl<'a> Archive<'a> {
+    /// Recognises the compression of `input` by its first bytes and opens it.
+    pub(crate) fn open(mut input: impl Read + 'a) -> Result<Archive<'a>, TarError> {
+        let mut magic = [0u8; MAGIC_LEN];
+        let mut n = 0;
+        while n < MAGIC_LEN {
+            match input.read(&mut magic[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(TarError::Read {
+                        offset: 0,
+                        path: None,
+                        source: e,
+                    })
+                }
+            }
+        }
+        let head = &magic[..n];
+        let whole = io::Cursor::new(magic).take(n as u64).chain(input);
+        let decoded: Box<dyn Read + 'a> = if head.starts_with(GZIP_MAGIC) {
+            // Multi-member: pigz and concatenated gzip files are several members.
+            Box::new(flate2::read::MultiGzDecoder::new(whole))
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Box::new(
+                zstd::stream::read::Decoder::new(whole).map_err(|e| TarError::Read {
+                    offset: 0,
+                    path: None,
+                    source: e,
+                })?,
+            )
+        } else if head.starts_with(XZ_MAGIC) {
+            return Err(TarError::UnsupportedCompression { format: "xz" });
+        } else if head.starts_with(LZ4_MAGIC) {
+            return Err(TarError::UnsupportedCompression { format: "lz4" });
+        } else if is_bzip2(head) {
+            return Err(TarError::UnsupportedCompression { format: "bzip2" });
+        } else {
+            Box::new(whole)
+        };
+        Ok(Archive {
+            input: BufReader::with_capacity(INPUT_BUF_SIZE, decoded),
+            offset: 0,
+            global: Overrides::default(),
+            remaining: 0,
+            padding: 0,
+            current: None,
+        })
+    }
+
+    /// The error for the input failing with `e` now.
+    fn read_error(&self, e: io::Error) -> TarError {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            return self.truncated();
+        }
+        TarError::Read {
+            offset: self.offset,
+            path: self.current.clone(),
+            source: e,
+        }
+    }
+
+    /// The error for the input ending now.
+    fn truncated(&self) -> TarError {
+        TarError::Truncated {
+            offset: self.offset,
+            path: self.current.clone(),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes; 0 only at the end of the input.
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, TarError> {
+        loop {
+            match self.input.read(buf) {
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.read_error(e)),
+            }
+        }
+    }
+
+    /// Fills `buf`; `Ok(false)` if the input ended before its first byte.
+    fn read_full(&mut self, buf: &mut [u8]) -> Result<bool, TarError> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_some(&mut buf[done..])? {
+                0 if done == 0 => return Ok(false),
+                0 => return Err(self.truncated()),
+                n => done += n,
+            }
+        }
+        Ok(true)
+    }
+
+    /// Skips `n` bytes, which must be there.
+    fn skip(&mut self, mut n: u64) -> Result<(), TarError> {
+        while n > 0 {
+            let available = loop {
+                match self.input.fill_buf() {
+                    Ok(buf) => break buf.len(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(self.read_error(e)),
+                }
+            };
+            if available == 0 {
+                return Err(self.truncated());
+            }
+            let k = available.min(usize::try_from(n).unwrap_or(usize::MAX));
+            self.input.consume(k);
+            self.offset += k as u64;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the next header block; `None` at the end of the input.
+    fn read_block(&mut self) -> Result<Option<[u8; BLOCK_SIZE]>, TarError> {
+        let mut block = [0u8; BLOCK_SIZE];
+        Ok(self.read_full(&mut block)?.then_some(block))
+    }
+
+    /// Reads the `size` bytes of an extended header or long name, and their padding.
+    fn read_metadata(&mut self, size: u64, offset: u64) -> Result<Vec<u8>, TarError> {
+        if size > METADATA_MAX {
+            return Err(TarError::BadHeader {
+                offset,
+                path: None,
+                reason: format!("extended header of {size} bytes (at most {METADATA_MAX})"),
+            });
+        }
+        // Grown as the bytes arrive: a truncated archive allocates only what it holds.
+        let mut data = Vec::new();
+        let want = size as usize;
+        let mut chunk = [0u8; 4096];
+        while data.len() < want {
+            let k = chunk.len().min(want - data.len());
+            match self.read_some(&mut chunk[..k])? {
+                0 => return Err(self.truncated()),
+                n => data.extend_from_slice(&chunk[..n]),
+            }
+        }
+        self.skip(padding(size))?;
+        Ok(data)
+    }
+
+    /// The next entry, after skipping what is left of the current one; `None` at the
+    /// end-of-archive marker.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>, TarError> {
+        let rest = self.remaining + self.padding;
+        self.skip(rest)?;
+        self.remaining = 0;
+        self.padding = 0;
+        self.current = None;
+
+        let start = self.offset;
+        let mut ext = self.global.global_defaults();
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        // Whether extended headers were read that belong to an entry still to come.
+        let mut pending = false;
+        let (block, block_offset) = loop {
+            let block_offset = self.offset;
+            let Some(block) = self.read_block()? else {
+                return Err(if start == 0 && block_offset == 0 {
+                    TarError::NotTar
+                } else {
+                    self.truncated()
+                });
+            };
+            let h = Header(&block);
+            match h.checksum() {
+                Checksum::Valid => {}
+                Checksum::Zero if pending => {
+                    return Err(TarError::BadHeader {
+                        offset: block_offset,
+                        path: None,
+                        reason: "extended headers not followed by an entry".to_owned(),
+                    })
+                }
+                // The end-of-archive marker is two zero blocks; one is taken as enough, as
+                // GNU tar takes it.
+                Checksum::Zero => return Ok(None),
+                Checksum::Invalid if block_offset == 0 => return Err(TarError::NotTar),
+                Checksum::Invalid => {
+                    return Err(TarError::BadChecksum {
+                        offset: block_offset,
+                    })
+                }
+            }
+            let number = |field: Field| {
+                h.unsigned(field).map_err(|e| TarError::BadHeader {
+                    offset: block_offset,
+                    path: None,
+                    reason: format!("{} field {e}", field.name),
+                })
+            };
+            match h.typeflag() {
+                b'x' => {
+                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
+                    pax::apply(&data, &mut ext).map_err(|reason| TarError::BadPax {
+                        offset: block_offset,
+                        reason,
+                    })?;
+                    pending = true;
+                }
+                b'g' => {
+                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
+                    let mut global = Overrides::default();
+                    pax::apply(&data, &mut global).map_err(|reason| TarError::BadPax {
+                        offset: block_offset,
+                        reason,
+                    })?;
+                    pax::apply(&data, &mut self.global).map_err(|reason| TarError::BadPax {
+                        offset: block_offset,
+                        reason,
+                    })?;
+                    // Defaults for this entry too, below what its own `x` headers say.
+                    let defaults = global.global_defaults();
+                    ext.uid = ext.uid.or(defaults.uid);
+                    ext.gid = ext.gid.or(defaults.gid);
+                    ext.mtime = ext.mtime.or(defaults.mtime);
+                    for x in defaults.xattrs {
+                        if !ext.xattrs.iter().any(|y| y.name == x.name) {
+                            ext.xattrs.push(x);
+                        }
+                    }
+                }
+                b'L' => {
+                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
+                    long_name = Some(trim_nuls(data));
+                    pending = true;
+                }
+                b'K' => {
+                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
+                    long_link = Some(trim_nuls(data));
+                    pending = true;
+                }
+                // A GNU volume label: not a file.
+                b'V' => {
+                    let size = number(header::SIZE)?;
+                    self.skip(size)?;
+                    self.skip(padding(size))?;
+                }
+                _ => break (block, block_offset),
+            }
+        };
+
+        let h = Header(&block);
+        let path = ext.path.take().or(long_name).unwrap_or_else(|| h.path());
+        let display = path_buf(&path);
+        self.current = Some(display.clone());
+        let bad = |field: Field, e: header::NumberError| TarError::BadHeader {
+            offset: block_offset,
+            path: Some(display.clone()),
+            reason: format!("{} field {e}", field.name),
+        };
+        let unsupported = |what: String| TarError::Unsupported {
+            offset: start,
+            path: display.clone(),
+            what,
+        };
+
+        let typeflag = h.typeflag();
+        let kind = match typeflag {
+            b'0' | b'7' => Kind::Regular,
+            0 if path.ends_with(b"/") => Kind::Directory,
+            0 => Kind::Regular,
+            b'1' => Kind::HardLink,
+            b'2' => Kind::Symlink,
+            b'3' => Kind::CharDevice,
+            b'4' => Kind::BlockDevice,
+            b'5' | b'D' => Kind::Directory,
+            b'6' => Kind::Fifo,
+            b'S' => return Err(unsupported("a GNU sparse file".to_owned())),
+            b'M' => return Err(unsupported("a multi-volume continuation".to_owned())),
+            t => {
+                return Err(unsupported(format!(
+                    "type flag {:?}",
+                    char::from(t).escape_default().to_string()
+                )))
+            }
+        };
+        if ext.sparse {
+            return Err(unsupported(
+                "a sparse file (GNU.sparse PAX keys)".to_owned(),
+            ));
+        }
+        if let Some(key) = &ext.unsupported {
+            return Err(unsupported(format!(
+                "PAX key {} (text ACLs of `tar --acls`; archive with --xattrs instead)",
+                String::from_utf8_lossy(key)
+            )));
+        }
+
+        let size = match ext.size {
+            Some(size) => size,
+            None => h.unsigned(header::SIZE).map_err(|e| bad(header::SIZE, e))?,
+        };
+        let mode = h.unsigned(header::MODE).map_err(|e| bad(header::MODE, e))? as u32 & 0o7777;
+        let uid = match ext.uid {
+            Some(uid) => uid,
+            None => h.u32(header::UID).map_err(|e| bad(header::UID, e))?,
+        };
+        let gid = match ext.gid {
+            Some(gid) => gid,
+            None => h.u32(header::GID).map_err(|e| bad(header::GID, e))?,
+        };
+        let mtime = match ext.mtime {
+            Some(mtime) => mtime,
+            None => Mtime {
+                sec: h.signed(header::MTIME).map_err(|e| bad(header::MTIME, e))?,
+                nsec: 0,
+            },
+        };
+        let rdev = match kind {
+            Kind::CharDevice | Kind::BlockDevice => {
+                let major = h
+                    .u32(header::DEVMAJOR)
+                    .map_err(|e| bad(header::DEVMAJOR, e))?;
+                let minor = h
+                    .u32(header::DEVMINOR)
+                    .map_err(|e| bad(header::DEVMINOR, e))?;
+                header::makedev(major, minor)
+            }
+            _ => 0,
+        };
+        let link = ext
+            .linkpath
+            .take()
+            .or(long_link)
+            .unwrap_or_else(|| h.text(header::LINKNAME).to_vec());
+
+        // Only regular files and GNU dump directories have data blocks; for the other
+        // types the size field is ignored, as Go's archive/tar and Python's tarfile do.
+        let data = match kind {
+            Kind::Regular => size,
+            Kind::Directory if typeflag == b'D' => size,
+            _ => 0,
+        };
+        self.remaining = data;
+        self.padding = padding(data);
+        Ok(Some(Entry {
+            offset: start,
+            path,
+            link,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            size: if kind == Kind::Regular { size } else { 0 },
+            rdev,
+            xattrs: ext.xattrs,
+        }))
+    }
+
+    /// Reads content of the current entry into `buf`, filling it unless the content ends
+    /// first; returns how much was read (0 once it is all read).
+    pub(crate) fn read_content(&mut self, buf: &mut [u8]) -> Result<usize, TarError> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let mut done = 0;
+        while done < want {
+            match self.read_some(&mut buf[done..want])? {
+                0 => return Err(self.truncated()),
+                n => done += n,
+            }
+        }
+        self.remaining -= done as u64;
+        Ok(done)
+    }
+
+    /// How many content bytes of the current entry are still unread.
+    pub(crate) fn content_left(&self) -> u64 {
+        self.remaining
+    }
+
+    /// After the end-of-archive marker: reads the rest of the input (zero blocks up to the
+    /// record size, usually), so that a decompressor checks its trailing checksum.
+    pub(crate) fn finish(&mut self) -> Result<(), TarError> {
+        self.current = None;
+        loop {
+            let n = loop {
+                match self.input.fill_buf() {
+                    Ok(buf) => break buf.len(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(self.read_error(e)),
+                }
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            self.input.consume(n);
+            self.offset += n as u64;
+        }
+    }
+}
+
+/// The padding after `size` content bytes, up to the next block.
+fn padding(size: u64) -> u64 {
+    (BLOCK_SIZE as u64 - size % BLOCK_SIZE as u64) % BLOCK_SIZE as u64
+}
+
+/// A GNU long name or link without its terminating NULs.
+fn trim_nuls(mut data: Vec<u8>) -> Vec<u8> {
+    let len = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    data.truncate(len);
+    data
+}
+
+/// Whether `head` starts a bzip2 stream: `BZh`, a block size digit, and the start of the
+/// first block's magic (checked that far so that a tar whose first name starts with `BZh` is
+/// still read as one).
+fn is_bzip2(head: &[u8]) -> bool {
+    head.len() == MAGIC_LEN
+        && head.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && head[4..] == [0x31, 0x41]
+}

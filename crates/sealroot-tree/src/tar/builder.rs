@@ -1,0 +1,593 @@
+//! Building the tree from entries in archive order, with tar's rules for paths that come
+//! again, and turning it into a [`Tree`] numbered as `build_from_dir` numbers it.
+
+use std::collections::BTreeMap;
+
+use sealroot_format::tree::{
+    Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFBLK, S_IFCHR,
+    S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG,
+};
+use sealroot_verity::Sha256Digest;
+
+use super::archive::{path_buf, Archive, Entry, Kind};
+use super::content::Pipeline;
+use super::{TarError, TarOptions, Whiteouts};
+use crate::xattr::{check_limits, XattrError, XATTR_HEADER_SPACE};
+use crate::INLINE_CONTENT_MAX;
+
+/// The longest name composefs (and Linux) allows in a directory.
+const NAME_MAX: usize = 255;
+/// The prefix of an OCI whiteout file's name.
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The name of the OCI opaque-directory marker.
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The xattr overlayfs reads to hide a lower directory's entries.
+const OVERLAY_OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+/// The permission bits of a directory no entry describes, as `tar -x` makes them for root.
+const IMPLICIT_DIR_MODE: u32 = 0o755;
+
+/// An index into [`Builder::nodes`].
+type NodeId = usize;
+
+/// The root's node.
+const ROOT: NodeId = 0;
+
+/// A regular file's content as far as it is known while reading.
+#[derive(Clone, Debug)]
+enum FileContent {
+    Empty,
+    Inline(Vec<u8>),
+    /// Given to the sink as this job; the digest comes at the end.
+    Object(usize),
+}
+
+#[derive(Clone, Debug)]
+enum NodeKind {
+    /// Entries by name, in byte order.
+    Directory(BTreeMap<Vec<u8>, NodeId>),
+    Regular(FileContent),
+    Symlink(Vec<u8>),
+    Special,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    stat: Stat,
+    xattrs: Vec<Xattr>,
+    kind: NodeKind,
+}
+
+impl Node {
+    /// A directory no entry described (yet).
+    fn implicit_dir() -> Node {
+        Node {
+            stat: Stat {
+                mode: S_IFDIR | IMPLICIT_DIR_MODE,
+                nlink: 1,
+                ..Stat::default()
+            },
+            xattrs: Vec::new(),
+            kind: NodeKind::Directory(BTreeMap::new()),
+        }
+    }
+}
+
+/// The tree being built. Nodes that later entries replace stay in the arena, unreachable,
+/// and are left out of the result.
+pub(crate) struct Builder<'o> {
+    opts: &'o TarOptions,
+    nodes: Vec<Node>,
+}
+
+/// A path split into its components, checked.
+type Components<'p> = Vec<&'p [u8]>;
+
+/// Splits `path` into components: `.` and empty ones dropped, `..` refused, a leading `/`
+/// refused unless `strip_leading_slash`.
+fn components(path: &[u8], strip_leading_slash: bool) -> Result<Components<'_>, &'static str> {
+    if path.is_empty() {
+        return Err("empty path");
+    }
+    if path.starts_with(b"/") && !strip_leading_slash {
+        return Err("absolute path");
+    }
+    let mut out = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("`..` component"),
+            c if c.len() > NAME_MAX => return Err("a name longer than 255 bytes"),
+            c if c.contains(&0) => return Err("NUL byte in the path"),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+impl<'o> Builder<'o> {
+    pub(crate) fn new(opts: &'o TarOptions) -> Self {
+        Builder {
+            opts,
+            nodes: vec![Node::implicit_dir()],
+        }
+    }
+
+    fn push(&mut self, node: Node) -> NodeId {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn children(&self, dir: NodeId) -> Option<&BTreeMap<Vec<u8>, NodeId>> {
+        match &self.nodes[dir].kind {
+            NodeKind::Directory(children) => Some(children),
+            _ => None,
+        }
+    }
+
+    fn children_mut(&mut self, dir: NodeId) -> Option<&mut BTreeMap<Vec<u8>, NodeId>> {
+        match &mut self.nodes[dir].kind {
+            NodeKind::Directory(children) => Some(children),
+            _ => None,
+        }
+    }
+
+    /// The node at `path`, if there is one.
+    fn lookup(&self, path: &[&[u8]]) -> Option<NodeId> {
+        let mut cur = ROOT;
+        for c in path {
+            cur = *self.children(cur)?.get(*c)?;
+        }
+        Some(cur)
+    }
+
+    /// The directory at `path`: `Ok(None)` if something on the way is missing, an error if
+    /// something on the way is not a directory.
+    fn existing_dir(&self, path: &[&[u8]], entry: &Entry) -> Result<Option<NodeId>, TarError> {
+        let mut cur = ROOT;
+        for (i, c) in path.iter().enumerate() {
+            let Some(children) = self.children(cur) else {
+                return Err(not_under_dir(entry, &path[..i]));
+            };
+            match children.get(*c) {
+                Some(&next) => cur = next,
+                None => return Ok(None),
+            }
+        }
+        match self.children(cur) {
+            Some(_) => Ok(Some(cur)),
+            None => Err(not_under_dir(entry, path)),
+        }
+    }
+
+    /// The directory at `path`, made (with [`Node::implicit_dir`]) where missing, as
+    /// `tar -x` makes the missing parents of what it extracts.
+    fn dir(&mut self, path: &[&[u8]], entry: &Entry) -> Result<NodeId, TarError> {
+        let mut cur = ROOT;
+        for (i, c) in path.iter().enumerate() {
+            let next = match self.children(cur).and_then(|ch| ch.get(*c)) {
+                Some(&next) => next,
+                None => {
+                    let id = self.push(Node::implicit_dir());
+                    self.children_mut(cur)
+                        .expect("checked to be a directory below")
+                        .insert(c.to_vec(), id);
+                    id
+                }
+            };
+            if self.children(next).is_none() {
+                return Err(not_under_dir(entry, &path[..=i]));
+            }
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    /// Adds one entry of `archive` (its content is still to be read from it).
+    pub(crate) fn add(
+        &mut self,
+        entry: Entry,
+        archive: &mut Archive<'_>,
+        pipeline: &mut Pipeline<'_>,
+    ) -> Result<(), TarError> {
+        let opts = self.opts;
+        let bad_path = |path: &[u8], reason| TarError::BadPath {
+            offset: entry.offset,
+            path: path_buf(path),
+            reason,
+        };
+        let comps = components(&entry.path, opts.strip_leading_slash)
+            .map_err(|reason| bad_path(&entry.path, reason))?;
+        let Some((&name, parent)) = comps.split_last() else {
+            // The root itself.
+            if entry.kind != Kind::Directory {
+                return Err(TarError::RootNotDirectory {
+                    offset: entry.offset,
+                    path: entry.display_path(),
+                });
+            }
+            let stat = self.stat(&entry, S_IFDIR);
+            let xattrs = self.xattrs(&entry)?;
+            let root = &mut self.nodes[ROOT];
+            root.stat = stat;
+            root.xattrs = xattrs;
+            return Ok(());
+        };
+
+        if opts.whiteouts != Whiteouts::Keep && name.starts_with(WHITEOUT_PREFIX) {
+            return self.whiteout(&entry, parent, name);
+        }
+
+        // A hard link's target is looked up before anything is made on the way to the link.
+        let link_target = if entry.kind == Kind::HardLink {
+            let target = components(&entry.link, opts.strip_leading_slash)
+                .map_err(|reason| bad_path(&entry.link, reason))?;
+            let found = self
+                .lookup(&target)
+                .ok_or_else(|| TarError::MissingLinkTarget {
+                    offset: entry.offset,
+                    path: entry.display_path(),
+                    target: path_buf(&entry.link),
+                })?;
+            if self.children(found).is_some() {
+                return Err(TarError::LinkToDirectory {
+                    offset: entry.offset,
+                    path: entry.display_path(),
+                    target: path_buf(&entry.link),
+                });
+            }
+            Some(found)
+        } else {
+            None
+        };
+
+        let dir = self.dir(parent, &entry)?;
+        let existing = self.children(dir).and_then(|ch| ch.get(name)).copied();
+        let node = match entry.kind {
+            Kind::Directory => {
+                let stat = self.stat(&entry, S_IFDIR);
+                let xattrs = self.xattrs(&entry)?;
+                // A directory again: new attributes, the same entries (as `tar -x` and
+                // composefs-rs do).
+                if let Some(id) = existing.filter(|&id| self.children(id).is_some()) {
+                    let node = &mut self.nodes[id];
+                    node.stat = stat;
+                    node.xattrs = xattrs;
+                    return Ok(());
+                }
+                Node {
+                    stat,
+                    xattrs,
+                    kind: NodeKind::Directory(BTreeMap::new()),
+                }
+            }
+            Kind::HardLink => {
+                let target = link_target.expect("looked up above");
+                if opts.hardlinks {
+                    self.link(dir, name, target);
+                    return Ok(());
+                }
+                // Every name its own inode, as mkcomposefs makes hard links.
+                self.nodes[target].clone()
+            }
+            Kind::Regular => {
+                let mut stat = self.stat(&entry, S_IFREG);
+                stat.size = entry.size;
+                let xattrs = self.xattrs(&entry)?;
+                let content = if entry.size == 0 {
+                    FileContent::Empty
+                } else if entry.size <= INLINE_CONTENT_MAX && !opts.no_inline {
+                    let mut data = vec![0u8; entry.size as usize];
+                    archive.read_content(&mut data)?;
+                    FileContent::Inline(data)
+                } else {
+                    let job = pipeline.submit(archive, entry.size, &entry.path, entry.offset)?;
+                    FileContent::Object(job)
+                };
+                Node {
+                    stat,
+                    xattrs,
+                    kind: NodeKind::Regular(content),
+                }
+            }
+            Kind::Symlink => {
+                if entry.link.is_empty() {
+                    return Err(TarError::EmptySymlink {
+                        offset: entry.offset,
+                        path: entry.display_path(),
+                    });
+                }
+                let mut stat = self.stat(&entry, S_IFLNK);
+                stat.size = entry.link.len() as u64;
+                Node {
+                    stat,
+                    xattrs: self.xattrs(&entry)?,
+                    kind: NodeKind::Symlink(entry.link.clone()),
+                }
+            }
+            Kind::CharDevice | Kind::BlockDevice if opts.skip_devices => {
+                self.remove(dir, name);
+                return Ok(());
+            }
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                let ftype = match entry.kind {
+                    Kind::CharDevice => S_IFCHR,
+                    Kind::BlockDevice => S_IFBLK,
+                    _ => S_IFIFO,
+                };
+                let mut stat = self.stat(&entry, ftype);
+                stat.rdev = entry.rdev;
+                Node {
+                    stat,
+                    xattrs: self.xattrs(&entry)?,
+                    kind: NodeKind::Special,
+                }
+            }
+        };
+        let id = self.push(node);
+        self.link(dir, name, id);
+        Ok(())
+    }
+
+    /// Puts `node` in `dir` under `name`, replacing what was there.
+    fn link(&mut self, dir: NodeId, name: &[u8], node: NodeId) {
+        if let Some(children) = self.children_mut(dir) {
+            children.insert(name.to_vec(), node);
+        }
+    }
+
+    /// Removes `name` from `dir`, if it is there.
+    fn remove(&mut self, dir: NodeId, name: &[u8]) {
+        if let Some(children) = self.children_mut(dir) {
+            children.remove(name);
+        }
+    }
+
+    /// An OCI whiteout `.wh.NAME` or opaque marker `.wh..wh..opq` in directory `parent`.
+    fn whiteout(&mut self, entry: &Entry, parent: &[&[u8]], name: &[u8]) -> Result<(), TarError> {
+        let opts = self.opts;
+        let opaque = name == OPAQUE_MARKER;
+        let hidden = &name[WHITEOUT_PREFIX.len()..];
+        if !opaque && matches!(hidden, b"" | b"." | b"..") {
+            return Err(TarError::BadPath {
+                offset: entry.offset,
+                path: entry.display_path(),
+                reason: "whiteout of no name, `.` or `..`",
+            });
+        }
+        match opts.whiteouts {
+            Whiteouts::Keep => unreachable!("whiteouts are ordinary entries then"),
+            Whiteouts::Apply => {
+                // What is not there needs no removing.
+                let Some(dir) = self.existing_dir(parent, entry)? else {
+                    return Ok(());
+                };
+                if opaque {
+                    if let Some(children) = self.children_mut(dir) {
+                        children.clear();
+                    }
+                } else {
+                    self.remove(dir, hidden);
+                }
+            }
+            Whiteouts::Overlay => {
+                let dir = self.dir(parent, entry)?;
+                if opaque {
+                    if self.keeps_xattr(OVERLAY_OPAQUE_XATTR) {
+                        let node = &mut self.nodes[dir];
+                        set_xattr(&mut node.xattrs, OVERLAY_OPAQUE_XATTR, b"y");
+                    }
+                } else if opts.skip_devices {
+                    self.remove(dir, hidden);
+                } else {
+                    let mut stat = self.stat(entry, S_IFCHR);
+                    // Permissions 0 and device 0:0, as containers-storage's overlay driver
+                    // makes them (mknod(S_IFCHR, 0)), owned as the whiteout entry says.
+                    stat.mode = S_IFCHR;
+                    stat.rdev = 0;
+                    let id = self.push(Node {
+                        stat,
+                        xattrs: Vec::new(),
+                        kind: NodeKind::Special,
+                    });
+                    self.link(dir, hidden, id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The attributes of `entry` as a file of type `ftype`.
+    fn stat(&self, entry: &Entry, ftype: u32) -> Stat {
+        Stat {
+            mode: ftype | entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            nlink: 1,
+            rdev: 0,
+            size: 0,
+            mtime: if self.opts.use_epoch {
+                Mtime::default()
+            } else {
+                entry.mtime
+            },
+        }
+    }
+
+    /// Whether the xattr options keep xattr `name`.
+    fn keeps_xattr(&self, name: &[u8]) -> bool {
+        !self.opts.skip_xattrs && (!self.opts.user_xattrs || name.starts_with(b"user."))
+    }
+
+    /// The xattrs of `entry` the options keep, checked against composefs's limits.
+    fn xattrs(&self, entry: &Entry) -> Result<Vec<Xattr>, TarError> {
+        let mut space = XATTR_HEADER_SPACE;
+        let mut out = Vec::new();
+        for x in &entry.xattrs {
+            if !self.keeps_xattr(&x.name) {
+                continue;
+            }
+            if let Err(XattrError::TooLarge { name, reason }) =
+                check_limits(&x.name, x.value.len(), &mut space)
+            {
+                return Err(TarError::XattrTooLarge {
+                    offset: entry.offset,
+                    path: entry.display_path(),
+                    name,
+                    reason,
+                });
+            }
+            out.push(x.clone());
+        }
+        Ok(out)
+    }
+
+    /// The tree, its regular files given the digests of their jobs, inodes numbered in
+    /// depth-first name order (as [`build_from_dir`](crate::build_from_dir) numbers them).
+    /// With hard links kept, the first name in that order owns the inode.
+    pub(crate) fn finish(self, digests: &[Sha256Digest]) -> Tree {
+        struct Frame {
+            inode: InodeId,
+            children: std::collections::btree_map::IntoIter<Vec<u8>, NodeId>,
+            entries: Vec<DirEntry>,
+            subdirs: u32,
+        }
+
+        let hardlinks = self.opts.hardlinks;
+        let mut nodes = self.nodes;
+        let mut inode_of: Vec<Option<InodeId>> = vec![None; nodes.len()];
+        let root = std::mem::replace(&mut nodes[ROOT], Node::implicit_dir());
+        let mut tree = Tree::new(root.stat);
+        tree.inode_mut(InodeId::ROOT).xattrs = root.xattrs;
+        let NodeKind::Directory(root_children) = root.kind else {
+            unreachable!("the root is a directory")
+        };
+        let mut stack = vec![Frame {
+            inode: InodeId::ROOT,
+            children: root_children.into_iter(),
+            entries: Vec::new(),
+            subdirs: 0,
+        }];
+        while let Some(top) = stack.last_mut() {
+            let Some((name, id)) = top.children.next() else {
+                let done = stack.pop().expect("the stack is not empty");
+                let inode = tree.inode_mut(done.inode);
+                inode.stat.nlink = 2 + done.subdirs;
+                inode.content = Content::Directory(done.entries);
+                continue;
+            };
+            if let Some(inode) = inode_of[id] {
+                // Another name of a hard-linked file (only with `hardlinks`: otherwise
+                // every name has a node of its own).
+                tree.inode_mut(inode).stat.nlink += 1;
+                top.entries.push(DirEntry {
+                    name,
+                    inode,
+                    hardlink: true,
+                });
+                continue;
+            }
+            let node = std::mem::replace(
+                &mut nodes[id],
+                Node {
+                    stat: Stat::default(),
+                    xattrs: Vec::new(),
+                    kind: NodeKind::Special,
+                },
+            );
+            let (content, children) = match node.kind {
+                NodeKind::Directory(children) => (Content::Directory(Vec::new()), Some(children)),
+                NodeKind::Regular(c) => (Content::Regular(regular_file(c, digests)), None),
+                NodeKind::Symlink(target) => (Content::Symlink(target), None),
+                NodeKind::Special => (Content::Special, None),
+            };
+            let inode = tree.push(Inode {
+                stat: node.stat,
+                xattrs: node.xattrs,
+                content,
+            });
+            if hardlinks {
+                inode_of[id] = Some(inode);
+            }
+            top.entries.push(DirEntry {
+                name,
+                inode,
+                hardlink: false,
+            });
+            if let Some(children) = children {
+                top.subdirs += 1;
+                stack.push(Frame {
+                    inode,
+                    children: children.into_iter(),
+                    entries: Vec::new(),
+                    subdirs: 0,
+                });
+            }
+        }
+        tree
+    }
+}
+
+/// The tree's form of a regular file's content.
+fn regular_file(content: FileContent, digests: &[Sha256Digest]) -> RegularFile {
+    match content {
+        FileContent::Empty => RegularFile::default(),
+        FileContent::Inline(data) => RegularFile {
+            inline: Some(data),
+            ..RegularFile::default()
+        },
+        FileContent::Object(job) => match digests.get(job) {
+            Some(digest) => RegularFile {
+                inline: None,
+                payload: Some(digest.object_path().into_bytes()),
+                digest: Some(*digest),
+            },
+            None => unreachable!("every job has a digest"),
+        },
+    }
+}
+
+/// Sets xattr `name` in `xattrs`, replacing an existing value.
+fn set_xattr(xattrs: &mut Vec<Xattr>, name: &[u8], value: &[u8]) {
+    match xattrs.iter_mut().find(|x| x.name == name) {
+        Some(x) => x.value = value.to_vec(),
+        None => xattrs.push(Xattr {
+            name: name.to_vec(),
+            value: value.to_vec(),
+        }),
+    }
+}
+
+/// The error for `entry` lying under `parent`, which is not a directory.
+fn not_under_dir(entry: &Entry, parent: &[&[u8]]) -> TarError {
+    TarError::NotUnderDirectory {
+        offset: entry.offset,
+        path: entry.display_path(),
+        parent: path_buf(&parent.join(&b'/')),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_components() {
+        let ok = |p: &str, strip| components(p.as_bytes(), strip).map(|c| c.join(&b'/'));
+        assert_eq!(ok("a/b", false), Ok(b"a/b".to_vec()));
+        assert_eq!(ok("./a//b/./", false), Ok(b"a/b".to_vec()));
+        assert_eq!(ok(".", false), Ok(Vec::new()));
+        assert_eq!(ok("./", false), Ok(Vec::new()));
+        assert_eq!(ok("/etc/x", true), Ok(b"etc/x".to_vec()));
+        assert_eq!(ok("/etc/x", false), Err("absolute path"));
+        assert_eq!(ok("a/../b", false), Err("`..` component"));
+        assert_eq!(ok("..", true), Err("`..` component"));
+        assert_eq!(ok("", false), Err("empty path"));
+        let long = "n".repeat(256);
+        assert_eq!(ok(&long, false), Err("a name longer than 255 bytes"));
+        assert!(ok(&long[1..], false).is_ok());
+        assert_eq!(
+            components(b"a\0b", false).map(|c| c.len()),
+            Err("NUL byte in the path")
+        );
+    }
+}
