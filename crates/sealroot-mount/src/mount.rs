@@ -137,24 +137,27 @@ pub fn mount_image_detached_for_tests(
     Ok(overlay)
 }
 
-/// Whether `e` is how a kernel before 6.15 refuses the erofs mount as a layer: `EINVAL` when
-/// `lowerdir+` is given as a descriptor (before 6.13), or when the overlay is created on a
-/// detached layer (6.13, 6.14). An `EINVAL` at creation may have another cause; the retry
-/// by path then fails the same way, and that error is the one reported.
+/// Whether `e` is how a kernel before 6.15 refuses the erofs mount as a layer: `EBADF` or
+/// `EINVAL` when `lowerdir+` is given as a descriptor (before 6.13; 6.12's `fsconfig` takes
+/// descriptors with `fget()`, which refuses the `O_PATH` file of a detached mount: `EBADF`, as
+/// seen under qemu by `scripts/vmtest.sh`), or `EINVAL` when the overlay is created on a
+/// detached layer (6.13, 6.14). An `EINVAL` at creation may have another cause; the retry by path then fails the
+/// same way, and that error is the one reported.
 fn refuses_detached_layers(e: &MountError) -> bool {
     match e {
         MountError::Kernel {
             step, source: err, ..
         } => {
-            let einval = err.raw_os_error() == Some(Errno::INVAL.raw_os_error());
-            let step_fits = matches!(
-                step,
+            let errno = err.raw_os_error();
+            let is = |e: Errno| errno == Some(e.raw_os_error());
+            match step {
+                // Our descriptor is open, so EBADF can only mean the kernel refuses its kind.
                 Step::SetFd {
-                    key: "lowerdir+",
-                    ..
-                } | Step::Create { fstype: "overlay" }
-            );
-            einval && step_fits
+                    key: "lowerdir+", ..
+                } => is(Errno::INVAL) || is(Errno::BADF),
+                Step::Create { fstype: "overlay" } => is(Errno::INVAL),
+                _ => false,
+            }
         }
         _ => false,
     }
@@ -303,5 +306,50 @@ fn mount_erofs(path: &Path, image: &OpenedImage) -> Result<OwnedFd, MountError> 
             })
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_error(step: Step, errno: Errno) -> MountError {
+        MountError::Kernel {
+            step,
+            path: PathBuf::from("/img.cfs"),
+            source: errno.into(),
+            kernel_log: String::new(),
+        }
+    }
+
+    #[test]
+    fn which_kernel_errors_lead_to_layers_by_path() {
+        let lower = || Step::SetFd {
+            fstype: "overlay",
+            key: "lowerdir+",
+        };
+        let data = || Step::SetFd {
+            fstype: "overlay",
+            key: "datadir+",
+        };
+        let create = |fstype| Step::Create { fstype };
+        let cases = [
+            (lower(), Errno::INVAL, true),
+            // Linux 6.12: fsconfig will not take the O_PATH file of a detached mount.
+            (lower(), Errno::BADF, true),
+            (lower(), Errno::PERM, false),
+            (data(), Errno::BADF, false),
+            (create("overlay"), Errno::INVAL, true),
+            (create("overlay"), Errno::BADF, false),
+            (create("erofs"), Errno::INVAL, false),
+        ];
+        for (step, errno, expected) in cases {
+            let desc = format!("{step:?} {errno:?}");
+            assert_eq!(
+                refuses_detached_layers(&kernel_error(step, errno)),
+                expected,
+                "{desc}"
+            );
+        }
     }
 }
