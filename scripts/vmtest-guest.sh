@@ -1,0 +1,120 @@
+# The checks scripts/vmtest.sh runs inside the VM, as /test.sh under busybox sh, on a real
+# kernel with fs-verity: the disk /dev/vda is an empty ext4 made with `-O verity`. Every check
+# prints PASS or FAIL; the last line is the verdict the harness reads: `N passed, M failed`.
+# shellcheck disable=SC2015 # pass and fail always succeed: `A && pass || fail` is an if-else.
+
+PASS=0
+FAIL=0
+pass() { PASS=$((PASS + 1)); echo "PASS: $*"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL: $*"; }
+# check DESCRIPTION CMD...: passes when CMD succeeds; shows CMD's output when it does not.
+check() {
+    d=$1; shift
+    if "$@" >/tmp/out 2>&1; then pass "$d"; else fail "$d"; sed 's/^/    /' /tmp/out; fi
+}
+# check_eio DESCRIPTION FILE: passes when reading FILE fails with EIO (overlayfs checks the
+# object's digest when the file is opened).
+check_eio() {
+    if cat "$2" >/dev/null 2>/tmp/err; then
+        fail "$1 (read succeeded)"
+    elif grep -qE 'I/O error|Input/output error' /tmp/err; then
+        pass "$1 ($(cat /tmp/err))"
+    else
+        fail "$1 (wrong error: $(cat /tmp/err))"
+    fi
+}
+# The fs-verity digest userspace computes (fsverity-utils, composefs parameters).
+digest() { fsverity digest --hash-alg=sha256 --block-size=4096 --compact "$1"; }
+# The digest store path of a source file.
+object() { d=$(digest "$1"); echo "/data/objects/$(echo "$d" | cut -c1-2)/$(echo "$d" | cut -c3-)"; }
+mnt() { sealroot mount.composefs -o "$1" /data/img.cfs /mnt; }
+
+echo "--- kernel $(uname -r)"
+mkdir -p /data /mnt /src/dir/sub
+check "ext4 (-O verity) disk mounted at /data" mount -t ext4 /dev/vda /data
+
+echo "--- a source tree: files over 64 bytes, an inline file, an empty one, a symlink, dirs"
+seq 1 40 | tr '\n' ' ' >/src/hello.txt                 # 111 bytes
+cp /src/hello.txt /src/dir/same-as-hello.txt            # same content: one object for both
+head -c 1048579 /dev/urandom >/src/big.bin              # two Merkle tree levels, odd size
+seq 1 20000 >/src/dir/seq.txt
+head -c 4096 /dev/zero >/src/dir/sub/block.bin          # exactly one block
+printf 'tiny\n' >/src/inline.txt                        # 5 bytes: inline in the image
+: >/src/empty
+ln -s dir/seq.txt /src/link
+FILES="hello.txt dir/same-as-hello.txt big.bin dir/seq.txt dir/sub/block.bin inline.txt empty"
+
+echo "--- mkcomposefs with a digest store on ext4"
+if sealroot mkcomposefs --digest-store=/data/objects --print-digest /src /data/img.cfs >/tmp/digest 2>/tmp/err; then
+    D=$(cat /tmp/digest)
+    pass "mkcomposefs --digest-store --print-digest: $D"
+else
+    fail "mkcomposefs: $(cat /tmp/err)"
+fi
+n=$(find /data/objects -type f | wc -l)
+[ "$n" = 4 ] && pass "4 objects stored (duplicates shared, small files inline)" || fail "$n objects, 4 expected"
+for o in $(find /data/objects -type f | sort); do
+    name=$(basename "$(dirname "$o")")$(basename "$o")
+    k=$(fsverity measure "$o" 2>&1 | cut -d' ' -f1)
+    [ "$k" = "sha256:$name" ] && pass "object $(echo "$name" | cut -c1-12)…: fs-verity enabled by sealroot, kernel digest = name" \
+        || fail "object $o: fsverity measure says '$k'"
+    m=$(sealroot composefs-info measure-file "$o" 2>&1)
+    [ "$m" = "$name" ] && pass "composefs-info measure-file = kernel measurement" || fail "measure-file $o: '$m'"
+done
+for f in $FILES; do
+    case $f in inline.txt | empty) continue ;; esac
+    [ -f "$(object "/src/$f")" ] && pass "$f stored under its fsverity-utils digest" || fail "$f: no object $(object "/src/$f")"
+done
+# A 1 KiB-block verity file: the kernel's digest differs from the 4 KiB one userspace would
+# compute, so measure-file printing the former shows it asks the kernel.
+cp /src/hello.txt /data/k1
+fsverity enable --block-size=1024 /data/k1
+k=$(fsverity measure /data/k1 | cut -d' ' -f1)
+m=$(sealroot composefs-info measure-file /data/k1 2>&1)
+[ "$k" = "sha256:$m" ] && [ "$m" != "$(digest /data/k1)" ] \
+    && pass "measure-file prints the kernel's measurement (1 KiB blocks: $m)" || fail "measure-file /data/k1: '$m', kernel '$k'"
+
+echo "--- the image: digest, fs-verity, mount with verity required"
+[ "$(sealroot composefs-info measure-file /data/img.cfs)" = "$D" ] && pass "image digest (userspace) = --print-digest" || fail "image digest"
+check "fsverity enable /data/img.cfs" fsverity enable /data/img.cfs
+[ "$(fsverity measure /data/img.cfs | cut -d' ' -f1)" = "sha256:$D" ] && pass "kernel measures the image as --print-digest" \
+    || fail "image measured as $(fsverity measure /data/img.cfs)"
+check "mount.composefs -o basedir=/data/objects,digest=$D" mnt "basedir=/data/objects,digest=$D"
+grep ' /mnt overlay ' /proc/mounts | grep -q 'verity=require' && pass "overlay mounted with verity=require" \
+    || fail "no verity=require in: $(grep ' /mnt ' /proc/mounts)"
+for f in $FILES; do check "read back $f" cmp "/src/$f" "/mnt/$f"; done
+[ "$(readlink /mnt/link)" = dir/seq.txt ] && pass "symlink link -> dir/seq.txt" || fail "symlink: $(readlink /mnt/link)"
+[ -d /mnt/dir/sub ] && pass "directory dir/sub" || fail "no directory dir/sub"
+umount /mnt
+
+echo "--- refusals and tampering"
+case $D in *0) W=${D%?}1 ;; *) W=${D%?}0 ;; esac
+if mnt "basedir=/data/objects,digest=$W" 2>/tmp/err; then
+    fail "mount with a wrong digest= succeeded"; umount /mnt
+else
+    pass "wrong digest= refused: $(tail -n1 /tmp/err)"
+fi
+grep -q ' /mnt ' /proc/mounts && fail "something is mounted at /mnt" || pass "nothing left mounted after the refusal"
+# hello.txt's object becomes another verity file; seq.txt's a copy without fs-verity.
+OH=$(object /src/hello.txt)
+OS=$(object /src/dir/seq.txt)
+seq 100 140 | tr '\n' ' ' >/data/evil && fsverity enable /data/evil && mv -f /data/evil "$OH"
+cp "$OS" /data/plain && mv -f /data/plain "$OS"
+[ -n "$(fsverity measure "$OH" 2>/dev/null)" ] && ! fsverity measure "$OS" >/dev/null 2>&1 \
+    && pass "objects replaced: one with another verity digest, one without fs-verity" || fail "tampering set-up"
+check "mount.composefs with verity" mnt "basedir=/data/objects,digest=$D,verity"
+check_eio "object with a different fs-verity digest reads as EIO" /mnt/hello.txt
+check_eio "same object under another name reads as EIO" /mnt/dir/same-as-hello.txt
+check_eio "object without fs-verity reads as EIO" /mnt/dir/seq.txt
+check "untouched object still reads (big.bin)" cmp /src/big.bin /mnt/big.bin
+umount /mnt
+check "mount.composefs with noverity" mnt "basedir=/data/objects,digest=$D,noverity"
+check "object without fs-verity reads fine with noverity" cmp /src/dir/seq.txt /mnt/dir/seq.txt
+cmp -s /src/hello.txt /mnt/hello.txt && fail "noverity read the original content?" \
+    || pass "with noverity the substituted object goes unnoticed (what verity prevents)"
+umount /mnt
+
+echo "--- kernel messages"
+dmesg | grep -iE 'overlayfs|erofs|verity' | sed 's/^/    /'
+umount /data
+echo "$PASS passed, $FAIL failed"
