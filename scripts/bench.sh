@@ -17,7 +17,7 @@ done
 cfsctl="$(command -v cfsctl || echo "$HOME/.cargo/bin/cfsctl")"
 [ -x "$cfsctl" ] || { echo "missing cfsctl: cargo install composefs-ctl --version 0.9.4 --locked" >&2; exit 1; }
 
-cargo build --release --quiet
+cargo build --release --quiet -p sealroot
 work="$(mktemp -d /var/tmp/sealroot-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 ln -s "$PWD/target/release/sealroot" "$work/mkcomposefs"

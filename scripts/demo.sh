@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
 bash scripts/install-deps.sh
-cargo build --release --quiet
+cargo build --release --quiet -p sealroot
 bin="$PWD/target/release/sealroot"
 
 src="${1:-/usr/share/doc}"
