@@ -263,7 +263,7 @@ fn verify_object_sized(
         return Ok((Some(Corruption::NotARegularFile), 0, false));
     }
     let size = st.st_size as u64;
-    if repo.verity_supported() {
+    if repo.verity_supported() || repo.config().require_verity {
         match crate::objects::measure(fd.as_fd()) {
             Ok(Some(d)) if d == *id.digest() => return Ok((None, size, true)),
             Ok(Some(d)) => {
@@ -506,8 +506,10 @@ impl Repository {
                     None => Some(RefProblem::BadTarget(link.clone())),
                     Some(id) => {
                         refs_of.entry(id).or_default().push(name);
-                        (!good_images.contains(&id) || !present.contains(id.object()))
-                            .then_some(RefProblem::ImageMissing(id))
+                        // An image written after the listing (by a concurrent commit) is
+                        // looked up again rather than reported.
+                        let exists = good_images.contains(&id) || self.image_present(&id)?;
+                        (!exists).then_some(RefProblem::ImageMissing(id))
                     }
                 },
             };
@@ -568,10 +570,13 @@ impl Repository {
             });
         }
 
-        let tmp = fs::open_dir(self.dir(), TMP_DIR);
-        if let Ok(tmp) = tmp {
-            report.interrupted_transactions =
-                crate::transaction::stale_markers(self, &tmp, options.repair)?.len() as u64;
+        match fs::open_dir(self.dir(), TMP_DIR) {
+            Ok(tmp) => {
+                report.interrupted_transactions =
+                    crate::transaction::stale_markers(self, &tmp, options.repair)?.len() as u64;
+            }
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(IoError::new(Op::Open, self.join(TMP_DIR), e).into()),
         }
 
         if options.repair {
@@ -617,7 +622,20 @@ impl Repository {
         if link.as_bytes() != expected.as_bytes() {
             check.problem = Some(ImageProblem::BadLink(link.to_string_lossy().into_owned()));
         }
-        if !present.contains(id.object()) {
+        // Objects stored after the listing (by a concurrent commit) are looked up again
+        // rather than reported missing.
+        let exists = |o: &ObjectId| -> Result<bool, IoError> {
+            if present.contains(o) {
+                return Ok(true);
+            }
+            let rel = format!("{OBJECTS_DIR}/{}", o.object_path());
+            match rustix::fs::statat(self.dir(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => Ok(true),
+                Err(Errno::NOENT) => Ok(false),
+                Err(e) => Err(IoError::new(Op::Stat, self.join(&rel), e)),
+            }
+        };
+        if !exists(id.object())? {
             check.problem = Some(ImageProblem::MissingObject);
             return Ok(check);
         }
@@ -637,11 +655,11 @@ impl Repository {
         };
         match tree_objects(self.algorithm(), &tree) {
             Ok(needs) => {
-                check.missing = needs
-                    .iter()
-                    .filter(|o| !present.contains(o))
-                    .copied()
-                    .collect();
+                for o in &needs {
+                    if !exists(o)? {
+                        check.missing.push(*o);
+                    }
+                }
                 check.needs = needs;
             }
             Err(bad) => {

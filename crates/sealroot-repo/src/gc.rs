@@ -26,6 +26,11 @@ use crate::{Repository, IMAGES_DIR, OBJECTS_DIR, STREAMS_DIR, TMP_DIR};
 /// where the filesystem has no `O_TMPFILE`, and of composefs-rs's (`.tmp-object-`).
 const STORE_TMP_PREFIX: &str = ".tmp-";
 
+/// The threads that remove objects. Removing is bound by the filesystem's journal, not the
+/// CPU: on ext4 here, unlinking 25,600 files of 40 KB took 12.7 to 16.6 s with 2 threads,
+/// 2.5 to 3.2 s with 8, 1.6 s with 16 and 1.5 s with 32.
+const SWEEP_THREADS: usize = 16;
+
 /// What `gc` does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -122,7 +127,7 @@ impl Repository {
         for raw in self.raw_refs()? {
             let image = raw.link.as_deref().and_then(|l| self.parse_ref_target(l));
             let present = match &image {
-                Some(id) => self.has_image(id).unwrap_or(false),
+                Some(id) => self.image_present(id)?,
                 None => false,
             };
             match image {
@@ -186,14 +191,23 @@ impl Repository {
         let objects_path = self.objects_path();
         match fs::open_dir(self.dir(), OBJECTS_DIR) {
             Ok(objects) => {
-                let results: Vec<Result<(), IoError>> = (0u16..256)
-                    .into_par_iter()
-                    .map(|byte| {
-                        let r = self.sweep_dir(&objects, byte as u8, &live, dry, &counts);
-                        progress.advance(1, 0);
-                        r
-                    })
-                    .collect();
+                let sweep = || -> Vec<Result<(), IoError>> {
+                    (0u16..256)
+                        .into_par_iter()
+                        .map(|byte| {
+                            let r = self.sweep_dir(&objects, byte as u8, &live, dry, &counts);
+                            progress.advance(1, 0);
+                            r
+                        })
+                        .collect()
+                };
+                let results = match rayon::ThreadPoolBuilder::new()
+                    .num_threads(SWEEP_THREADS)
+                    .build()
+                {
+                    Ok(pool) => pool.install(sweep),
+                    Err(_) => sweep(),
+                };
                 for r in results {
                     r?;
                 }

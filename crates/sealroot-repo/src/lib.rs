@@ -69,7 +69,7 @@ use std::sync::OnceLock;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use sealroot_sys::fsverity::{self, EnableParams, VerityError};
+use sealroot_sys::fsverity::{self, EnableParams};
 use sealroot_verity::Params;
 
 pub use config::{Config, COMPOSEFS_REPO_VERSION, META_FILE, SEALROOT_FORMAT};
@@ -309,14 +309,15 @@ impl Repository {
     }
 
     /// Whether new objects get fs-verity here: the filesystem and kernel support it for the
-    /// repository's algorithm. Learnt once, by trying it on a temporary file in `tmp/`; a
-    /// repository that cannot be written to answers `false`.
+    /// repository's algorithm. Learnt once, by trying it on an unnamed temporary file in
+    /// `tmp/` (in the repository directory where there is no `tmp/` yet); a repository that
+    /// cannot be written to answers `false`.
     pub fn verity_supported(&self) -> bool {
         *self
             .verity
             .get_or_init(|| match fs::open_dir(&self.dir, TMP_DIR) {
                 Ok(tmp) => probe_verity(&tmp, self.config.algorithm),
-                Err(_) => false,
+                Err(_) => probe_verity(&self.dir, self.config.algorithm),
             })
     }
 
@@ -361,11 +362,8 @@ fn probe_verity(dir: &OwnedFd, algorithm: HashAlgorithm) -> bool {
     {
         return false;
     }
-    match fsverity::enable_verity(tmp.fd(), &enable_params(algorithm), None) {
-        Ok(()) => true,
-        Err(VerityError::NotSupported(_) | VerityError::InvalidParameters) => false,
-        Err(_) => false,
-    }
+    // Any refusal (no support, an algorithm or block size the filesystem lacks) means no.
+    fsverity::enable_verity(tmp.fd(), &enable_params(algorithm), None).is_ok()
 }
 
 /// Opens file `rel` below the repository read-only, not following a final symlink.

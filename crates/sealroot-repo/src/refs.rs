@@ -112,7 +112,7 @@ impl Repository {
     }
 
     /// Whether image `id` is linked in `images/` and has its object.
-    fn image_present(&self, id: &ImageId) -> Result<bool, IoError> {
+    pub(crate) fn image_present(&self, id: &ImageId) -> Result<bool, IoError> {
         if id.object().algorithm() != self.algorithm() {
             return Ok(false);
         }

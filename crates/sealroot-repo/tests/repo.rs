@@ -553,6 +553,48 @@ fn gc_waits_for_transactions_and_never_takes_their_objects() {
 }
 
 #[test]
+fn commits_fsck_and_gc_run_side_by_side() {
+    let t = tmpdir();
+    let repo = Repository::init(&t.path().join("repo"), &InitOptions::default()).unwrap();
+    let sources: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            let src = t.path().join(format!("src{i}"));
+            make_source(&src, i);
+            src
+        })
+        .collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let committer = s.spawn(|| {
+            for (i, src) in sources.iter().enumerate() {
+                commit(&repo, src, &format!("r{}", i % 2));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let checker = s.spawn(|| {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || runs == 0 {
+                let report = repo.fsck(&FsckOptions::check(), &NoProgress).unwrap();
+                assert!(report.is_clean(), "{report:#?}");
+                repo.gc(&GcOptions::remove(), &NoProgress).unwrap();
+                runs += 1;
+            }
+        });
+        committer.join().unwrap();
+        checker.join().unwrap();
+    });
+    let report = repo.fsck(&FsckOptions::check(), &NoProgress).unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(repo.refs().unwrap().len(), 2);
+    for r in ["r0", "r1"] {
+        let image = repo.resolve_ref(&name(r)).unwrap();
+        for o in repo.image_objects(&image).unwrap() {
+            assert!(repo.has_object(&o).unwrap());
+        }
+    }
+}
+
+#[test]
 fn fsck_finds_corruption_and_names_the_refs() {
     let t = tmpdir();
     let path = t.path().join("repo");
