@@ -3,15 +3,24 @@
 //! [`read`] checks an image as it walks it: every offset is bounds-checked, every structure
 //! must be one composefs writes (4 KiB blocks, no compression, flat or chunk-based layouts,
 //! sorted directories with `.` and `..`, no directory reachable twice), and anything else is
-//! refused with a [`ReadError`] that says where. It never panics and allocates in proportion
-//! to the image.
+//! refused with a [`ReadError`] that says where. It never panics, walks directories with a
+//! stack of its own rather than by recursion (so an image's depth cannot overflow the
+//! caller's thread stack), and refuses inodes that share data blocks, so file and directory
+//! data in the tree add up to at most the image's size. Shared xattrs are the exception the
+//! format intends: each inode that refers to one gets its own copy in the tree.
 //!
 //! The tree it returns undoes the writer's overlayfs rewrite, as C `composefs-info` does:
 //! `trusted.overlay.metacopy` becomes the file digest, `trusted.overlay.redirect` the payload,
 //! escaped whiteouts turn back into character devices 0:0, `trusted.overlay.overlay.*` is
 //! unescaped, other `trusted.overlay.*` and the `user.overlay.whiteout(s)` marks are dropped,
-//! and the real whiteouts (`00`…`ff` in the root) are skipped. Writing that tree again with
-//! the image's format version gives the same bytes.
+//! and the real whiteouts (`00`…`ff` in the root) are skipped. As in C, the first name of a
+//! hard-linked inode met depth first owns it, and the others are hard links.
+//!
+//! Writing that tree again with the image's format version gives the same bytes, for every
+//! image the writer makes of a tree whose hard-linked inodes are owned by their first name.
+//! Where the owner was a later name, the inode moves to the first one's place in the image
+//! (and a hard-linked whiteout marks that name's directory), exactly as C `mkcomposefs` does
+//! with what `composefs-info dump` prints; the image written then is stable.
 
 use super::layout::*;
 use crate::tree::{
@@ -214,6 +223,81 @@ struct Reader<'a> {
     tree: Tree,
     /// nid -> tree inode, for inodes already read (hard links, and loop detection).
     seen: std::collections::HashMap<u64, InodeId>,
+    /// How many more bytes of file and directory data may be read. Every inode's data has
+    /// bytes of its own in an image composefs writes, so all of it fits in the image; without
+    /// this, inodes pointing at the same blocks would make a small image read as a huge tree.
+    data_left: u64,
+}
+
+/// A directory whose entries are being read: where they are and how far the walk has got.
+/// Entries are parsed one at a time from the image, so a deep chain of directories costs
+/// one of these per level, not a copy of each level's blocks.
+struct OpenDir<'a> {
+    id: InodeId,
+    nid: u64,
+    parent_nid: u64,
+    /// The directory inode's offset, for errors.
+    offset: u64,
+    depth: usize,
+    /// The whole blocks of dirents, then the inline tail.
+    blocks: &'a [u8],
+    tail: &'a [u8],
+    /// The chunk whose entries are being read (a block, or the tail after the last block),
+    /// its entry count, the next entry in it, and the index of the chunk after it.
+    current: &'a [u8],
+    count: usize,
+    next: usize,
+    next_chunk: usize,
+    /// The previous name, to check the order.
+    prev: Option<&'a [u8]>,
+    has_dot: bool,
+    has_dotdot: bool,
+    entries: Vec<DirEntry>,
+}
+
+impl<'a> OpenDir<'a> {
+    /// Chunk `i`: block `i`, or the tail after the last block.
+    fn chunk_bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let block = BLOCK_SIZE as usize;
+        let n_blocks = self.blocks.len().div_ceil(block);
+        if i < n_blocks {
+            let start = i * block;
+            self.blocks
+                .get(start..(start + block).min(self.blocks.len()))
+        } else if i == n_blocks {
+            Some(self.tail)
+        } else {
+            None
+        }
+    }
+
+    /// The next dirent (name, nid, file type), or `None` after the last.
+    fn next_entry(&mut self) -> Result<Option<Dirent<'a>>, ReadError> {
+        while self.next == self.count {
+            let Some(bytes) = self.chunk_bytes(self.next_chunk) else {
+                return Ok(None);
+            };
+            self.next_chunk += 1;
+            self.current = bytes;
+            self.count = dirent_count(bytes).map_err(|what| self.bad(&what))?;
+            self.next = 0;
+        }
+        let entry = dirent(self.current, self.next, self.count).map_err(|what| self.bad(&what))?;
+        self.next += 1;
+        if self.prev.is_some_and(|prev| prev >= entry.0) {
+            return Err(corrupt(
+                self.offset,
+                "directory entries not sorted or duplicated",
+            ));
+        }
+        self.prev = Some(entry.0);
+        Ok(Some(entry))
+    }
+
+    fn bad(&self, what: &str) -> ReadError {
+        let chunk = self.next_chunk.saturating_sub(1);
+        corrupt(self.offset, format!("directory block {chunk}: {what}"))
+    }
 }
 
 /// Reads a composefs image back into the tree it was written from.
@@ -229,6 +313,7 @@ pub fn read_with_superblock(image: &[u8]) -> Result<(Tree, Superblock), ReadErro
         sb,
         tree: Tree { inodes: Vec::new() },
         seen: std::collections::HashMap::new(),
+        data_left: image.len() as u64,
     };
     let root = r.inode(sb.root_nid)?;
     if root.mode & S_IFMT != crate::tree::S_IFDIR {
@@ -238,7 +323,9 @@ pub fn read_with_superblock(image: &[u8]) -> Result<(Tree, Superblock), ReadErro
     r.tree
         .inodes
         .push(Inode::new(Stat::default(), Content::Directory(Vec::new())));
-    r.fill(InodeId::ROOT, sb.root_nid, &root, sb.root_nid, 0)?;
+    if let Some(dir) = r.fill(InodeId::ROOT, sb.root_nid, &root, sb.root_nid, 0)? {
+        r.walk(dir)?;
+    }
     Ok((r.tree, sb))
 }
 
@@ -306,7 +393,10 @@ impl<'a> Reader<'a> {
                     return Err(corrupt(offset, "chunk indexes are not used by composefs"));
                 }
                 let bits = u32::from(cf) & CHUNK_FORMAT_BLKBITS_MASK;
-                let count = size.div_ceil(1u64 << (bits + BLOCK_SIZE_BITS));
+                // Counted as C counts when writing, wrapping for sizes within a chunk of
+                // 2^64 (which C, and so the writer, accept with an empty index).
+                let chunk = 1u64 << (bits + BLOCK_SIZE_BITS);
+                let count = size.wrapping_add(chunk - 1) / chunk;
                 if count > MAX_NONINLINE_CHUNKS {
                     return Err(corrupt(offset, "chunk index larger than one block"));
                 }
@@ -351,10 +441,10 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The bytes of a flat inode's data: the full blocks at `raw_blkaddr` then the tail.
-    fn flat_data(&self, ino: &RawInode<'a>) -> Result<Vec<u8>, ReadError> {
-        let tail_len = ino.tail.len() as u64;
-        let block_bytes = ino.size - tail_len;
+    /// A flat inode's data: the full blocks at `raw_blkaddr`, then the inline tail.
+    fn flat_data(&mut self, ino: &RawInode<'a>) -> Result<(&'a [u8], &'a [u8]), ReadError> {
+        // The tail is `size % BLOCK_SIZE` bytes or none: never more than the size.
+        let block_bytes = ino.size - ino.tail.len() as u64;
         let blocks = if block_bytes > 0 {
             let start = u64::from(ino.raw_blkaddr) * BLOCK_SIZE;
             bytes_at(self.image, start, block_bytes)
@@ -362,13 +452,28 @@ impl<'a> Reader<'a> {
         } else {
             &[]
         };
-        let mut out = Vec::with_capacity(blocks.len() + ino.tail.len());
+        self.data_left = self.data_left.checked_sub(ino.size).ok_or_else(|| {
+            corrupt(
+                ino.offset,
+                "inodes share data blocks (more data than the image holds)",
+            )
+        })?;
+        Ok((blocks, ino.tail))
+    }
+
+    /// The whole of a flat inode's data, copied (at most [`PATH_MAX`] or
+    /// [`INLINE_CONTENT_MAX`] bytes: callers check the size first).
+    fn flat_bytes(&mut self, ino: &RawInode<'a>) -> Result<Vec<u8>, ReadError> {
+        let (blocks, tail) = self.flat_data(ino)?;
+        let mut out = Vec::with_capacity(blocks.len() + tail.len());
         out.extend_from_slice(blocks);
-        out.extend_from_slice(ino.tail);
+        out.extend_from_slice(tail);
         Ok(out)
     }
 
-    /// Fills tree inode `id` from raw inode `ino` (nid `nid`, in directory `parent_nid`).
+    /// Fills tree inode `id` from raw inode `ino` (nid `nid`, in directory `parent_nid`). A
+    /// directory gets its attributes now and its entries when [`Reader::walk`] has read
+    /// them: it is returned open.
     fn fill(
         &mut self,
         id: InodeId,
@@ -376,7 +481,7 @@ impl<'a> Reader<'a> {
         ino: &RawInode<'a>,
         parent_nid: u64,
         depth: usize,
-    ) -> Result<(), ReadError> {
+    ) -> Result<Option<OpenDir<'a>>, ReadError> {
         let ftype =
             FileType::from_mode(ino.mode).ok_or_else(|| corrupt(ino.offset, "invalid mode"))?;
         let mut stat = Stat {
@@ -393,6 +498,7 @@ impl<'a> Reader<'a> {
         let mut whiteout = false;
         self.read_xattrs(ino, ftype, &mut xattrs, &mut file, &mut whiteout)?;
 
+        let mut open = None;
         let content = match ftype {
             FileType::Directory => {
                 if ino.layout == LAYOUT_CHUNK_BASED {
@@ -401,9 +507,25 @@ impl<'a> Reader<'a> {
                 if depth >= MAX_DEPTH {
                     return Err(corrupt(ino.offset, "directories nested too deeply"));
                 }
-                let data = self.flat_data(ino)?;
-                let entries = self.read_dir(ino, nid, parent_nid, &data, depth)?;
-                Content::Directory(entries)
+                let (blocks, tail) = self.flat_data(ino)?;
+                open = Some(OpenDir {
+                    id,
+                    nid,
+                    parent_nid,
+                    offset: ino.offset,
+                    depth,
+                    blocks,
+                    tail,
+                    current: &[],
+                    count: 0,
+                    next: 0,
+                    next_chunk: 0,
+                    prev: None,
+                    has_dot: false,
+                    has_dotdot: false,
+                    entries: Vec::new(),
+                });
+                Content::Directory(Vec::new())
             }
             FileType::Symlink => {
                 if ino.layout == LAYOUT_CHUNK_BASED {
@@ -412,7 +534,7 @@ impl<'a> Reader<'a> {
                 if ino.size == 0 || ino.size >= PATH_MAX {
                     return Err(corrupt(ino.offset, "symlink target empty or too long"));
                 }
-                let target = self.flat_data(ino)?;
+                let target = self.flat_bytes(ino)?;
                 if target.contains(&0) {
                     return Err(corrupt(ino.offset, "symlink target contains a NUL byte"));
                 }
@@ -429,7 +551,7 @@ impl<'a> Reader<'a> {
                         if ino.size > INLINE_CONTENT_MAX {
                             return Err(corrupt(ino.offset, "inline file content over 5000 bytes"));
                         }
-                        file.inline = Some(self.flat_data(ino)?);
+                        file.inline = Some(self.flat_bytes(ino)?);
                         file.payload = None;
                         file.digest = None;
                     }
@@ -447,7 +569,7 @@ impl<'a> Reader<'a> {
         inode.stat = stat;
         inode.xattrs = xattrs;
         inode.content = content;
-        Ok(())
+        Ok(open)
     }
 
     fn read_xattrs(
@@ -470,8 +592,10 @@ impl<'a> Reader<'a> {
             return Err(bad("shared count beyond the xattr area"));
         }
         let mut entries = Vec::new();
-        // Inline entries first, then shared ones, as C reads them.
-        while pos + XATTR_ENTRY_SIZE < area.len() as u64 {
+        // Inline entries first, then shared ones, as C reads them. C stops when fewer than
+        // five bytes are left, losing a last entry of four (empty suffix, empty value, such
+        // as an empty `system.posix_acl_access`); the kernel reads it, and so does this.
+        while pos + XATTR_ENTRY_SIZE <= area.len() as u64 {
             let (entry, len) =
                 parse_entry(area, pos).ok_or_else(|| bad("entry beyond the xattr area"))?;
             entries.push(entry);
@@ -544,56 +668,50 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn read_dir(
-        &mut self,
-        ino: &RawInode<'a>,
-        nid: u64,
-        parent_nid: u64,
-        data: &[u8],
-        depth: usize,
-    ) -> Result<Vec<DirEntry>, ReadError> {
-        let mut raw: Vec<(Vec<u8>, u64, u8)> = Vec::new();
-        for (bi, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
-            parse_dirent_block(block, &mut raw)
-                .map_err(|what| corrupt(ino.offset, format!("directory block {bi}: {what}")))?;
-        }
-        if raw.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(corrupt(
-                ino.offset,
-                "directory entries not sorted or duplicated",
-            ));
-        }
-        let mut has_dot = false;
-        let mut has_dotdot = false;
-        let mut entries = Vec::with_capacity(raw.len());
-        for (name, child_nid, ft) in raw {
-            let name = name.as_slice();
-            if name == b"." {
-                if child_nid != nid {
-                    return Err(corrupt(ino.offset, "'.' does not point at the directory"));
+    /// Reads the tree below directory `root`, depth first (the order that numbers the
+    /// inodes), with a stack of open directories rather than recursion: the depth an image
+    /// can ask for must not decide whether the reader's thread overflows its stack.
+    fn walk(&mut self, root: OpenDir<'a>) -> Result<(), ReadError> {
+        let mut stack = vec![root];
+        while let Some(dir) = stack.last_mut() {
+            let Some((name, child_nid, ft)) = dir.next_entry()? else {
+                if !dir.has_dot || !dir.has_dotdot {
+                    return Err(corrupt(dir.offset, "directory without '.' or '..'"));
                 }
-                has_dot = true;
+                let id = dir.id;
+                let entries = std::mem::take(&mut dir.entries);
+                self.tree.inodes[id.index()].content = Content::Directory(entries);
+                stack.pop();
+                continue;
+            };
+            if name == b"." {
+                if child_nid != dir.nid {
+                    return Err(corrupt(dir.offset, "'.' does not point at the directory"));
+                }
+                dir.has_dot = true;
                 continue;
             }
             if name == b".." {
-                if child_nid != parent_nid {
-                    return Err(corrupt(ino.offset, "'..' does not point at the parent"));
+                if child_nid != dir.parent_nid {
+                    return Err(corrupt(dir.offset, "'..' does not point at the parent"));
                 }
-                has_dotdot = true;
+                dir.has_dotdot = true;
                 continue;
             }
             if name.contains(&b'/') || name.contains(&0) || name.len() > 255 {
-                return Err(corrupt(ino.offset, "invalid name in directory"));
+                return Err(corrupt(dir.offset, "invalid name in directory"));
             }
             if let Some(&existing) = self.seen.get(&child_nid) {
+                // The inode's attributes are set as soon as it is met, so a directory still
+                // being read (a loop back to an ancestor) is caught here too.
                 let target = &self.tree.inodes[existing.index()];
-                if matches!(target.content, Content::Directory(_)) {
+                if target.stat.file_type() == Some(FileType::Directory) {
                     return Err(corrupt(
-                        ino.offset,
+                        dir.offset,
                         "directory reachable twice (hard link or loop)",
                     ));
                 }
-                entries.push(DirEntry {
+                dir.entries.push(DirEntry {
                     name: name.to_vec(),
                     inode: existing,
                     hardlink: true,
@@ -603,7 +721,7 @@ impl<'a> Reader<'a> {
             let child = self.inode(child_nid)?;
             if ft != ft::of_mode(child.mode) {
                 return Err(corrupt(
-                    ino.offset,
+                    dir.offset,
                     "directory entry type disagrees with the inode",
                 ));
             }
@@ -621,17 +739,17 @@ impl<'a> Reader<'a> {
                 .inodes
                 .push(Inode::new(Stat::default(), Content::Special));
             self.seen.insert(child_nid, id);
-            self.fill(id, child_nid, &child, nid, depth + 1)?;
-            entries.push(DirEntry {
+            dir.entries.push(DirEntry {
                 name: name.to_vec(),
                 inode: id,
                 hardlink: false,
             });
+            let (parent_nid, depth) = (dir.nid, dir.depth + 1);
+            if let Some(open) = self.fill(id, child_nid, &child, parent_nid, depth)? {
+                stack.push(open);
+            }
         }
-        if !has_dot || !has_dotdot {
-            return Err(corrupt(ino.offset, "directory without '.' or '..'"));
-        }
-        Ok(entries)
+        Ok(())
     }
 }
 
@@ -651,10 +769,10 @@ fn parse_entry(b: &[u8], pos: u64) -> Option<(RawXattr<'_>, u64)> {
     ))
 }
 
-/// Parses the dirents of one directory block (or tail) into `out`.
-fn parse_dirent_block(block: &[u8], out: &mut Vec<(Vec<u8>, u64, u8)>) -> Result<(), String> {
+/// The number of dirents in one directory block (or tail), from the first name offset.
+fn dirent_count(block: &[u8]) -> Result<usize, String> {
     if block.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let first_nameoff = u16_at(block, 8).ok_or("block shorter than one entry")? as usize;
     if first_nameoff < DIRENT_SIZE as usize
@@ -663,23 +781,28 @@ fn parse_dirent_block(block: &[u8], out: &mut Vec<(Vec<u8>, u64, u8)>) -> Result
     {
         return Err(format!("bad first name offset {first_nameoff}"));
     }
-    let n = first_nameoff / DIRENT_SIZE as usize;
-    for i in 0..n {
-        let base = (i * DIRENT_SIZE as usize) as u64;
-        let nid = u64_at(block, base).ok_or("short entry")?;
-        let nameoff = u16_at(block, base + 8).ok_or("short entry")? as usize;
-        let ft = *block.get(base as usize + 10).ok_or("short entry")?;
-        let end = if i + 1 < n {
-            u16_at(block, base + DIRENT_SIZE + 8).ok_or("short entry")? as usize
-        } else {
-            // The last name runs to the end of the block or to the first NUL padding byte.
-            let rest = block.get(nameoff..).ok_or("name offset beyond the block")?;
-            nameoff + rest.iter().position(|&c| c == 0).unwrap_or(rest.len())
-        };
-        if nameoff < first_nameoff || end <= nameoff || end > block.len() {
-            return Err(format!("bad name offsets {nameoff}..{end}"));
-        }
-        out.push((block[nameoff..end].to_vec(), nid, ft));
+    Ok(first_nameoff / DIRENT_SIZE as usize)
+}
+
+/// One directory entry as stored: name, nid, file type (`EROFS_FT_*`).
+type Dirent<'a> = (&'a [u8], u64, u8);
+
+/// Dirent `i` of the `n` in `block`.
+fn dirent(block: &[u8], i: usize, n: usize) -> Result<Dirent<'_>, String> {
+    let first_nameoff = n * DIRENT_SIZE as usize;
+    let base = (i * DIRENT_SIZE as usize) as u64;
+    let nid = u64_at(block, base).ok_or("short entry")?;
+    let nameoff = u16_at(block, base + 8).ok_or("short entry")? as usize;
+    let ft = *block.get(base as usize + 10).ok_or("short entry")?;
+    let end = if i + 1 < n {
+        u16_at(block, base + DIRENT_SIZE + 8).ok_or("short entry")? as usize
+    } else {
+        // The last name runs to the end of the block or to the first NUL padding byte.
+        let rest = block.get(nameoff..).ok_or("name offset beyond the block")?;
+        nameoff + rest.iter().position(|&c| c == 0).unwrap_or(rest.len())
+    };
+    if nameoff < first_nameoff || end <= nameoff || end > block.len() {
+        return Err(format!("bad name offsets {nameoff}..{end}"));
     }
-    Ok(())
+    Ok((&block[nameoff..end], nid, ft))
 }
