@@ -10,6 +10,8 @@ mod info;
 mod mkcomposefs;
 mod mountcfs;
 mod progress;
+mod repo_cmd;
+mod report;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -28,10 +30,19 @@ fn tool(name: &str) -> Option<Tool> {
 
 const USAGE: &str = "usage: sealroot COMMAND [ARGS...]\n\
 \n\
-Commands (each also works when sealroot is called by that name):\n  \
+The composefs tools (each also works when sealroot is called by that name):\n  \
 mkcomposefs       build a composefs image from a directory or a dumpfile\n  \
 composefs-info    list, dump and inspect composefs images\n  \
-mount.composefs   mount a composefs image\n";
+mount.composefs   mount a composefs image\n\
+\n\
+The repository (--repo PATH, default $SEALROOT_REPO or /sysroot/composefs; --json):\n  \
+init              create a repository\n  \
+commit            store a directory or tar archive as an image under a ref\n  \
+mount             mount the image of a ref\n  \
+refs, images, objects   list what the repository holds\n  \
+ls, cat           look inside an image without mounting it\n  \
+fsck              check every object, image and ref (--repair)\n  \
+gc                remove what no ref reaches (--dry-run)\n";
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -56,6 +67,16 @@ fn main() -> ExitCode {
                 Some("--version" | "version") => {
                     println!("sealroot {}", env!("CARGO_PKG_VERSION"));
                     return ExitCode::SUCCESS;
+                }
+                Some(s) if repo_cmd::is_command(s) => {
+                    return match repo_cmd::run(&args) {
+                        Ok(code) => code,
+                        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("sealroot {s}: {e:#}");
+                            ExitCode::FAILURE
+                        }
+                    };
                 }
                 Some(s) => match tool(s) {
                     Some(f) => {

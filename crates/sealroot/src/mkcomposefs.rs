@@ -158,7 +158,7 @@ pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
             digest_store: p.value("digest-store").map(PathBuf::from),
             ..Default::default()
         };
-        let progress = crate::progress::BuildBar::new();
+        let progress = crate::progress::Bar::new(true);
         let tree = sealroot_tree::build_from_dir(&source, &opts, &progress)
             .with_context(|| format!("cannot build a tree from {}", source.display()))?;
         progress.finish();

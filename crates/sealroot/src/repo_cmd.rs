@@ -1,0 +1,562 @@
+//! The repository commands: `init`, `commit`, `mount`, `refs`, `images`, `objects`, `ls`,
+//! `cat`, `fsck`, `gc`. Each prints for people by default and JSON with `--json`.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use sealroot_format::{Content, FileType, InodeId, Tree};
+use sealroot_repo::{
+    FsckOptions, GcOptions, HashAlgorithm, ImageId, InitOptions, ObjectId, RefName, RefTarget,
+    Repository,
+};
+use serde_json::json;
+
+use crate::progress::Bar;
+
+/// The repository `cfsctl` also uses by default.
+const DEFAULT_REPO: &str = "/sysroot/composefs";
+
+#[derive(Parser)]
+#[command(
+    name = "sealroot",
+    version,
+    about = "Composefs images in a verified object store"
+)]
+struct Cli {
+    /// The repository (default: $SEALROOT_REPO, else /sysroot/composefs).
+    #[arg(long, global = true, env = "SEALROOT_REPO", default_value = DEFAULT_REPO)]
+    repo: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Verity {
+    /// Every file must carry a digest and its object must have fs-verity with it.
+    Require,
+    /// Require it where the kernel knows the option.
+    On,
+    /// Do not check per-file digests.
+    Off,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a repository.
+    Init {
+        /// The digest algorithm naming objects.
+        #[arg(long, value_enum, default_value = "sha256")]
+        algorithm: Algorithm,
+        /// Refuse to work on a filesystem without fs-verity.
+        #[arg(long)]
+        require_verity: bool,
+    },
+    /// Store a directory or a tar archive (plain, gzip, zstd; `-` for stdin) as an image and
+    /// point a ref at it.
+    Commit {
+        /// The ref to set.
+        #[arg(long = "ref")]
+        refname: String,
+        /// A directory, a tar archive, or `-`.
+        source: PathBuf,
+        /// Keep hard links shared (one inode) instead of one inode per name.
+        #[arg(long)]
+        hardlinks: bool,
+        /// Set every mtime to 0.
+        #[arg(long)]
+        use_epoch: bool,
+        /// Leave out device nodes.
+        #[arg(long)]
+        skip_devices: bool,
+        /// Record no xattrs.
+        #[arg(long)]
+        skip_xattrs: bool,
+        /// Record only user.* xattrs.
+        #[arg(long)]
+        user_xattrs: bool,
+        /// Threads hashing and storing files (default: by CPU count).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Mount the image a ref names.
+    Mount {
+        /// The ref, or an image id.
+        refname: String,
+        /// Where to mount it.
+        mountpoint: PathBuf,
+        /// A writable upper layer (needs --workdir).
+        #[arg(long)]
+        upperdir: Option<PathBuf>,
+        /// The overlayfs work directory for --upperdir.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Per-file fs-verity checking (default: require where the repository has fs-verity).
+        #[arg(long, value_enum)]
+        verity: Option<Verity>,
+    },
+    /// List the refs.
+    Refs,
+    /// List the images.
+    Images,
+    /// List the objects.
+    Objects,
+    /// List a directory of an image without mounting it.
+    Ls {
+        /// The ref, or an image id.
+        refname: String,
+        /// The directory (default: the root).
+        path: Option<String>,
+    },
+    /// Print a file of an image without mounting it (checked against its digest).
+    Cat {
+        /// The ref, or an image id.
+        refname: String,
+        /// The file.
+        path: String,
+    },
+    /// Check every object, image and ref.
+    Fsck {
+        /// Remove corrupt objects and say which refs need a new commit.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove objects and images no ref reaches.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Whether `name` is one of these commands (so `sealroot NAME` goes here).
+pub fn is_command(name: &str) -> bool {
+    matches!(
+        name,
+        "init" | "commit" | "mount" | "refs" | "images" | "objects" | "ls" | "cat" | "fsck" | "gc"
+    )
+}
+
+/// Runs a repository command; `args` includes the program name.
+pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Init {
+            algorithm,
+            require_verity,
+        } => {
+            let options = InitOptions {
+                algorithm: match algorithm {
+                    Algorithm::Sha256 => HashAlgorithm::Sha256,
+                    Algorithm::Sha512 => HashAlgorithm::Sha512,
+                },
+                require_verity,
+            };
+            let repo = Repository::init(&cli.repo, &options)
+                .with_context(|| format!("cannot create a repository at {}", cli.repo.display()))?;
+            let verity = repo.verity_supported();
+            if json {
+                println!(
+                    "{}",
+                    json!({"repo": cli.repo, "algorithm": options.algorithm.name(), "verity": verity, "require_verity": require_verity})
+                );
+            } else {
+                println!(
+                    "initialized {} ({}, fs-verity {})",
+                    cli.repo.display(),
+                    options.algorithm.name(),
+                    if verity {
+                        "supported"
+                    } else {
+                        "NOT supported by this filesystem: objects are checked in userspace only"
+                    }
+                );
+            }
+        }
+        Cmd::Commit {
+            refname,
+            source,
+            hardlinks,
+            use_epoch,
+            skip_devices,
+            skip_xattrs,
+            user_xattrs,
+            threads,
+        } => {
+            let name =
+                RefName::new(&refname).with_context(|| format!("bad ref name {refname:?}"))?;
+            let repo = open(&cli.repo)?;
+            let bar = Bar::new(!json);
+            let tx = repo
+                .transaction_with_progress(&bar)
+                .context("cannot start a transaction")?;
+            let opts = sealroot_tree::BuildOptions {
+                use_epoch,
+                skip_devices,
+                skip_xattrs,
+                user_xattrs,
+                hardlinks,
+                threads: threads.unwrap_or(0),
+                digest_store: Some(tx.objects_path()),
+                ..Default::default()
+            };
+            let tree = if source.is_dir() {
+                sealroot_tree::build_from_dir(&source, &opts, &bar)
+                    .with_context(|| format!("cannot commit {}", source.display()))?
+            } else {
+                let input: Box<dyn Read> = if source == Path::new("-") {
+                    Box::new(std::io::stdin().lock())
+                } else {
+                    Box::new(std::fs::File::open(&source).with_context(|| {
+                        format!(
+                            "cannot open {}: not a directory or a readable archive",
+                            source.display()
+                        )
+                    })?)
+                };
+                let sink = TxSink(&tx);
+                let topts = sealroot_tree::tar::TarOptions::from_build_options(&opts);
+                sealroot_tree::tar::build_from_tar(
+                    std::io::BufReader::with_capacity(1 << 20, input),
+                    &topts,
+                    &sink,
+                )
+                .with_context(|| format!("cannot commit {}", source.display()))?
+            };
+            let image = tx
+                .write_image(&tree, &Default::default())
+                .context("cannot write the image")?;
+            tx.set_ref(&name, &image).context("cannot set the ref")?;
+            let mut stats = tx.finish().context("cannot finish the commit")?;
+            bar.finish();
+            // A directory commit stores files through the tree builder, which reports them.
+            let (dir_files, dir_bytes) = (
+                bar.stored.0.load(std::sync::atomic::Ordering::Relaxed),
+                bar.stored.1.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            stats.objects_added += dir_files;
+            stats.bytes_added += dir_bytes;
+            if source.is_dir() {
+                stats.objects_present += bar_hashed(&bar).saturating_sub(dir_files);
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"ref": name.as_str(), "image": image.to_hex(), "objects_added": stats.objects_added,
+                           "bytes_added": stats.bytes_added, "objects_present": stats.objects_present})
+                );
+            } else {
+                println!("{}", image.to_hex());
+                eprintln!(
+                    "{name}: {} new objects ({} MiB), {} already present",
+                    stats.objects_added,
+                    stats.bytes_added >> 20,
+                    stats.objects_present
+                );
+            }
+        }
+        Cmd::Mount {
+            refname,
+            mountpoint,
+            upperdir,
+            workdir,
+            verity,
+        } => {
+            let repo = open(&cli.repo)?;
+            let image = resolve(&repo, &refname)?;
+            let verity = match verity {
+                Some(Verity::Require) => sealroot_mount::VerityMode::Require,
+                Some(Verity::On) => sealroot_mount::VerityMode::Try,
+                Some(Verity::Off) => sealroot_mount::VerityMode::Off,
+                None if repo.verity_supported() => sealroot_mount::VerityMode::Require,
+                None => sealroot_mount::VerityMode::Off,
+            };
+            let options = sealroot_mount::MountOptions {
+                basedirs: vec![repo.objects_path()],
+                expected_digest: image.as_sha256().copied(),
+                verity,
+                readonly: upperdir.is_none(),
+                upperdir,
+                workdir,
+            };
+            sealroot_mount::mount_image(&repo.image_path(&image), &mountpoint, &options)
+                .with_context(|| format!("cannot mount {refname} at {}", mountpoint.display()))?;
+        }
+        Cmd::Refs => {
+            let repo = open(&cli.repo)?;
+            let refs = repo.refs().context("cannot list refs")?;
+            if json {
+                let list: Vec<_> = refs
+                    .iter()
+                    .map(|r| match &r.target {
+                        RefTarget::Image(i) => json!({"ref": r.name.as_str(), "image": i.to_hex()}),
+                        RefTarget::Dangling(i) => {
+                            json!({"ref": r.name.as_str(), "image": i.to_hex(), "problem": "image missing"})
+                        }
+                        RefTarget::Invalid(t) => json!({"ref": r.name.as_str(), "problem": t}),
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for r in refs {
+                    match r.target {
+                        RefTarget::Image(i) => println!("{} {}", r.name, i.to_hex()),
+                        RefTarget::Dangling(i) => {
+                            println!("{} {} (image missing)", r.name, i.to_hex())
+                        }
+                        RefTarget::Invalid(t) => println!("{} (invalid: {t})", r.name),
+                    }
+                }
+            }
+        }
+        Cmd::Images => {
+            let repo = open(&cli.repo)?;
+            let images = repo.images().context("cannot list images")?;
+            print_ids(json, "images", images.iter().map(ImageId::to_hex));
+        }
+        Cmd::Objects => {
+            let repo = open(&cli.repo)?;
+            let mut ids = Vec::new();
+            for o in repo.objects() {
+                ids.push(o.context("cannot list objects")?);
+            }
+            print_ids(json, "objects", ids.iter().map(ObjectId::to_hex));
+        }
+        Cmd::Ls { refname, path } => {
+            let repo = open(&cli.repo)?;
+            let tree = read_tree(&repo, &refname)?;
+            let path = path.unwrap_or_else(|| "/".to_owned());
+            let dir = lookup(&tree, &path)?;
+            print_ls(&tree, dir, &path, json)?;
+        }
+        Cmd::Cat { refname, path } => {
+            let repo = open(&cli.repo)?;
+            let tree = read_tree(&repo, &refname)?;
+            let id = lookup(&tree, &path)?;
+            cat(&repo, &tree, id, &path)?;
+        }
+        Cmd::Fsck { repair } => {
+            let repo = open(&cli.repo)?;
+            let bar = Bar::new(!json);
+            let options = if repair {
+                FsckOptions::repair()
+            } else {
+                FsckOptions::check()
+            };
+            let report = repo.fsck(&options, &bar).context("fsck failed")?;
+            bar.finish();
+            crate::report::print_fsck(&report, json);
+            if !report.is_clean() && report.repaired.is_none() {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Cmd::Gc { dry_run } => {
+            let repo = open(&cli.repo)?;
+            let bar = Bar::new(!json);
+            let options = if dry_run {
+                GcOptions::dry_run()
+            } else {
+                GcOptions::remove()
+            };
+            let report = repo.gc(&options, &bar).context("gc failed")?;
+            bar.finish();
+            crate::report::print_gc(&report, json);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn open(path: &Path) -> Result<Repository> {
+    Repository::open(path).with_context(|| format!("cannot open the repository {}", path.display()))
+}
+
+/// A ref name, or an image id in hex.
+fn resolve(repo: &Repository, name: &str) -> Result<ImageId> {
+    if let Ok(id) = name.parse::<ImageId>() {
+        if repo.has_image(&id).unwrap_or(false) {
+            return Ok(id);
+        }
+    }
+    let refname = RefName::new(name).with_context(|| format!("bad ref name {name:?}"))?;
+    repo.resolve_ref(&refname)
+        .with_context(|| format!("cannot resolve {name}"))
+}
+
+fn read_tree(repo: &Repository, name: &str) -> Result<Tree> {
+    let image = resolve(repo, name)?;
+    repo.read_image(&image)
+        .with_context(|| format!("cannot read image {} of {name}", image.to_hex()))
+}
+
+fn lookup(tree: &Tree, path: &str) -> Result<InodeId> {
+    tree.resolve(path.as_bytes())
+        .with_context(|| format!("{path}: no such file or directory in the image"))
+}
+
+fn print_ids(json: bool, what: &str, ids: impl Iterator<Item = String>) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        let list: Vec<String> = ids.collect();
+        let _ = writeln!(out, "{}", json!({ what: list }));
+    } else {
+        for id in ids {
+            let _ = writeln!(out, "{id}");
+        }
+    }
+}
+
+fn type_char(mode: u32) -> char {
+    match FileType::from_mode(mode) {
+        Some(FileType::Directory) => 'd',
+        Some(FileType::Symlink) => 'l',
+        Some(FileType::CharDevice) => 'c',
+        Some(FileType::BlockDevice) => 'b',
+        Some(FileType::Fifo) => 'p',
+        Some(FileType::Socket) => 's',
+        _ => '-',
+    }
+}
+
+fn print_ls(tree: &Tree, dir: InodeId, path: &str, json: bool) -> Result<()> {
+    let inode = tree.inode(dir);
+    let entries: Vec<(Vec<u8>, InodeId)> = match &inode.content {
+        Content::Directory(e) => e.iter().map(|e| (e.name.clone(), e.inode)).collect(),
+        _ => vec![(path.as_bytes().to_vec(), dir)],
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut list = Vec::new();
+    for (name, id) in entries {
+        let node = tree.inode(id);
+        let s = &node.stat;
+        let name_s = String::from_utf8_lossy(&name).into_owned();
+        let target = match &node.content {
+            Content::Symlink(t) => Some(String::from_utf8_lossy(t).into_owned()),
+            _ => None,
+        };
+        let size = match &node.content {
+            Content::Regular(f) => f.inline.as_ref().map_or(s.size, |c| c.len() as u64),
+            Content::Symlink(t) => t.len() as u64,
+            _ => 0,
+        };
+        if json {
+            list.push(
+                json!({"name": name_s, "mode": format!("{:o}", s.mode), "uid": s.uid, "gid": s.gid,
+                             "size": size, "mtime": s.mtime.sec, "target": target}),
+            );
+        } else {
+            let perms = s.mode & 0o7777;
+            let mut line = format!(
+                "{}{:04o} {:>6} {:>6} {:>12} {} ",
+                type_char(s.mode),
+                perms,
+                s.uid,
+                s.gid,
+                size,
+                s.mtime.sec
+            );
+            let mut escaped = Vec::new();
+            sealroot_format::dumpfile::escape(
+                &mut escaped,
+                &name,
+                sealroot_format::dumpfile::Escape::Listing,
+            );
+            line.push_str(&String::from_utf8_lossy(&escaped));
+            if let Some(t) = target {
+                line.push_str(" -> ");
+                line.push_str(&t);
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    if json {
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes a regular file's content to stdout: inline bytes, or its object, whose fs-verity
+/// digest is checked against the image's record as it streams (a mismatch is an error).
+fn cat(repo: &Repository, tree: &Tree, id: InodeId, path: &str) -> Result<()> {
+    let Content::Regular(file) = &tree.inode(id).content else {
+        bail!("{path}: not a regular file");
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Some(content) = &file.inline {
+        stdout.write_all(content)?;
+        return Ok(());
+    }
+    if tree.inode(id).stat.size == 0 {
+        return Ok(());
+    }
+    let payload = file
+        .payload
+        .as_deref()
+        .with_context(|| format!("{path}: the image names no object for it"))?;
+    let rel = String::from_utf8_lossy(payload.strip_prefix(b"/").unwrap_or(payload)).into_owned();
+    let object = repo.objects_path().join(&rel);
+    let mut f = std::fs::File::open(&object)
+        .with_context(|| format!("{path}: its object {rel} is missing"))?;
+    let mut hasher = sealroot_verity::Hasher::new(sealroot_verity::Params::composefs_default());
+    let mut buf = vec![0u8; 1 << 18];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading object {rel}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        stdout.write_all(&buf[..n])?;
+    }
+    stdout.flush()?;
+    if let (Some(want), sealroot_verity::AnyDigest::Sha256(got)) = (file.digest, hasher.finish()) {
+        if want != got {
+            bail!(
+                "{path}: object {rel} is corrupt (fs-verity digest {got}, the image says {want})"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bar_hashed(bar: &Bar) -> u64 {
+    bar.hashed()
+}
+
+/// Stores tar contents straight into the transaction's objects.
+struct TxSink<'a, 'r>(&'a sealroot_repo::Transaction<'r>);
+
+impl sealroot_tree::tar::ObjectSink for TxSink<'_, '_> {
+    fn store(
+        &self,
+        content: &mut dyn Read,
+        _size: u64,
+    ) -> std::io::Result<sealroot_verity::Sha256Digest> {
+        let id = self
+            .0
+            .ensure_object_from_reader(content)
+            .map_err(std::io::Error::other)?;
+        id.digest()
+            .as_sha256()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("tar commits need a sha256 repository"))
+    }
+}
