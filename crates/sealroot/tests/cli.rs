@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use sealroot_format::{dumpfile, Content, InodeId, Tree, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
-use sealroot_testkit::{assert_same, mount_test, pattern, scratch, under, Entry, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Entry, Fields, Snapshot};
 use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
@@ -242,142 +241,6 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
     assert!(err.to_lowercase().contains("bogus"), "{err}");
 }
 
-/// A tree with one of everything: every file type, inline-sized and large files, hard links,
-/// xattrs in user/trusted/security namespaces and an ACL, odd names, sub-second mtimes, and
-/// `big_mib` MiB of data in a few large files.
-fn make_tree(root: &Path, big_mib: usize) {
-    use rustix::fs::{mknodat, FileType, Mode, CWD};
-    fs::create_dir_all(root.join("dir/sub/deeper")).unwrap();
-    fs::create_dir_all(root.join("empty")).unwrap();
-    fs::write(under(root, "inline"), b"tiny\n").unwrap();
-    fs::write(under(root, "exactly-64"), pattern(5, 64)).unwrap();
-    fs::write(under(root, "just-over-64"), pattern(6, 65)).unwrap();
-    fs::write(under(root, "empty-file"), b"").unwrap();
-    fs::write(under(root, "dir/4096"), pattern(7, 4096)).unwrap();
-    fs::write(under(root, "dir/sub/4097"), pattern(8, 4097)).unwrap();
-    for i in 0..big_mib.div_ceil(64) {
-        let size = (big_mib - i * 64).min(64) << 20;
-        fs::write(
-            under(root, &format!("big/file{i}")),
-            pattern(100 + i as u32, size),
-        )
-        .unwrap();
-    }
-    for i in 0..300 {
-        fs::write(
-            under(root, &format!("many/f{i:03}")),
-            pattern(1000 + i, 100 + i as usize * 37),
-        )
-        .unwrap();
-    }
-    fs::write(under(root, "dup-a"), pattern(9, 10000)).unwrap();
-    fs::write(under(root, "dir/dup-b"), pattern(9, 10000)).unwrap();
-    fs::hard_link(root.join("dir/4096"), root.join("hardlink-to-4096")).unwrap();
-    fs::hard_link(root.join("inline"), root.join("dir/hardlink-to-inline")).unwrap();
-    std::os::unix::fs::symlink("inline", root.join("symlink")).unwrap();
-    std::os::unix::fs::symlink("/does/not/exist", root.join("dir/dangling")).unwrap();
-    std::os::unix::fs::symlink("x".repeat(300), root.join("long-symlink")).unwrap();
-    mknodat(
-        CWD,
-        root.join("fifo"),
-        FileType::Fifo,
-        Mode::from_raw_mode(0o640),
-        0,
-    )
-    .unwrap();
-    mknodat(
-        CWD,
-        root.join("chardev"),
-        FileType::CharacterDevice,
-        Mode::from_raw_mode(0o600),
-        rustix::fs::makedev(1, 7),
-    )
-    .unwrap();
-    mknodat(
-        CWD,
-        root.join("blockdev"),
-        FileType::BlockDevice,
-        Mode::from_raw_mode(0o660),
-        rustix::fs::makedev(259, 70000),
-    )
-    .unwrap();
-    let sock = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
-    drop(sock);
-    // Odd names: spaces, a newline, a backslash, non-UTF-8 bytes, '=' and a 255-byte name.
-    use std::os::unix::ffi::OsStrExt;
-    for name in [
-        &b"with space"[..],
-        b"new\nline",
-        b"back\\slash",
-        b"\xff\xfe-latin1",
-        b"a=b",
-        b"-",
-    ] {
-        fs::write(root.join(std::ffi::OsStr::from_bytes(name)), name).unwrap();
-    }
-    fs::write(root.join("n".repeat(255)), b"long name").unwrap();
-    let set = |p: &str, k: &str, v: &[u8]| {
-        rustix::fs::lsetxattr(root.join(p), k, v, rustix::fs::XattrFlags::empty()).unwrap()
-    };
-    set("inline", "user.color", b"blue");
-    set("big/file0", "user.color", b"blue");
-    set("dir", "trusted.sealroot", b"\x00\x01\x02 binary");
-    set("just-over-64", "security.sealroot", b"label");
-    set("dir/sub", "trusted.overlay.opaque", b"y");
-    set("symlink", "trusted.link", b"on a symlink");
-    let acl = Command::new("setfacl")
-        .args(["-m", "u:1234:rwx"])
-        .arg(root.join("dir/sub"))
-        .status();
-    assert!(
-        acl.map(|s| s.success()).unwrap_or(false),
-        "setfacl (Debian acl) is needed"
-    );
-    rustix::fs::chownat(
-        rustix::fs::CWD,
-        root.join("dir/4096"),
-        Some(rustix::fs::Uid::from_raw(70000)),
-        Some(rustix::fs::Gid::from_raw(5)),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-    fs::set_permissions(root.join("exactly-64"), fs::Permissions::from_mode(0o4755)).unwrap();
-    // Sub-second mtimes everywhere, set last, children first.
-    let mut all = Snapshot::of_dir(
-        root,
-        Fields {
-            content: false,
-            nlink: false,
-            dir_nlink: false,
-        },
-    )
-    .0
-    .into_keys()
-    .collect::<Vec<_>>();
-    all.reverse();
-    for (i, rel) in all.iter().enumerate() {
-        let t = rustix::fs::Timespec {
-            tv_sec: 1_650_000_000 + i as i64,
-            tv_nsec: (i as i64 * 7919) % 1_000_000_000,
-        };
-        let p = if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(std::ffi::OsStr::from_bytes(rel))
-        };
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            &p,
-            &rustix::fs::Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .unwrap();
-    }
-}
-
 fn mounted(path: &Path) -> bool {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let p = path.to_str().unwrap();
@@ -391,7 +254,7 @@ mount_test! {
         let tmp = scratch(TMP, "cli-tree-");
         let t = tmp.path();
         let src = t.join("src");
-        make_tree(&src, 200);
+        sealroot_testkit::rich_tree(&src, 200);
         let (objects, img, mnt) = (t.join("objects"), t.join("image.cfs"), t.join("mnt"));
         fs::create_dir(&mnt).unwrap();
         ok(&["mkcomposefs", &format!("--digest-store={}", objects.display()), src.to_str().unwrap(), img.to_str().unwrap()], None);
