@@ -2,7 +2,7 @@
 //! open file. Everything is relative to directory file descriptors.
 
 use std::cell::RefCell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,6 +80,19 @@ pub(crate) fn list(dir: impl AsFd) -> Result<Vec<Entry>, Errno> {
         });
     }
     Ok(out)
+}
+
+/// Calls `f` with the name and type of every entry of the directory open as `dir` but `.`
+/// and `..`, without copying the names.
+pub(crate) fn for_each(dir: impl AsFd, mut f: impl FnMut(&CStr, FileType)) -> Result<(), Errno> {
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            f(name, entry.file_type());
+        }
+    }
+    Ok(())
 }
 
 /// Lists directory `path` below `dir`; a missing directory is empty.

@@ -142,25 +142,31 @@ impl Repository {
             }
         }
         progress.phase(Phase::Marking, Some(roots.len() as u64), None);
-        let needs: Vec<Result<Vec<ObjectId>, GcError>> = roots
-            .par_iter()
-            .map(|(image, refs)| {
-                let r = self
-                    .image_objects(image)
-                    .map_err(|e| GcError::UnreadableImage {
-                        image: *image,
-                        refs: refs.clone(),
-                        reason: e.to_string(),
-                    });
-                progress.advance(1, 0);
-                r
-            })
-            .collect();
-        let mut live: HashSet<ObjectId> = HashSet::new();
-        for (r, (image, _)) in needs.into_iter().zip(&roots) {
-            live.extend(r?);
-            live.insert(*image.object());
-        }
+        // Reading the images and listing objects/ are independent: do both at once.
+        let mark = || -> Result<HashSet<ObjectId>, GcError> {
+            let needs: Vec<Result<Vec<ObjectId>, GcError>> = roots
+                .par_iter()
+                .map(|(image, refs)| {
+                    let r = self
+                        .image_objects(image)
+                        .map_err(|e| GcError::UnreadableImage {
+                            image: *image,
+                            refs: refs.clone(),
+                            reason: e.to_string(),
+                        });
+                    progress.advance(1, 0);
+                    r
+                })
+                .collect();
+            let mut live: HashSet<ObjectId> = HashSet::new();
+            for (r, (image, _)) in needs.into_iter().zip(&roots) {
+                live.extend(r?);
+                live.insert(*image.object());
+            }
+            Ok(live)
+        };
+        let (live, scans) = rayon::join(mark, || self.scan_objects());
+        let (live, scans) = (live?, scans?);
         let live_images: HashSet<ImageId> = roots.iter().map(|(i, _)| *i).collect();
 
         // Sweep images, then objects.
@@ -188,32 +194,25 @@ impl Repository {
         }
 
         let counts = SweepCounts::default();
-        let objects_path = self.objects_path();
-        match fs::open_dir(self.dir(), OBJECTS_DIR) {
-            Ok(objects) => {
-                let sweep = || -> Vec<Result<(), IoError>> {
-                    (0u16..256)
-                        .into_par_iter()
-                        .map(|byte| {
-                            let r = self.sweep_dir(&objects, byte as u8, &live, dry, &counts);
-                            progress.advance(1, 0);
-                            r
-                        })
-                        .collect()
-                };
-                let results = match rayon::ThreadPoolBuilder::new()
-                    .num_threads(SWEEP_THREADS)
-                    .build()
-                {
-                    Ok(pool) => pool.install(sweep),
-                    Err(_) => sweep(),
-                };
-                for r in results {
-                    r?;
-                }
-            }
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(IoError::new(Op::Open, &objects_path, e).into()),
+        let sweep = || -> Vec<Result<(), IoError>> {
+            scans
+                .par_iter()
+                .map(|scan| {
+                    let r = self.sweep_dir(scan, &live, dry, &counts);
+                    progress.advance(1, 0);
+                    r
+                })
+                .collect()
+        };
+        let results = match rayon::ThreadPoolBuilder::new()
+            .num_threads(SWEEP_THREADS)
+            .build()
+        {
+            Ok(pool) => pool.install(sweep),
+            Err(_) => sweep(),
+        };
+        for r in results {
+            r?;
         }
 
         if let Some(tmp) = &tmp {
@@ -259,50 +258,88 @@ impl Repository {
         Ok(entries.is_empty())
     }
 
-    /// Removes the dead objects and temporary files of `objects/XX`.
+    /// Lists every `objects/XX`: its objects and its temporary files.
+    fn scan_objects(&self) -> Result<Vec<DirScan>, IoError> {
+        let objects_path = self.objects_path();
+        let objects = match fs::open_dir(self.dir(), OBJECTS_DIR) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(Vec::new()),
+            Err(e) => return Err(IoError::new(Op::Open, &objects_path, e)),
+        };
+        let scans: Vec<Result<Option<DirScan>, IoError>> = (0u16..256)
+            .into_par_iter()
+            .map(|byte| {
+                let byte = byte as u8;
+                let sub = format!("{byte:02x}");
+                let sub_path = objects_path.join(&sub);
+                let dir = match fs::open_dir(&objects, &sub) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => return Ok(None),
+                    Err(e) => return Err(IoError::new(Op::Open, &sub_path, e)),
+                };
+                let mut scan = DirScan {
+                    dir,
+                    path: sub_path,
+                    ids: Vec::new(),
+                    temps: Vec::new(),
+                };
+                fs::for_each(&scan.dir, |name, _| {
+                    match ObjectId::from_dir_entry(self.algorithm(), byte, name.to_bytes()) {
+                        Some(id) => scan.ids.push(id),
+                        None if name.to_bytes().starts_with(STORE_TMP_PREFIX.as_bytes()) => {
+                            scan.temps.push(name.to_owned())
+                        }
+                        // Not an object, not a temporary file: leave it (fsck reports it).
+                        None => {}
+                    }
+                })
+                .map_err(|e| IoError::new(Op::List, &scan.path, e))?;
+                Ok(Some(scan))
+            })
+            .collect();
+        scans.into_iter().filter_map(Result::transpose).collect()
+    }
+
+    /// Removes the dead objects and the temporary files of one `objects/XX`.
     fn sweep_dir(
         &self,
-        objects: &std::os::fd::OwnedFd,
-        byte: u8,
+        scan: &DirScan,
         live: &HashSet<ObjectId>,
         dry: bool,
         counts: &SweepCounts,
     ) -> Result<(), IoError> {
-        let sub = format!("{byte:02x}");
-        let sub_path = self.objects_path().join(&sub);
-        let dir = match fs::open_dir(objects, &sub) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(IoError::new(Op::Open, &sub_path, e)),
-        };
-        for entry in fs::list(&dir).map_err(|e| IoError::new(Op::List, &sub_path, e))? {
-            let name = entry.name.as_c_str();
-            let temp = name.to_bytes().starts_with(STORE_TMP_PREFIX.as_bytes());
-            let dead = match ObjectId::from_dir_entry(self.algorithm(), byte, name.to_bytes()) {
-                Some(id) if live.contains(&id) => {
-                    counts.kept.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Some(_) => true,
-                None => false,
-            };
-            if !dead && !temp {
-                // Not an object, not a temporary file: leave it (fsck reports it).
-                continue;
+        let mut kept = 0;
+        let dead = scan.ids.iter().filter_map(|id| {
+            if live.contains(id) {
+                kept += 1;
+                None
+            } else {
+                let hex = id.to_hex();
+                Some((
+                    std::ffi::CString::new(&hex[2..]).expect("hex has no NUL"),
+                    true,
+                ))
             }
-            let entry_path = sub_path.join(name.to_string_lossy().as_ref());
-            let size = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        });
+        let doomed: Vec<(std::ffi::CString, bool)> = dead
+            .chain(scan.temps.iter().map(|t| (t.clone(), false)))
+            .collect();
+        counts.kept.fetch_add(kept, Ordering::Relaxed);
+        for (name, object) in doomed {
+            let name = name.as_c_str();
+            let entry_path = scan.path.join(name.to_string_lossy().as_ref());
+            let size = match rustix::fs::statat(&scan.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st.st_size as u64,
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(IoError::new(Op::Stat, &entry_path, e)),
             };
             if !dry {
-                match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+                match rustix::fs::unlinkat(&scan.dir, name, AtFlags::empty()) {
                     Ok(()) | Err(Errno::NOENT) => {}
                     Err(e) => return Err(IoError::new(Op::Remove, &entry_path, e)),
                 }
             }
-            if dead {
+            if object {
                 counts.removed.fetch_add(1, Ordering::Relaxed);
                 counts.removed_bytes.fetch_add(size, Ordering::Relaxed);
             } else {
@@ -312,6 +349,14 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// One directory `objects/XX` as listed before the sweep.
+struct DirScan {
+    dir: std::os::fd::OwnedFd,
+    path: std::path::PathBuf,
+    ids: Vec<ObjectId>,
+    temps: Vec<std::ffi::CString>,
 }
 
 /// Counters of the sweep, shared by its threads.

@@ -80,12 +80,18 @@ impl ObjectId {
     /// Parses an object path `XX/REST` of `algorithm`; only lower-case hex is accepted, as
     /// that is the only spelling that names a file in the store.
     pub fn from_object_path(algorithm: HashAlgorithm, path: &str) -> Result<Self, IdParseError> {
-        let bad = || IdParseError::NotAnObjectPath(path.to_owned());
-        let (dir, rest) = path.split_once('/').ok_or_else(bad)?;
-        if dir.len() != 2 || !is_lower_hex(dir) || !is_lower_hex(rest) {
-            return Err(bad());
+        Self::from_object_path_bytes(algorithm, path.as_bytes())
+            .ok_or_else(|| IdParseError::NotAnObjectPath(path.to_owned()))
+    }
+
+    /// [`from_object_path`](Self::from_object_path) of raw bytes (an image's payload),
+    /// without allocating: `gc` and `fsck` read one per file of every image.
+    pub(crate) fn from_object_path_bytes(algorithm: HashAlgorithm, path: &[u8]) -> Option<Self> {
+        if path.len() < 3 || path[2] != b'/' {
+            return None;
         }
-        Self::from_hex(algorithm, &format!("{dir}{rest}")).map_err(|_| bad())
+        let dir = (lower_hex_value(path[0])? << 4) | lower_hex_value(path[1])?;
+        Self::from_dir_entry(algorithm, dir, &path[3..])
     }
 
     /// The object named by file `name` in directory `objects/XX` (`dir_byte` is `0xXX`), if
@@ -96,14 +102,32 @@ impl ObjectId {
         dir_byte: u8,
         name: &[u8],
     ) -> Option<Self> {
-        if name.len() + 2 != algorithm.digest_size() * 2 {
+        let size = algorithm.digest_size();
+        if name.len() + 2 != size * 2 {
             return None;
         }
-        let name = std::str::from_utf8(name).ok()?;
-        if !is_lower_hex(name) {
-            return None;
+        // Decoded in place: listing and collecting parse one name per object.
+        let mut bytes = [0u8; Sha512Digest::SIZE];
+        bytes[0] = dir_byte;
+        for (out, pair) in bytes[1..size].iter_mut().zip(name.chunks_exact(2)) {
+            *out = (lower_hex_value(pair[0])? << 4) | lower_hex_value(pair[1])?;
         }
-        Self::from_hex(algorithm, &format!("{dir_byte:02x}{name}")).ok()
+        let digest = match algorithm {
+            HashAlgorithm::Sha256 => {
+                AnyDigest::Sha256(Sha256Digest::from_slice(&bytes[..size]).ok()?)
+            }
+            HashAlgorithm::Sha512 => AnyDigest::Sha512(Sha512Digest(bytes)),
+        };
+        Some(ObjectId(digest))
+    }
+}
+
+/// The value of a lower-case hex digit.
+fn lower_hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }
 

@@ -41,10 +41,11 @@ pub(crate) fn tree_objects(
     for (i, inode) in tree.inodes.iter().enumerate() {
         if let Content::Regular(file) = &inode.content {
             if let Some(payload) = &file.payload {
-                let text = String::from_utf8_lossy(payload);
-                let id = ObjectId::from_object_path(algorithm, &text).map_err(|_| BadPayload {
-                    inode: InodeId(i as u32),
-                    payload: text.into_owned(),
+                let id = ObjectId::from_object_path_bytes(algorithm, payload).ok_or_else(|| {
+                    BadPayload {
+                        inode: InodeId(i as u32),
+                        payload: String::from_utf8_lossy(payload).into_owned(),
+                    }
                 })?;
                 seen.insert(id);
             }

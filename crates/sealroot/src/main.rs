@@ -37,6 +37,7 @@ mount.composefs   mount a composefs image\n\
 \n\
 The repository (--repo PATH, default $SEALROOT_REPO or /sysroot/composefs; --json):\n  \
 init              create a repository\n  \
+status            its configuration (fs-verity support) and contents\n  \
 commit            store a directory or tar archive as an image under a ref\n  \
 mount             mount the image of a ref\n  \
 refs, images, objects   list what the repository holds\n  \

@@ -106,6 +106,8 @@ enum Cmd {
         #[arg(long, value_enum)]
         verity: Option<Verity>,
     },
+    /// Show the repository's configuration and what it holds.
+    Status,
     /// List the refs.
     Refs,
     /// List the images.
@@ -144,7 +146,17 @@ enum Cmd {
 pub fn is_command(name: &str) -> bool {
     matches!(
         name,
-        "init" | "commit" | "mount" | "refs" | "images" | "objects" | "ls" | "cat" | "fsck" | "gc"
+        "init"
+            | "status"
+            | "commit"
+            | "mount"
+            | "refs"
+            | "images"
+            | "objects"
+            | "ls"
+            | "cat"
+            | "fsck"
+            | "gc"
     )
 }
 
@@ -296,6 +308,52 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             };
             sealroot_mount::mount_image(&repo.image_path(&image), &mountpoint, &options)
                 .with_context(|| format!("cannot mount {refname} at {}", mountpoint.display()))?;
+        }
+        Cmd::Status => {
+            let repo = open(&cli.repo)?;
+            let config = repo.config();
+            let refs = repo.refs().context("cannot list refs")?;
+            let images = repo.images().context("cannot list images")?;
+            let verity = repo.verity_supported();
+            if json {
+                println!(
+                    "{}",
+                    json!({"repo": repo.path(), "algorithm": config.algorithm_id(),
+                           "sealroot_format": config.sealroot_format, "require_verity": config.require_verity,
+                           "verity_supported": verity, "writable": repo.is_writable(),
+                           "refs": refs.len(), "images": images.len()})
+                );
+            } else {
+                println!("repository:      {}", repo.path().display());
+                println!("algorithm:       {}", config.algorithm_id());
+                match config.sealroot_format {
+                    Some(f) => println!("format:          sealroot {f}"),
+                    None => println!("format:          composefs-rs (no sealroot section)"),
+                }
+                println!(
+                    "fs-verity:       {}{}",
+                    if verity {
+                        "enabled on every object"
+                    } else {
+                        "NOT supported by this filesystem: objects are checked in userspace only"
+                    },
+                    if config.require_verity {
+                        " (required)"
+                    } else {
+                        ""
+                    }
+                );
+                println!(
+                    "writable:        {}",
+                    if repo.is_writable() {
+                        "yes"
+                    } else {
+                        "no (unknown features or permissions)"
+                    }
+                );
+                println!("refs:            {}", refs.len());
+                println!("images:          {}", images.len());
+            }
         }
         Cmd::Refs => {
             let repo = open(&cli.repo)?;
