@@ -522,6 +522,60 @@ mod tests {
     }
 
     #[test]
+    fn streamed_objects_with_and_without_o_tmpfile() {
+        /// A reader that fails after `n` bytes.
+        struct Broken<'a>(&'a [u8]);
+        impl Read for Broken<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("the archive broke off"));
+                }
+                self.0.read(buf)
+            }
+        }
+
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let want = sealroot_verity::sha256_digest(&content);
+        for no_tmpfile in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("store");
+            let store = Store::open(&path).unwrap();
+            store.no_tmpfile.store(no_tmpfile, Ordering::Relaxed);
+            let size = content.len() as u64;
+            assert_eq!(store.insert_stream(&mut &content[..], size).unwrap(), want);
+            // Again: the object is there already.
+            assert_eq!(store.insert_stream(&mut &content[..], size).unwrap(), want);
+            let object = path.join(want.object_path());
+            assert_eq!(std::fs::read(&object).unwrap(), content);
+            // A size that is not the content's, or a reader that fails: an error, and
+            // nothing but the first object is left (`listing` fails on a file at the top).
+            let r = store.insert_stream(&mut &content[..1000], 1001);
+            assert!(
+                matches!(
+                    &r,
+                    Err(BuildError::Io {
+                        op: Operation::Read,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+            let r = store.insert_stream(&mut Broken(&content[..5000]), size);
+            assert!(
+                matches!(
+                    &r,
+                    Err(BuildError::Io {
+                        op: Operation::Read,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+            assert_eq!(listing(&path), [want.object_path()]);
+        }
+    }
+
+    #[test]
     fn copy_by_hand_when_copy_file_range_is_unavailable() {
         let tmp = tempfile::tempdir().unwrap();
         let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();

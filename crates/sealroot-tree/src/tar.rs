@@ -60,8 +60,8 @@
 //! before then may have been stored (as unreferenced objects). Errors name the entry (where
 //! there is one) and its byte offset in the uncompressed stream. A truncated archive is one
 //! that ends inside a header or a content, or before the end-of-archive marker; after the
-//! marker the rest of the input is read (so that gzip and zstd check their own checksums) and
-//! ignored. Sizes are never trusted for allocation: contents stream, and extended headers
+//! marker up to 1 MiB more of the input is read (so that gzip and zstd check their own
+//! checksums) and ignored. Sizes are never trusted for allocation: contents stream, and extended headers
 //! are limited to 1 MiB.
 //!
 //! [`build_from_dir`]: crate::build_from_dir
@@ -126,8 +126,9 @@ pub struct TarOptions {
     /// Read an absolute path `/etc/x` as `etc/x`, as GNU tar does, instead of refusing it.
     pub strip_leading_slash: bool,
     /// How many threads hash and store contents while the calling thread decompresses and
-    /// parses the archive; 0 means one per CPU this process may use. With 1, no thread is
-    /// started: the calling thread stores each file itself as it reads it.
+    /// parses the archive; 0 means two per CPU this process may use (see
+    /// [`thread_count`](TarOptions::thread_count)). With 1, no thread is started: the calling
+    /// thread stores each file itself as it reads it.
     pub threads: usize,
 }
 
@@ -164,11 +165,16 @@ impl TarOptions {
     }
 
     /// The number of threads these options ask for.
+    ///
+    /// The default is two per CPU: a sink that stores objects waits on the disk (writeback,
+    /// `fsync`) as much as it hashes, and a second thread per CPU keeps the CPU busy
+    /// meanwhile, as for [`BuildOptions::thread_count`]; for a sink that only hashes, the
+    /// extra threads cost next to nothing.
     pub fn thread_count(&self) -> usize {
         if self.threads > 0 {
             return self.threads;
         }
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        2 * std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 

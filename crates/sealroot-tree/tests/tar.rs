@@ -1148,6 +1148,35 @@ fn whiteouts_kept_in_overlay_form() {
 }
 
 #[test]
+fn an_opaque_marker_before_its_directory_entry_stays() {
+    let archive = Tar::default()
+        .file("o/.wh..wh..opq", b"")
+        .dir("o")
+        .file("o/.wh..wh..opq", b"")
+        .end();
+    let opts = TarOptions {
+        whiteouts: Whiteouts::Overlay,
+        ..TarOptions::default()
+    };
+    let tree = from_tar(&archive, &opts).unwrap();
+    let o = get(&tree, "/o");
+    assert_eq!(o.xattrs.len(), 1);
+    assert_eq!(o.xattr(b"trusted.overlay.opaque"), Some(&b"y"[..]));
+    assert_eq!(
+        o.stat.mtime.sec, 1000,
+        "the directory entry's own attributes"
+    );
+    // Not with user_xattrs: the marker is an xattr like any other.
+    let opts = TarOptions {
+        user_xattrs: true,
+        ..opts
+    };
+    assert!(get(&from_tar(&archive, &opts).unwrap(), "/o")
+        .xattrs
+        .is_empty());
+}
+
+#[test]
 fn whiteouts_kept_as_plain_names() {
     let opts = TarOptions {
         whiteouts: Whiteouts::Keep,

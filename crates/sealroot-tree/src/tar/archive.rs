@@ -27,6 +27,10 @@ const MAGIC_LEN: usize = 6;
 /// a time, so they must not each cost a read of the input.
 const INPUT_BUF_SIZE: usize = 256 * 1024;
 
+/// How much input after the end-of-archive marker is read (and ignored): GNU tar pads to
+/// 10 KiB records by default, `tar -b 2048` to 1 MiB.
+const TRAILER_MAX: u64 = 1 << 20;
+
 /// The largest PAX extended header or GNU long name accepted. Composefs keeps at most 32 KiB
 /// of xattrs per inode, and paths are far shorter; this only stops absurd sizes.
 pub(crate) const METADATA_MAX: u64 = 1 << 20;
@@ -483,10 +487,13 @@ impl<'a> Archive<'a> {
     }
 
     /// After the end-of-archive marker: reads the rest of the input (zero blocks up to the
-    /// record size, usually), so that a decompressor checks its trailing checksum.
+    /// record size, usually), so that a decompressor checks its trailing checksum. Past
+    /// [`TRAILER_MAX`] bytes the rest is left unread: it is not part of the archive, and a
+    /// small compressed input could otherwise make endless zeros.
     pub(crate) fn finish(&mut self) -> Result<(), TarError> {
         self.current = None;
-        loop {
+        let mut left = TRAILER_MAX;
+        while left > 0 {
             let n = loop {
                 match self.input.fill_buf() {
                     Ok(buf) => break buf.len(),
@@ -495,11 +502,14 @@ impl<'a> Archive<'a> {
                 }
             };
             if n == 0 {
-                return Ok(());
+                break;
             }
+            let n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
             self.input.consume(n);
             self.offset += n as u64;
+            left -= n as u64;
         }
+        Ok(())
     }
 }
 

@@ -250,6 +250,17 @@ impl<'o> Builder<'o> {
                 // composefs-rs do).
                 if let Some(id) = existing.filter(|&id| self.children(id).is_some()) {
                     let node = &mut self.nodes[id];
+                    let mut xattrs = xattrs;
+                    // An opaque marker seen before the directory's own entry stays, as the
+                    // overlay driver's setxattr stays when tar later sets the attributes.
+                    if opts.whiteouts == Whiteouts::Overlay {
+                        if let Some(x) = node.xattrs.iter().find(|x| x.name == OVERLAY_OPAQUE_XATTR)
+                        {
+                            if !xattrs.iter().any(|y| y.name == x.name) {
+                                xattrs.push(x.clone());
+                            }
+                        }
+                    }
                     node.stat = stat;
                     node.xattrs = xattrs;
                     return Ok(());
