@@ -23,4 +23,12 @@ if ! command -v cargo >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# composefs-rs's cfsctl: a second, independent oracle the tests compare against (image bytes,
+# repository interop). Building it takes a few minutes the first time; tests that need it say
+# SKIPPED when it is missing, so SEALROOT_NO_CFSCTL=1 skips this step.
+if [ -z "${SEALROOT_NO_CFSCTL:-}" ] && ! command -v cfsctl >/dev/null 2>&1 \
+    && [ ! -x "$HOME/.cargo/bin/cfsctl" ]; then
+    echo "installing cfsctl (composefs-ctl 0.9.4) as a test oracle"
+    cargo install --quiet composefs-ctl --version 0.9.4 --locked
+fi
 echo "sealroot: build dependencies are installed"
