@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-bash scripts/install-deps.sh
+SEALROOT_NO_CFSCTL=1 bash scripts/install-deps.sh
 cargo build --release --quiet -p sealroot
 bin="$PWD/target/release/sealroot"
 
