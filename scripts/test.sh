@@ -14,14 +14,16 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== cargo test"
-cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+cargo test --workspace --quiet 2>&1 | tee "$results"
 if [ "${SEALROOT_VMTEST:-0}" = 1 ]; then
     # Real fs-verity, which this machine's kernel may lack: Debian's 6.12 kernel under qemu
     # (docs/vmtest.md). Its `vmtest: N passed, M failed` line joins the totals below.
     echo "== VM tests (scripts/vmtest.sh)"
-    bash scripts/vmtest.sh 2>&1 | tee -a target/test-output.txt
+    bash scripts/vmtest.sh 2>&1 | tee -a "$results"
 fi
 # One closing line with the totals, for humans and for CI.
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      /^vmtest: [0-9]+ passed/ { p += $2; f += $4; i += $6 }
-     END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' "$results"
