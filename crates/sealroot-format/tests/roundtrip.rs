@@ -950,6 +950,11 @@ fn deep_directories() {
     let image = erofs::write(&ok, &WriteOptions::default()).unwrap();
     let back = erofs::read(&image).expect("2047 nested directories read back");
     assert_eq!(back.inodes.len(), 2048);
+    // What consumers of a read tree do with it works at that depth too.
+    let mut names = 0;
+    back.walk(|_, _| names += 1);
+    assert_eq!(names, 2047);
+    dumpfile::to_vec(&back).expect("the tree prints");
     let too_deep = erofs::write(&chain(2048), &WriteOptions::default()).unwrap();
     let err = erofs::read(&too_deep).unwrap_err();
     assert!(err.to_string().contains("nested too deeply"), "{err}");
