@@ -1407,3 +1407,52 @@ fn shared_data_blocks_are_refused() {
     let err = erofs::read(&image).unwrap_err();
     assert!(err.to_string().contains("share data blocks"), "{err}");
 }
+
+/// Shared xattrs let an image name one value from many inodes; a reader that copied it for
+/// each would turn a small hostile image into gigabytes. The reader bounds what it decodes
+/// (16 times the image plus 64 MiB) and says so; an ordinary amount of sharing reads fine.
+#[test]
+fn shared_xattr_expansion_is_bounded() {
+    use sealroot_format::{
+        Content, DirEntry, Inode, RegularFile, Stat, Tree, Xattr, S_IFDIR, S_IFREG,
+    };
+    let tree_with = |files: usize| {
+        let mut tree = Tree::new(Stat {
+            mode: S_IFDIR | 0o755,
+            ..Stat::default()
+        });
+        let mut entries = Vec::new();
+        for i in 0..files {
+            let mut inode = Inode::new(
+                Stat {
+                    mode: S_IFREG | 0o644,
+                    nlink: 1,
+                    ..Stat::default()
+                },
+                Content::Regular(RegularFile::default()),
+            );
+            inode.xattrs.push(Xattr {
+                name: b"user.big".to_vec(),
+                value: vec![b'x'; 30_000],
+            });
+            let id = tree.push(inode);
+            entries.push(DirEntry {
+                name: format!("f{i:05}").into_bytes(),
+                inode: id,
+                hardlink: false,
+            });
+        }
+        tree.inode_mut(sealroot_format::InodeId::ROOT).content = Content::Directory(entries);
+        tree
+    };
+    let ok = erofs::write(&tree_with(100), &erofs::WriteOptions::default()).unwrap();
+    assert_eq!(erofs::read(&ok).unwrap().inodes.len(), 101);
+    let hostile = erofs::write(&tree_with(5000), &erofs::WriteOptions::default()).unwrap();
+    assert!(
+        hostile.len() < 1 << 20,
+        "a small image: {} bytes",
+        hostile.len()
+    );
+    let err = erofs::read(&hostile).unwrap_err().to_string();
+    assert!(err.contains("xattrs expand"), "{err}");
+}

@@ -227,6 +227,11 @@ struct Reader<'a> {
     /// bytes of its own in an image composefs writes, so all of it fits in the image; without
     /// this, inodes pointing at the same blocks would make a small image read as a huge tree.
     data_left: u64,
+    /// How many more bytes of xattr names and values may be decoded. Shared xattrs (and, in
+    /// a hostile image, overlapping inodes) let a few bytes stand for many copies; an OS tree
+    /// decodes a fraction of its image size, so 16 times the image plus 64 MiB is generous
+    /// for every image composefs writes and bounds what a hostile one costs.
+    xattr_left: std::cell::Cell<u64>,
 }
 
 /// A directory whose entries are being read: where they are and how far the walk has got.
@@ -314,6 +319,7 @@ pub fn read_with_superblock(image: &[u8]) -> Result<(Tree, Superblock), ReadErro
         tree: Tree { inodes: Vec::new() },
         seen: std::collections::HashMap::new(),
         data_left: image.len() as u64,
+        xattr_left: std::cell::Cell::new((image.len() as u64).saturating_mul(16) + (64 << 20)),
     };
     let root = r.inode(sb.root_nid)?;
     if root.mode & S_IFMT != crate::tree::S_IFDIR {
@@ -610,6 +616,11 @@ impl<'a> Reader<'a> {
             entries.push(entry);
         }
         for (index, suffix, value) in entries {
+            let cost = (suffix.len() + value.len()) as u64;
+            match self.xattr_left.get().checked_sub(cost) {
+                Some(left) => self.xattr_left.set(left),
+                None => return Err(bad("xattrs expand to far more than the image holds")),
+            }
             let prefix = if index == 0 {
                 &b""[..]
             } else {
