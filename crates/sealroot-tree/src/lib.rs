@@ -16,6 +16,12 @@
 //!    [`BuildOptions::digest_store`] set, each such file is also copied (reflinked where the
 //!    filesystem can) into the store.
 //!
+//! With a [`DigestCache`] ([`BuildOptions::cache`]), a non-inline file whose `stat` (device,
+//! inode, size, mtime, ctime) is in the cache is not read at all: its digest comes from there
+//! (with a digest store, once its object is seen to be in the store); every file that is read
+//! is added. So building a tree again costs little more than its metadata, and gives the same
+//! tree as a build without the cache. The [`cache`] module says when an entry is trusted.
+//!
 //! # What C mkcomposefs builds, and so do we
 //!
 //! * Every regular file of size 1 to [`INLINE_CONTENT_MAX`] bytes is **inline** (unless
@@ -35,6 +41,7 @@
 //!   `system.posix_acl_*` included), or only `user.*` ones, or none.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod content;
 mod error;
 mod progress;
@@ -44,7 +51,9 @@ mod walk;
 mod xattr;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub use cache::{CacheError, CacheFormatError, DigestCache, FileKey};
 pub use error::{BuildError, Operation};
 pub use progress::{NoProgress, Progress};
 use sealroot_format::tree::Content;
@@ -56,7 +65,7 @@ pub const INLINE_CONTENT_MAX: u64 = 64;
 
 /// How to build a tree from a directory. [`Default`] gives what `mkcomposefs SOURCE IMAGE`
 /// does with no options.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct BuildOptions {
     /// `--use-epoch`: set every mtime to 0.
     pub use_epoch: bool,
@@ -87,6 +96,10 @@ pub struct BuildOptions {
     pub threads: usize,
     /// `--digest-store`: copy every non-inline file to `DIR/xx/yyyy…`, named by its digest.
     pub digest_store: Option<PathBuf>,
+    /// Digests of files read by earlier builds, by device, inode, size, mtime and ctime:
+    /// non-inline files found there are not read again, and every file read is added (see
+    /// the [`cache`] module). Shared, so that the caller can save it after the build.
+    pub cache: Option<Arc<DigestCache>>,
 }
 
 impl Default for BuildOptions {
@@ -102,6 +115,7 @@ impl Default for BuildOptions {
             hardlinks: false,
             threads: 0,
             digest_store: None,
+            cache: None,
         }
     }
 }

@@ -13,8 +13,9 @@ pub trait Progress: Sync {
     }
 
     /// The metadata walk is finished: the tree has `n_inodes` inodes, and `n_files` regular
-    /// files holding `n_bytes` bytes are read (hashed or inlined). Reading starts during the
-    /// walk, so [`files_hashed`](Progress::files_hashed) may have been called already.
+    /// files holding `n_bytes` bytes are read (hashed or inlined) or found in the digest
+    /// cache. Reading starts during the walk, so [`files_hashed`](Progress::files_hashed) and
+    /// [`files_cached`](Progress::files_cached) may have been called already.
     fn walk_done(&self, n_inodes: u64, n_files: u64, n_bytes: u64) {
         let _ = (n_inodes, n_files, n_bytes);
     }
@@ -22,6 +23,14 @@ pub trait Progress: Sync {
     /// `n_files` more files and `n_bytes` more bytes were read. A large file is reported in
     /// pieces: its bytes as they are read with `n_files == 0`, then the file itself.
     fn files_hashed(&self, n_files: u64, n_bytes: u64) {
+        let _ = (n_files, n_bytes);
+    }
+
+    /// `n_files` more files holding `n_bytes` bytes were not read: their digests came from
+    /// [`BuildOptions::cache`](crate::BuildOptions::cache) (and, with a digest store, their
+    /// objects were there already). Together with [`files_hashed`](Progress::files_hashed)
+    /// this adds up to what [`walk_done`](Progress::walk_done) announced.
+    fn files_cached(&self, n_files: u64, n_bytes: u64) {
         let _ = (n_files, n_bytes);
     }
 

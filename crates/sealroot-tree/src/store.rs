@@ -196,6 +196,20 @@ impl Store {
         Ok(())
     }
 
+    /// Whether object `digest` is in the store: one `statat`, no read.
+    pub(crate) fn contains(&self, digest: &Sha256Digest) -> Result<bool, BuildError> {
+        let name = digest.object_path();
+        match rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(BuildError::io(
+                Operation::CheckObject,
+                self.path.join(&name),
+                e,
+            )),
+        }
+    }
+
     /// The store's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path

@@ -14,6 +14,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use rustix::io::Errno;
 use sealroot_format::tree::{Content, DirEntry, FileType, Inode, InodeId, Mtime, Stat, Tree};
 
+use crate::cache::FileKey;
 use crate::content::{ContentJob, Queue, FILE_FLAGS, OPEN_HANDOVER_MAX};
 use crate::xattr::{Target, XattrReader};
 use crate::{BuildError, BuildOptions, Operation, Progress, INLINE_CONTENT_MAX};
@@ -36,6 +37,21 @@ pub(crate) struct FileState {
     pub(crate) size: u64,
     mtime: (i64, u64),
     ctime: (i64, u64),
+}
+
+impl FileState {
+    /// This state as a [`DigestCache`](crate::DigestCache) key.
+    pub(crate) fn key(&self) -> FileKey {
+        FileKey {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime_sec: self.mtime.0,
+            mtime_nsec: self.mtime.1 as u32,
+            ctime_sec: self.ctime.0,
+            ctime_nsec: self.ctime.1 as u32,
+        }
+    }
 }
 
 /// The fields of a `stat` result, whose Rust types differ between architectures.
