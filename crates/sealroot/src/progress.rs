@@ -16,6 +16,8 @@ pub struct Bar {
     bytes: AtomicU64,
     /// Files a directory commit stored as new objects, and their bytes.
     pub stored: (AtomicU64, AtomicU64),
+    /// Files a directory commit took from the digest cache instead of reading them.
+    pub cached: AtomicU64,
     last: Mutex<Instant>,
 }
 
@@ -30,6 +32,7 @@ impl Bar {
             items: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             stored: (AtomicU64::new(0), AtomicU64::new(0)),
+            cached: AtomicU64::new(0),
             last: Mutex::new(Instant::now()),
         }
     }
@@ -110,6 +113,10 @@ impl sealroot_tree::Progress for Bar {
         self.total_bytes.store(n_bytes, Ordering::Relaxed);
     }
     fn files_hashed(&self, n_files: u64, n_bytes: u64) {
+        self.add(n_files, n_bytes);
+    }
+    fn files_cached(&self, n_files: u64, n_bytes: u64) {
+        self.cached.fetch_add(n_files, Ordering::Relaxed);
         self.add(n_files, n_bytes);
     }
     fn objects_stored(&self, n_files: u64, n_bytes: u64) {

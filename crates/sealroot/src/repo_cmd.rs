@@ -19,6 +19,11 @@ use crate::progress::Bar;
 /// The repository `cfsctl` also uses by default.
 const DEFAULT_REPO: &str = "/sysroot/composefs";
 
+/// Where directory commits keep their digest cache, relative to the repository: a directory
+/// of its own, since `gc` empties `tmp/`; `gc`, `fsck` and `cfsctl` look only at `objects/`,
+/// `images/`, `streams/` and `tmp/`, so they leave it alone.
+const DIGEST_CACHE: &str = "cache/devino";
+
 #[derive(Parser)]
 #[command(
     name = "sealroot",
@@ -89,6 +94,10 @@ enum Cmd {
         /// Threads hashing and storing files (default: by CPU count).
         #[arg(long)]
         threads: Option<usize>,
+        /// Read every file of a directory, trusting no digest from the cache of earlier
+        /// commits (REPO/cache/devino); the cache is then made afresh from what was read.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Mount the image a ref names.
     Mount {
@@ -209,6 +218,7 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             skip_xattrs,
             user_xattrs,
             threads,
+            no_cache,
         } => {
             let name =
                 RefName::new(&refname).with_context(|| format!("bad ref name {refname:?}"))?;
@@ -217,6 +227,20 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             let tx = repo
                 .transaction_with_progress(&bar)
                 .context("cannot start a transaction")?;
+            let is_dir = source.is_dir();
+            let cache_path = repo.path().join(DIGEST_CACHE);
+            let cache = match (is_dir, no_cache) {
+                (false, _) => None,
+                (true, true) => Some(sealroot_tree::DigestCache::new()),
+                (true, false) => {
+                    let (cache, ignored) = sealroot_tree::DigestCache::load(&cache_path);
+                    if let Some(e) = ignored {
+                        eprintln!("warning: {e}; reading every file");
+                    }
+                    Some(cache)
+                }
+            }
+            .map(std::sync::Arc::new);
             let opts = sealroot_tree::BuildOptions {
                 use_epoch,
                 skip_devices,
@@ -225,9 +249,10 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 hardlinks,
                 threads: threads.unwrap_or(0),
                 digest_store: Some(tx.objects_path()),
+                cache: cache.clone(),
                 ..Default::default()
             };
-            let tree = if source.is_dir() {
+            let tree = if is_dir {
                 sealroot_tree::build_from_dir(&source, &opts, &bar)
                     .with_context(|| format!("cannot commit {}", source.display()))?
             } else {
@@ -255,6 +280,12 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 .context("cannot write the image")?;
             tx.set_ref(&name, &image).context("cannot set the ref")?;
             let mut stats = tx.finish().context("cannot finish the commit")?;
+            if let Some(cache) = &cache {
+                // The commit stands whatever happens here: a cache only saves time.
+                if let Err(e) = save_cache(cache, &cache_path) {
+                    eprintln!("warning: {e:#}");
+                }
+            }
             bar.finish();
             // A directory commit stores files through the tree builder, which reports them.
             let (dir_files, dir_bytes) = (
@@ -263,19 +294,21 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             );
             stats.objects_added += dir_files;
             stats.bytes_added += dir_bytes;
-            if source.is_dir() {
+            let cached = bar.cached.load(std::sync::atomic::Ordering::Relaxed);
+            if is_dir {
                 stats.objects_present += bar_hashed(&bar).saturating_sub(dir_files);
             }
             if json {
                 println!(
                     "{}",
                     json!({"ref": name.as_str(), "image": image.to_hex(), "objects_added": stats.objects_added,
-                           "bytes_added": stats.bytes_added, "objects_present": stats.objects_present})
+                           "bytes_added": stats.bytes_added, "objects_present": stats.objects_present,
+                           "files_cached": cached})
                 );
             } else {
                 println!("{}", image.to_hex());
                 eprintln!(
-                    "{name}: {} new objects ({} MiB), {} already present",
+                    "{name}: {} new objects ({} MiB), {} already present ({cached} unchanged files not read)",
                     stats.objects_added,
                     stats.bytes_added >> 20,
                     stats.objects_present
@@ -437,6 +470,20 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Saves the digest cache of a directory commit to `path`, making its directory if needed.
+fn save_cache(cache: &sealroot_tree::DigestCache, path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    cache.save(path)?;
+    Ok(())
 }
 
 fn open(path: &Path) -> Result<Repository> {

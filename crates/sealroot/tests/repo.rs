@@ -424,3 +424,73 @@ fn commits_racing_gc_lose_nothing() {
         assert!(out.status.success() && out.stdout == fs::read(s.join("sub/f1")).unwrap());
     }
 }
+
+/// A directory committed again after a few changes is read only where it changed (the digest
+/// cache in REPO/cache/devino), and gives the image a full read gives; fsck and gc leave the
+/// cache alone, and a damaged cache is ignored with a warning.
+#[test]
+fn recommit_with_the_digest_cache_equals_a_full_commit() {
+    let tmp = scratch(TMP, "repo-cache-");
+    let t = tmp.path();
+    let repo = init(t);
+    let src = t.join("src");
+    let files = 30;
+    let seed = 7;
+    small_tree(&src, seed, files);
+    let dir = |i: usize| ["", "sub/", "sub/deeper/"][i % 3];
+    let len = |i: usize| (i * 7919 + seed as usize) % 200_000;
+    // A file is cached once its ctime is two seconds old.
+    std::thread::sleep(Duration::from_millis(2200));
+    let s = src.to_str().unwrap();
+    let first = json(&repo, &["commit", "--ref", "os/a", s]);
+    assert_eq!(first["files_cached"], 0);
+    assert!(repo.join("cache/devino").is_file());
+
+    // Another content of the same size, a grown file, a removed one, a new one.
+    let f0 = src.join(format!("{}f0", dir(0)));
+    fs::write(&f0, pattern(4242, len(0))).unwrap();
+    let f1 = src.join(format!("{}f1", dir(1)));
+    let mut grown = fs::read(&f1).unwrap();
+    grown.extend_from_slice(b"grown");
+    fs::write(&f1, grown).unwrap();
+    fs::remove_file(src.join(format!("{}f2", dir(2)))).unwrap();
+    fs::write(src.join("added"), pattern(77, 5000)).unwrap();
+    let unchanged = (3..files).filter(|&i| len(i) > 64).count();
+
+    let second = json(&repo, &["commit", "--ref", "os/b", s]);
+    assert_eq!(second["files_cached"], unchanged as u64);
+    let full = json(&repo, &["commit", "--no-cache", "--ref", "os/c", s]);
+    assert_eq!(full["files_cached"], 0);
+    assert_eq!(second["image"], full["image"], "the cache changes nothing");
+    assert_ne!(first["image"], second["image"]);
+    let (clean, report) = fsck_json(&repo);
+    assert!(clean, "{report}");
+    assert_eq!(report["stray_files"].as_array().map_or(0, Vec::len), 0);
+    ok(&repo, &["gc"]);
+    assert!(repo.join("cache/devino").is_file(), "gc keeps the cache");
+
+    // A damaged cache: a warning, every file read, the same image.
+    let cache = repo.join("cache/devino");
+    let mut bytes = fs::read(&cache).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    fs::write(&cache, bytes).unwrap();
+    let out = run(&repo, &["commit", "--json", "--ref", "os/d", s]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("devino"),
+        "{stderr}"
+    );
+    let damaged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(damaged["files_cached"], 0);
+    assert_eq!(damaged["image"], full["image"]);
+    // And the cache is whole again (with the changed files too if they have settled since).
+    let again = json(&repo, &["commit", "--ref", "os/e", s]);
+    let cached = again["files_cached"].as_u64().unwrap();
+    assert!(
+        cached == unchanged as u64 || cached == unchanged as u64 + 3,
+        "{cached}"
+    );
+    assert_eq!(again["image"], full["image"]);
+}
