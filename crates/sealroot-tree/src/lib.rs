@@ -100,6 +100,11 @@ pub struct BuildOptions {
     /// non-inline files found there are not read again, and every file read is added (see
     /// the [`cache`] module). Shared, so that the caller can save it after the build.
     pub cache: Option<Arc<DigestCache>>,
+    /// fsync every new object before it is linked into the digest store (on, as C
+    /// mkcomposefs does). A repository turns it off: its transaction flushes the whole
+    /// filesystem once before any ref can reach the objects, and re-checks objects written
+    /// by a transaction that a system crash cut off.
+    pub sync_objects: bool,
 }
 
 impl Default for BuildOptions {
@@ -116,6 +121,7 @@ impl Default for BuildOptions {
             threads: 0,
             digest_store: None,
             cache: None,
+            sync_objects: true,
         }
     }
 }
@@ -152,7 +158,7 @@ pub fn build_from_dir(
     }
     let root = walk::open_root(path)?;
     let store = match &opts.digest_store {
-        Some(dir) if opts.by_digest => Some(store::Store::open(dir)?),
+        Some(dir) if opts.by_digest => Some(store::Store::open(dir)?.with_sync(opts.sync_objects)),
         _ => None,
     };
     let (walked, files) =

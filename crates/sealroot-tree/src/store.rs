@@ -67,6 +67,9 @@ pub(crate) struct Store {
     no_verity: AtomicBool,
     /// Makes temporary names unique within this process.
     tmp_counter: AtomicU64,
+    /// Whether each object is fsync'ed before it is linked to its name (see
+    /// [`crate::BuildOptions::sync_objects`]).
+    sync: bool,
 }
 
 /// A new object being written.
@@ -150,7 +153,14 @@ impl Store {
             no_copy_range: AtomicBool::new(false),
             no_verity: AtomicBool::new(false),
             tmp_counter: AtomicU64::new(0),
+            sync: true,
         })
+    }
+
+    /// Whether objects are fsync'ed one by one before they get their names.
+    pub(crate) fn with_sync(mut self, sync: bool) -> Store {
+        self.sync = sync;
+        self
     }
 
     /// Copies `src` (whose path is `src_path`, and which was `state` when it was hashed to
@@ -312,7 +322,9 @@ impl Store {
         let object_err = |op, e: Errno| BuildError::io(op, self.path.join(&name), e);
         rustix::fs::fchmod(tmp.fd(), Mode::from_raw_mode(OBJECT_MODE))
             .map_err(|e| object_err(Operation::CopyObject, e))?;
-        rustix::fs::fsync(tmp.fd()).map_err(|e| object_err(Operation::SyncObject, e))?;
+        if self.sync {
+            rustix::fs::fsync(tmp.fd()).map_err(|e| object_err(Operation::SyncObject, e))?;
+        }
         if !self.no_verity.load(Ordering::Relaxed) {
             tmp.reopen_read_only()
                 .map_err(|e| object_err(Operation::EnableVerity, e))?;

@@ -249,6 +249,8 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 hardlinks,
                 threads: threads.unwrap_or(0),
                 digest_store: Some(tx.objects_path()),
+                // The transaction syncs the filesystem once before the ref is set.
+                sync_objects: false,
                 cache: cache.clone(),
                 ..Default::default()
             };
