@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 export PATH=$PATH:/usr/sbin:/sbin
-VM=$PWD/target/vmtest
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+VM=$TARGET/vmtest
 TIMEOUT=${SEALROOT_VMTEST_TIMEOUT:-240}
 # With their dependencies. fs-verity, sha256/sha512 and virtio-pci are built into the kernel;
 # erofs reads its image file directly (no loop device).
@@ -89,7 +90,7 @@ echo "$(basename "$deb"): modules $(tr '\n' ' ' <"$K/modules/load-order")"
 
 echo "== vmtest: sealroot (release build)"
 cargo build --release -p sealroot --quiet
-BIN=$PWD/target/release/sealroot
+BIN=$TARGET/release/sealroot
 
 echo "== vmtest: initramfs and disk"
 R=$VM/root
