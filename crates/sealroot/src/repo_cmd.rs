@@ -298,7 +298,7 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             stats.bytes_added += dir_bytes;
             let cached = bar.cached.load(std::sync::atomic::Ordering::Relaxed);
             if is_dir {
-                stats.objects_present += bar_hashed(&bar).saturating_sub(dir_files);
+                stats.objects_present += bar.hashed().saturating_sub(dir_files);
             }
             if json {
                 println!(
@@ -642,10 +642,6 @@ fn cat(repo: &Repository, tree: &Tree, id: InodeId, path: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn bar_hashed(bar: &Bar) -> u64 {
-    bar.hashed()
 }
 
 /// Stores tar contents straight into the transaction's objects.
