@@ -1,0 +1,1 @@
+//! ed25519 keys, keyrings and commit signatures (being written).

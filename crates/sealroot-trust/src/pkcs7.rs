@@ -1,0 +1,1 @@
+//! fs-verity built-in signatures as PKCS#7 (being written).
