@@ -95,7 +95,7 @@ use crate::erofs::WriteOptions;
 use crate::tree::Tree;
 
 mod error;
-mod escape;
+pub(crate) mod escape;
 mod parse;
 mod print;
 pub(crate) mod validate;

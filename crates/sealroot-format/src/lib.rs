@@ -8,6 +8,7 @@
 
 pub mod dumpfile;
 pub mod erofs;
+pub mod objects;
 pub mod tree;
 
 pub use tree::{

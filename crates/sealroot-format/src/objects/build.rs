@@ -1,0 +1,562 @@
+//! Tree ⇄ objects, and the image derived from a tree.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use sealroot_verity::{Hasher, Params, Sha256Digest};
+
+use super::dirtree::{check_name, Attrs, DirTree, EntryKind, TreeEntry};
+use super::error::ParseError;
+use super::{limits, object_id, text, ObjectKind};
+use crate::erofs::{WriteError, WriteOptions};
+use crate::tree::{Content, DirEntry, FileType, Inode, InodeId, RegularFile, Stat, Tree};
+
+/// A tree as objects: the root's two ids and every distinct object, each directory's
+/// objects before its parent's.
+#[derive(Clone, Debug)]
+pub struct Split {
+    /// The root directory's dirtree.
+    pub tree: Sha256Digest,
+    /// The root directory's dirmeta.
+    pub dirmeta: Sha256Digest,
+    /// `(kind, id, bytes)` of every distinct dirtree and dirmeta, children first.
+    pub objects: Vec<(ObjectKind, Sha256Digest, Vec<u8>)>,
+    /// The file objects the tree refers to (each once).
+    pub files: Vec<Sha256Digest>,
+}
+
+/// A tree that cannot be stored as objects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SplitError {
+    /// A file whose content is neither inline nor in a file object named by its digest.
+    #[error("{path}: {reason}")]
+    Unstorable {
+        /// The file's path.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The tree breaks its own rules (a directory owned twice, an xattr twice, a bad name).
+    #[error("{path}: malformed tree: {reason}")]
+    Malformed {
+        /// Where.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn attrs_of(inode: &Inode, path: &[u8]) -> Result<Attrs, SplitError> {
+    let mut xattrs = inode.xattrs.clone();
+    xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+    text::check_xattrs(&xattrs).map_err(|p| SplitError::Malformed {
+        path: text::name(path),
+        reason: p.to_string(),
+    })?;
+    Ok(Attrs {
+        mode: inode.stat.mode,
+        uid: inode.stat.uid,
+        gid: inode.stat.gid,
+        mtime: inode.stat.mtime,
+        xattrs,
+    })
+}
+
+/// Turns `tree` into dirtree and dirmeta objects. Every regular file must be empty, inline,
+/// or refer to its file object by digest with the object's path as payload (as trees built
+/// with a digest store are).
+///
+/// # Errors
+/// [`SplitError`] naming the first file that cannot be stored.
+pub fn split(tree: &Tree) -> Result<Split, SplitError> {
+    // Hard links name their owner by path: find the owners' paths first.
+    let mut linked = HashSet::new();
+    for inode in &tree.inodes {
+        for e in inode.entries().unwrap_or_default() {
+            if e.hardlink {
+                linked.insert(e.inode);
+            }
+        }
+    }
+    let mut owner_path: HashMap<InodeId, Vec<u8>> = HashMap::new();
+    if !linked.is_empty() {
+        tree.walk(|path, e| {
+            if !e.hardlink && linked.contains(&e.inode) {
+                owner_path.insert(e.inode, path.to_vec());
+            }
+        });
+    }
+
+    let mut out = Split {
+        tree: Sha256Digest([0; 32]),
+        dirmeta: Sha256Digest([0; 32]),
+        objects: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut seen_objects = HashSet::new();
+    let mut seen_files = HashSet::new();
+    let mut ids: HashMap<InodeId, (Sha256Digest, Sha256Digest)> = HashMap::new();
+    let mut expanded = HashSet::new();
+    // (directory, its path, children done)
+    let mut stack = vec![(InodeId::ROOT, Vec::new(), false)];
+    while let Some((dir, path, children_done)) = stack.pop() {
+        let malformed = |reason: String| SplitError::Malformed {
+            path: text::name(if path.is_empty() { b"/" } else { &path }),
+            reason,
+        };
+        let inode = tree
+            .inodes
+            .get(dir.index())
+            .ok_or_else(|| malformed("entry names an inode that does not exist".into()))?;
+        let Content::Directory(entries) = &inode.content else {
+            return Err(malformed("not a directory".into()));
+        };
+        if !children_done {
+            if !expanded.insert(dir) {
+                return Err(malformed("directory reachable twice".into()));
+            }
+            stack.push((dir, path.clone(), true));
+            for e in entries.iter().rev() {
+                let child = tree
+                    .inodes
+                    .get(e.inode.index())
+                    .ok_or_else(|| malformed("entry names an inode that does not exist".into()))?;
+                if !e.hardlink && matches!(child.content, Content::Directory(_)) {
+                    let mut p = path.clone();
+                    p.push(b'/');
+                    p.extend_from_slice(&e.name);
+                    stack.push((e.inode, p, false));
+                }
+            }
+            continue;
+        }
+        let mut dt = DirTree {
+            entries: Vec::with_capacity(entries.len()),
+        };
+        for e in entries {
+            let mut p = path.clone();
+            p.push(b'/');
+            p.extend_from_slice(&e.name);
+            check_name(&e.name).map_err(|pr| malformed(pr.to_string()))?;
+            let child = &tree.inodes[e.inode.index()];
+            let kind = if e.hardlink {
+                let target = owner_path
+                    .get(&e.inode)
+                    .ok_or_else(|| SplitError::Malformed {
+                        path: text::name(&p),
+                        reason: "hard link to an inode no entry owns".into(),
+                    })?;
+                EntryKind::Hardlink {
+                    target: target.clone(),
+                }
+            } else {
+                match &child.content {
+                    Content::Directory(_) => {
+                        let (tree, meta) = ids[&e.inode];
+                        EntryKind::Dir { tree, meta }
+                    }
+                    Content::Regular(f) => file_kind(child, f, &p, &mut out, &mut seen_files)?,
+                    Content::Symlink(target) => EntryKind::Symlink {
+                        attrs: attrs_of(child, &p)?,
+                        target: target.clone(),
+                    },
+                    Content::Special => EntryKind::Special {
+                        attrs: attrs_of(child, &p)?,
+                        rdev: child.stat.rdev,
+                    },
+                }
+            };
+            dt.entries.push(TreeEntry {
+                name: e.name.clone(),
+                kind,
+            });
+        }
+        if dt.entries.windows(2).any(|w| w[0].name >= w[1].name) {
+            return Err(malformed("entries not sorted or not unique".into()));
+        }
+        let tree_bytes = dt.encode();
+        let meta_bytes =
+            attrs_of(inode, if path.is_empty() { b"/" } else { &path })?.encode_dirmeta();
+        let tree_id = object_id(&tree_bytes);
+        let meta_id = object_id(&meta_bytes);
+        for (kind, id, bytes) in [
+            (ObjectKind::DirTree, tree_id, tree_bytes),
+            (ObjectKind::DirMeta, meta_id, meta_bytes),
+        ] {
+            if seen_objects.insert(id) {
+                out.objects.push((kind, id, bytes));
+            }
+        }
+        ids.insert(dir, (tree_id, meta_id));
+    }
+    let (tree_id, meta_id) = ids[&InodeId::ROOT];
+    out.tree = tree_id;
+    out.dirmeta = meta_id;
+    Ok(out)
+}
+
+fn file_kind(
+    inode: &Inode,
+    f: &RegularFile,
+    path: &[u8],
+    out: &mut Split,
+    seen_files: &mut HashSet<Sha256Digest>,
+) -> Result<EntryKind, SplitError> {
+    let unstorable = |reason| SplitError::Unstorable {
+        path: text::name(path),
+        reason,
+    };
+    let size = inode.stat.size;
+    let (digest, inline) = match (&f.inline, &f.digest, &f.payload) {
+        (Some(c), None, None) if !c.is_empty() && c.len() as u64 == size => (None, Some(c.clone())),
+        (Some(_), _, _) => {
+            return Err(unstorable(
+                "inline content with a digest or payload, or not of the file's size",
+            ))
+        }
+        (None, Some(d), Some(p)) if p.as_slice() == d.object_path().as_bytes() => {
+            if seen_files.insert(*d) {
+                out.files.push(*d);
+            }
+            (Some(*d), None)
+        }
+        (None, Some(_), _) => {
+            return Err(unstorable(
+                "its payload is not the object path of its digest",
+            ))
+        }
+        (None, None, None) if size == 0 => (None, None),
+        (None, None, _) => {
+            return Err(unstorable(
+                "no fs-verity digest (build the tree with a digest store)",
+            ))
+        }
+    };
+    Ok(EntryKind::File {
+        attrs: attrs_of(inode, path)?,
+        size,
+        digest,
+        inline,
+    })
+}
+
+/// Where [`assemble`] gets objects from: given a kind and an id, the object's bytes (not
+/// yet checked: `assemble` checks them against the id).
+pub type Fetch<'a> = dyn FnMut(ObjectKind, &Sha256Digest) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>
+    + 'a;
+
+/// Why a tree could not be rebuilt from its objects.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// The object could not be had.
+    #[error("{kind} {id} (for {path}): {source}")]
+    Fetch {
+        /// Its kind.
+        kind: ObjectKind,
+        /// Its name.
+        id: Sha256Digest,
+        /// The directory it describes.
+        path: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The object's bytes do not have the digest that names it.
+    #[error("{kind} {id} (for {path}) is corrupt: its content has digest {actual}")]
+    Corrupt {
+        /// Its kind.
+        kind: ObjectKind,
+        /// Its name.
+        id: Sha256Digest,
+        /// The directory it describes.
+        path: String,
+        /// The digest of what was read.
+        actual: Sha256Digest,
+    },
+    /// The object does not parse.
+    #[error("{id} (for {path}): {source}")]
+    Parse {
+        /// Its name.
+        id: Sha256Digest,
+        /// The directory it describes.
+        path: String,
+        /// What is wrong.
+        source: ParseError,
+    },
+    /// Too many inodes or too deep.
+    #[error("{path}: the tree is too large: {reason}")]
+    TooLarge {
+        /// Where the limit was hit.
+        path: String,
+        /// Which limit.
+        reason: String,
+    },
+    /// A hard link whose target is not a file owned by another entry.
+    #[error("{path}: hard link to {target}: {reason}")]
+    BadHardlink {
+        /// The link.
+        path: String,
+        /// Its target.
+        target: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+pub(super) struct Assembler<'f, 'a> {
+    pub(super) fetch: &'f mut Fetch<'a>,
+    pub(super) trees: HashMap<Sha256Digest, Rc<DirTree>>,
+    pub(super) metas: HashMap<Sha256Digest, Rc<Attrs>>,
+}
+
+impl Assembler<'_, '_> {
+    fn get(
+        &mut self,
+        kind: ObjectKind,
+        id: &Sha256Digest,
+        path: &[u8],
+    ) -> Result<Vec<u8>, AssembleError> {
+        let p = || text::name(if path.is_empty() { b"/" } else { path });
+        let bytes = (self.fetch)(kind, id).map_err(|source| AssembleError::Fetch {
+            kind,
+            id: *id,
+            path: p(),
+            source,
+        })?;
+        let actual = object_id(&bytes);
+        if actual != *id {
+            return Err(AssembleError::Corrupt {
+                kind,
+                id: *id,
+                path: p(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub(super) fn dirtree(
+        &mut self,
+        id: &Sha256Digest,
+        path: &[u8],
+    ) -> Result<Rc<DirTree>, AssembleError> {
+        if let Some(t) = self.trees.get(id) {
+            return Ok(Rc::clone(t));
+        }
+        let bytes = self.get(ObjectKind::DirTree, id, path)?;
+        let t = Rc::new(
+            DirTree::parse(&bytes).map_err(|source| AssembleError::Parse {
+                id: *id,
+                path: text::name(if path.is_empty() { b"/" } else { path }),
+                source,
+            })?,
+        );
+        self.trees.insert(*id, Rc::clone(&t));
+        Ok(t)
+    }
+
+    pub(super) fn dirmeta(
+        &mut self,
+        id: &Sha256Digest,
+        path: &[u8],
+    ) -> Result<Rc<Attrs>, AssembleError> {
+        if let Some(m) = self.metas.get(id) {
+            return Ok(Rc::clone(m));
+        }
+        let bytes = self.get(ObjectKind::DirMeta, id, path)?;
+        let m = Rc::new(
+            Attrs::parse_dirmeta(&bytes).map_err(|source| AssembleError::Parse {
+                id: *id,
+                path: text::name(if path.is_empty() { b"/" } else { path }),
+                source,
+            })?,
+        );
+        self.metas.insert(*id, Rc::clone(&m));
+        Ok(m)
+    }
+}
+
+fn inode_from(attrs: &Attrs, content: Content, size: u64, rdev: u32) -> Inode {
+    Inode {
+        stat: Stat {
+            mode: attrs.mode,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            nlink: 1,
+            rdev,
+            size,
+            mtime: attrs.mtime,
+        },
+        xattrs: attrs.xattrs.clone(),
+        content,
+    }
+}
+
+/// Rebuilds the tree whose root has dirtree `tree` and dirmeta `dirmeta`, fetching objects
+/// through `fetch` and checking each against its name. Each distinct object is fetched
+/// once. The result is the tree [`split`] was given (same names, attributes, contents,
+/// xattrs, hard links), so it writes the same image.
+///
+/// # Errors
+/// [`AssembleError`] naming the object and the directory it describes.
+pub fn assemble(
+    tree: &Sha256Digest,
+    dirmeta: &Sha256Digest,
+    fetch: &mut Fetch<'_>,
+) -> Result<Tree, AssembleError> {
+    let mut a = Assembler {
+        fetch,
+        trees: HashMap::new(),
+        metas: HashMap::new(),
+    };
+    let root_meta = a.dirmeta(dirmeta, b"")?;
+    let mut out = Tree::new(Stat::default());
+    out.inodes[0] = inode_from(&root_meta, Content::Directory(Vec::new()), 0, 0);
+    // (directory inode, its dirtree, its path, depth)
+    let mut queue = vec![(InodeId::ROOT, *tree, Vec::<u8>::new(), 0usize)];
+    let mut links: Vec<(InodeId, usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    while let Some((dir, tree_id, path, depth)) = queue.pop() {
+        let dt = a.dirtree(&tree_id, &path)?;
+        let mut entries = Vec::with_capacity(dt.entries.len());
+        for (index, e) in dt.entries.iter().enumerate() {
+            if out.inodes.len() >= limits::TREE_INODES_MAX {
+                return Err(AssembleError::TooLarge {
+                    path: text::name(&path),
+                    reason: format!("more than {} inodes", limits::TREE_INODES_MAX),
+                });
+            }
+            let mut p = path.clone();
+            p.push(b'/');
+            p.extend_from_slice(&e.name);
+            let inode = match &e.kind {
+                EntryKind::Dir { tree, meta } => {
+                    if depth + 1 > limits::DEPTH_MAX {
+                        return Err(AssembleError::TooLarge {
+                            path: text::name(&p),
+                            reason: format!("nested deeper than {}", limits::DEPTH_MAX),
+                        });
+                    }
+                    let m = a.dirmeta(meta, &p)?;
+                    let id = out.push(inode_from(&m, Content::Directory(Vec::new()), 0, 0));
+                    queue.push((id, *tree, p, depth + 1));
+                    id
+                }
+                EntryKind::File {
+                    attrs,
+                    size,
+                    digest,
+                    inline,
+                } => out.push(inode_from(
+                    attrs,
+                    Content::Regular(RegularFile {
+                        inline: inline.clone(),
+                        payload: digest.map(|d| d.object_path().into_bytes()),
+                        digest: *digest,
+                    }),
+                    *size,
+                    0,
+                )),
+                EntryKind::Symlink { attrs, target } => {
+                    out.push(inode_from(attrs, Content::Symlink(target.clone()), 0, 0))
+                }
+                EntryKind::Special { attrs, rdev } => {
+                    out.push(inode_from(attrs, Content::Special, 0, *rdev))
+                }
+                EntryKind::Hardlink { target } => {
+                    links.push((dir, index, target.clone(), p));
+                    InodeId::ROOT // fixed below
+                }
+            };
+            entries.push(DirEntry {
+                name: e.name.clone(),
+                inode,
+                hardlink: matches!(e.kind, EntryKind::Hardlink { .. }),
+            });
+        }
+        let subdirs = dt
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Dir { .. }))
+            .count();
+        let d = out.inode_mut(dir);
+        d.content = Content::Directory(entries);
+        // As the directory builders count them (the image writer recomputes it anyway).
+        d.stat.nlink = u32::try_from(subdirs).map_or(u32::MAX, |n| n.saturating_add(2));
+    }
+    for (dir, index, target, path) in links {
+        let bad = |reason| AssembleError::BadHardlink {
+            path: text::name(&path),
+            target: text::name(&target),
+            reason,
+        };
+        let (parent, name) = match target.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&target[..i], &target[i + 1..]),
+            None => return Err(bad("not an absolute path")),
+        };
+        let parent = out
+            .resolve(parent)
+            .ok_or_else(|| bad("no such directory"))?;
+        let entry = out
+            .lookup(parent, name)
+            .ok_or_else(|| bad("no such file"))?;
+        if entry.hardlink {
+            return Err(bad("the target is itself a hard link"));
+        }
+        let target_inode = entry.inode;
+        let t = out.inode_mut(target_inode);
+        if t.stat.file_type() == Some(FileType::Directory) {
+            return Err(bad("the target is a directory"));
+        }
+        t.stat.nlink = t.stat.nlink.saturating_add(1);
+        if let Content::Directory(entries) = &mut out.inode_mut(dir).content {
+            entries[index].inode = target_inode;
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the image of `tree` in composefs format `format` into `sink`, returning its
+/// fs-verity sha256 digest and size: how an image is derived from a commit's tree.
+///
+/// # Errors
+/// [`WriteError`] if the tree cannot be written in that format.
+pub fn derive_image(
+    tree: &Tree,
+    format: u32,
+    sink: Option<&mut dyn std::io::Write>,
+) -> Result<(Sha256Digest, u64), WriteError> {
+    struct Tee<'a> {
+        hasher: Hasher,
+        sink: Option<&'a mut dyn std::io::Write>,
+    }
+    impl std::io::Write for Tee<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(s) = self.sink.as_mut() {
+                s.write_all(buf)?;
+            }
+            self.hasher.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            match self.sink.as_mut() {
+                Some(s) => s.flush(),
+                None => Ok(()),
+            }
+        }
+    }
+    let mut tee = Tee {
+        hasher: Hasher::new(Params::composefs_default()),
+        sink,
+    };
+    let options = WriteOptions {
+        min_version: format,
+        max_version: format,
+    };
+    let size = crate::erofs::write_to(tree, &options, &mut tee)?;
+    let digest = match tee.hasher.finish().as_sha256() {
+        Some(d) => *d,
+        None => unreachable!("composefs_default params are sha256"),
+    };
+    Ok((digest, size))
+}
