@@ -204,6 +204,14 @@ pub enum ObjectError {
     /// No such object.
     #[error("object {0} is not in the repository")]
     NotFound(ObjectId),
+    /// The object's content is not what its name says, or it is too large for its kind.
+    #[error("object {object} is corrupt: {reason}")]
+    Corrupt {
+        /// The object.
+        object: ObjectId,
+        /// What is wrong.
+        reason: String,
+    },
     /// An object of another algorithm than the repository's.
     #[error("object {object} is not a {expected} digest, which this repository uses")]
     WrongAlgorithm {
@@ -343,6 +351,18 @@ pub enum GcError {
     StreamsPresent {
         /// The `streams/` directory.
         path: PathBuf,
+    },
+    /// A commit a ref reaches, or one of its tree objects, cannot be read, so what it needs
+    /// is unknown: nothing is removed.
+    #[error("commit {commit} (needed by {}) cannot be read, so nothing was collected: {reason}",
+        refs.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))]
+    UnreadableCommit {
+        /// The commit.
+        commit: String,
+        /// The refs that reach it.
+        refs: Vec<RefName>,
+        /// Why it cannot be read.
+        reason: String,
     },
     /// An image a ref reaches cannot be read, so what it needs is unknown: nothing is removed.
     #[error("{image} (needed by {}) cannot be read, so nothing was collected: {reason}",

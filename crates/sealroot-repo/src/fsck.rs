@@ -151,6 +151,17 @@ pub struct BrokenRef {
     pub problem: RefProblem,
 }
 
+/// A commit ref whose commit cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenCommit {
+    /// The commit refs reaching it.
+    pub refs: Vec<RefName>,
+    /// The commit, if the ref leads to one.
+    pub commit: Option<crate::CommitId>,
+    /// What is wrong, naming the object and the directory where it can.
+    pub problem: String,
+}
+
 /// What `repair` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -186,6 +197,10 @@ pub struct FsckReport {
     pub broken_images: Vec<BrokenImage>,
     /// Refs that lead nowhere.
     pub broken_refs: Vec<BrokenRef>,
+    /// Commit refs checked.
+    pub commit_refs_checked: u64,
+    /// Commit refs whose commit, tree or image is broken.
+    pub broken_commits: Vec<BrokenCommit>,
     /// Names in `objects/` that are not objects, such as temporary files of an interrupted
     /// commit. Not an error: `gc` removes temporary files.
     pub stray_files: Vec<PathBuf>,
@@ -204,6 +219,7 @@ impl FsckReport {
             && self.missing_objects.is_empty()
             && self.broken_images.is_empty()
             && self.broken_refs.is_empty()
+            && self.broken_commits.is_empty()
     }
 
     /// Every ref affected by a problem found, each once, sorted.
@@ -226,6 +242,11 @@ impl FsckReport {
                 self.broken_refs
                     .iter()
                     .filter_map(|b| RefName::new(&b.name).ok()),
+            )
+            .chain(
+                self.broken_commits
+                    .iter()
+                    .flat_map(|b| b.refs.iter().cloned()),
             )
             .collect();
         refs.sort();
@@ -570,6 +591,8 @@ impl Repository {
             });
         }
 
+        self.check_commits(&mut report, progress)?;
+
         match fs::open_dir(self.dir(), TMP_DIR) {
             Ok(tmp) => {
                 report.interrupted_transactions =
@@ -583,6 +606,67 @@ impl Repository {
             report.repaired = Some(self.repair(&report)?);
         }
         Ok(report)
+    }
+
+    /// Checks every commit ref: the commit and its ancestors present parse, and the head's
+    /// tree is complete and derives the image it records.
+    fn check_commits(
+        &self,
+        report: &mut FsckReport,
+        progress: &dyn Progress,
+    ) -> Result<(), IoError> {
+        let raw = self.raw_refs_in(crate::commits::COMMIT_REFS_DIR)?;
+        progress.phase(Phase::CheckingRefs, Some(raw.len() as u64), None);
+        for r in raw {
+            report.commit_refs_checked += 1;
+            let name = match RefName::new(&r.name) {
+                Ok(n) => n,
+                Err(e) => {
+                    report.broken_commits.push(BrokenCommit {
+                        refs: Vec::new(),
+                        commit: None,
+                        problem: format!("commits/refs/{}: {e}", r.name),
+                    });
+                    continue;
+                }
+            };
+            let id = match self.resolve_commit_ref(&name) {
+                Ok(id) => id,
+                Err(e) => {
+                    report.broken_commits.push(BrokenCommit {
+                        refs: vec![name],
+                        commit: None,
+                        problem: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let problem = self
+                .read_commit(&id)
+                .and_then(|c| self.derive_image(&id, &c, None).map(|_| c))
+                .and_then(|c| {
+                    let image =
+                        ImageId::new(ObjectId::new(sealroot_verity::AnyDigest::Sha256(c.image)));
+                    if self.image_present(&image)? {
+                        Ok(())
+                    } else {
+                        Err(crate::CommitError::Image(crate::ImageError::NotFound(
+                            image,
+                        )))
+                    }
+                })
+                .and_then(|()| self.log(&id, usize::MAX).map(|_| ()))
+                .err();
+            if let Some(e) = problem {
+                report.broken_commits.push(BrokenCommit {
+                    refs: vec![name],
+                    commit: Some(id),
+                    problem: e.to_string(),
+                });
+            }
+            progress.advance(1, 0);
+        }
+        Ok(())
     }
 
     /// Checks one entry of `images/`.

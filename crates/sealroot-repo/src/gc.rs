@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
 
+use crate::commits::{CommitId, COMMITS_DIR, COMMIT_REFS_DIR, SIGNATURE_SUFFIX};
 use crate::error::{GcError, IoError, Operation as Op, TransactionError};
 use crate::fs;
 use crate::id::{ImageId, ObjectId, RefName};
@@ -71,6 +72,10 @@ pub struct GcReport {
     pub objects_kept: u64,
     /// Images kept.
     pub images_kept: u64,
+    /// Commits (links in `commits/`, with their signatures) removed.
+    pub commits_removed: u64,
+    /// Commits kept.
+    pub commits_kept: u64,
     /// Refs that lead to no image (they keep nothing alive; `fsck` says more).
     pub broken_refs: Vec<String>,
     /// What recovery from crashed or abandoned transactions did first.
@@ -141,6 +146,53 @@ impl Repository {
                 _ => report.broken_refs.push(raw.name),
             }
         }
+        // Commits: each keeps its parents present here, its tree objects, file objects and
+        // image.
+        let mut commit_roots: Vec<(CommitId, Vec<RefName>)> = Vec::new();
+        for raw in self.raw_refs_in(COMMIT_REFS_DIR)? {
+            let Ok(name) = RefName::new(&raw.name) else {
+                report
+                    .broken_refs
+                    .push(format!("{COMMIT_REFS_DIR}/{}", raw.name));
+                continue;
+            };
+            match self.resolve_commit_ref(&name) {
+                Ok(id) => match commit_roots.iter_mut().find(|(c, _)| *c == id) {
+                    Some((_, refs)) => refs.push(name),
+                    None => commit_roots.push((id, vec![name])),
+                },
+                Err(_) => report
+                    .broken_refs
+                    .push(format!("{COMMIT_REFS_DIR}/{}", raw.name)),
+            }
+        }
+        let closure = self.commit_closure(&commit_roots).map_err(|e| {
+            let (commit, refs) = match &e {
+                crate::CommitError::Corrupt { id, .. } | crate::CommitError::NotFound(id) => (
+                    id.to_hex(),
+                    commit_roots
+                        .iter()
+                        .find(|(c, _)| c == id)
+                        .map(|(_, r)| r.clone())
+                        .unwrap_or_default(),
+                ),
+                _ => (String::from("(some)"), Vec::new()),
+            };
+            GcError::UnreadableCommit {
+                commit,
+                refs,
+                reason: e.to_string(),
+            }
+        })?;
+        for (image, refs) in &closure.images {
+            if !self.image_present(image)? {
+                continue;
+            }
+            match roots.iter_mut().find(|(i, _)| i == image) {
+                Some((_, r)) => r.extend(refs.iter().cloned()),
+                None => roots.push((*image, refs.clone())),
+            }
+        }
         progress.phase(Phase::Marking, Some(roots.len() as u64), None);
         // Reading the images and listing objects/ are independent: do both at once.
         let mark = || -> Result<HashSet<ObjectId>, GcError> {
@@ -167,6 +219,8 @@ impl Repository {
         };
         let (live, scans) = rayon::join(mark, || self.scan_objects());
         let (live, scans) = (live?, scans?);
+        let mut live = live;
+        live.extend(closure.objects.iter().copied());
         let live_images: HashSet<ImageId> = roots.iter().map(|(i, _)| *i).collect();
 
         // Sweep images, then objects.
@@ -192,6 +246,9 @@ impl Repository {
                 .map_err(|e| IoError::new(Op::Open, &images_path, e))?;
             rustix::fs::fsync(&images).map_err(|e| IoError::new(Op::Sync, &images_path, e))?;
         }
+
+        // Commit links and signature files of commits no ref reaches.
+        self.sweep_commits(&closure.commits, dry, &mut report)?;
 
         let counts = SweepCounts::default();
         let sweep = || -> Vec<Result<(), IoError>> {
@@ -248,6 +305,53 @@ impl Repository {
         report.temp_files_removed = counts.temp_files.load(Ordering::Relaxed);
         report.temp_bytes_removed = counts.temp_bytes.load(Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// Removes `commits/HEX` and `commits/HEX.sig` for every commit not in `live`.
+    fn sweep_commits(
+        &self,
+        live: &HashSet<CommitId>,
+        dry: bool,
+        report: &mut GcReport,
+    ) -> Result<(), IoError> {
+        let entries = match fs::list_at(self.dir(), COMMITS_DIR) {
+            Ok(e) => e,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(IoError::new(Op::List, self.join(COMMITS_DIR), e)),
+        };
+        let mut removed_any = false;
+        for entry in entries {
+            let Ok(name) = entry.name.to_str() else {
+                continue;
+            };
+            let hex = name.strip_suffix(SIGNATURE_SUFFIX).unwrap_or(name);
+            let Ok(id) = hex.parse::<CommitId>() else {
+                continue;
+            };
+            if live.contains(&id) {
+                if name == hex {
+                    report.commits_kept += 1;
+                }
+                continue;
+            }
+            if name == hex {
+                report.commits_removed += 1;
+            }
+            if !dry {
+                let rel = format!("{COMMITS_DIR}/{name}");
+                match rustix::fs::unlinkat(self.dir(), rel.as_str(), AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => removed_any = true,
+                    Err(e) => return Err(IoError::new(Op::Remove, self.join(&rel), e)),
+                }
+            }
+        }
+        if removed_any {
+            let dir = fs::open_dir(self.dir(), COMMITS_DIR)
+                .map_err(|e| IoError::new(Op::Open, self.join(COMMITS_DIR), e))?;
+            rustix::fs::fsync(&dir)
+                .map_err(|e| IoError::new(Op::Sync, self.join(COMMITS_DIR), e))?;
+        }
+        Ok(())
     }
 
     /// Whether `streams/refs` is empty or absent.

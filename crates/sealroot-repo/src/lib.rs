@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod commits;
 mod config;
 mod error;
 mod fs;
@@ -72,14 +73,15 @@ use rustix::io::Errno;
 use sealroot_sys::fsverity::{self, EnableParams};
 use sealroot_verity::Params;
 
+pub use commits::{CommitError, CommitId, CommitOptions, LogEntry, NewCommit, SIGNATURE_SUFFIX};
 pub use config::{Config, COMPOSEFS_REPO_VERSION, META_FILE, SEALROOT_FORMAT};
 pub use error::{
     FsckError, GcError, ImageError, IoError, ObjectError, OpenError, Operation, RefError,
     TransactionError,
 };
 pub use fsck::{
-    BrokenImage, BrokenRef, CorruptObject, Corruption, FsckOptions, FsckReport, ImageProblem,
-    MissingObject, RefProblem, Repaired,
+    BrokenCommit, BrokenImage, BrokenRef, CorruptObject, Corruption, FsckOptions, FsckReport,
+    ImageProblem, MissingObject, RefProblem, Repaired,
 };
 pub use gc::{GcOptions, GcReport};
 pub use id::{

@@ -56,13 +56,20 @@ fn link_text(name: &RefName, image: &ImageId) -> String {
 impl Repository {
     /// Every entry below `images/refs/`, depth first in name order.
     pub(crate) fn raw_refs(&self) -> Result<Vec<RawRef>, IoError> {
+        self.raw_refs_in(REFS_DIR)
+    }
+
+    /// Every entry below `refs_dir` (`images/refs` or `commits/refs`), depth first in name
+    /// order.
+    pub(crate) fn raw_refs_in(&self, refs_dir: &str) -> Result<Vec<RawRef>, IoError> {
         fn walk(
             repo: &Repository,
+            refs_dir: &str,
             dir: &std::os::fd::OwnedFd,
             prefix: &str,
             out: &mut Vec<RawRef>,
         ) -> Result<(), IoError> {
-            let here = repo.join(REFS_DIR).join(prefix);
+            let here = repo.join(refs_dir).join(prefix);
             let mut entries = fs::list(dir).map_err(|e| IoError::new(Op::List, &here, e))?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             for entry in entries {
@@ -70,14 +77,14 @@ impl Repository {
                 match entry.file_type {
                     FileType::Directory => {
                         let sub = fs::open_dir(dir, entry.name.as_c_str()).map_err(|e| {
-                            IoError::new(Op::Open, repo.join(REFS_DIR).join(&name), e)
+                            IoError::new(Op::Open, repo.join(refs_dir).join(&name), e)
                         })?;
-                        walk(repo, &sub, &format!("{name}/"), out)?;
+                        walk(repo, refs_dir, &sub, &format!("{name}/"), out)?;
                     }
                     FileType::Symlink => {
                         let target = rustix::fs::readlinkat(dir, entry.name.as_c_str(), Vec::new())
                             .map_err(|e| {
-                                IoError::new(Op::ReadLink, repo.join(REFS_DIR).join(&name), e)
+                                IoError::new(Op::ReadLink, repo.join(refs_dir).join(&name), e)
                             })?;
                         out.push(RawRef {
                             name,
@@ -89,13 +96,13 @@ impl Repository {
             }
             Ok(())
         }
-        let refs = match fs::open_dir(self.dir(), REFS_DIR) {
+        let refs = match fs::open_dir(self.dir(), refs_dir) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(Vec::new()),
-            Err(e) => return Err(IoError::new(Op::Open, self.join(REFS_DIR), e)),
+            Err(e) => return Err(IoError::new(Op::Open, self.join(refs_dir), e)),
         };
         let mut out = Vec::new();
-        walk(self, &refs, "", &mut out)?;
+        walk(self, refs_dir, &refs, "", &mut out)?;
         Ok(out)
     }
 
@@ -145,19 +152,7 @@ impl Repository {
 
     /// The image ref `name` leads to.
     pub fn resolve_ref(&self, name: &RefName) -> Result<ImageId, RefError> {
-        let rel = format!("{REFS_DIR}/{name}");
-        let link = match rustix::fs::readlinkat(self.dir(), rel.as_str(), Vec::new()) {
-            Ok(link) => link.to_string_lossy().into_owned(),
-            Err(Errno::NOENT | Errno::NOTDIR) => return Err(RefError::NotFound(name.clone())),
-            Err(Errno::INVAL) => {
-                return Err(RefError::Broken {
-                    name: name.clone(),
-                    target: String::new(),
-                    reason: "it is not a symlink",
-                })
-            }
-            Err(e) => return Err(IoError::new(Op::ReadLink, self.join(&rel), e).into()),
-        };
+        let link = self.read_ref_link(REFS_DIR, name)?;
         let Some(id) = self.parse_ref_target(&link) else {
             return Err(RefError::Broken {
                 name: name.clone(),
@@ -175,6 +170,24 @@ impl Repository {
         Ok(id)
     }
 
+    /// The symlink text of ref `name` in `refs_dir`.
+    pub(crate) fn read_ref_link(&self, refs_dir: &str, name: &RefName) -> Result<String, RefError> {
+        let rel = format!("{refs_dir}/{name}");
+        let link = match rustix::fs::readlinkat(self.dir(), rel.as_str(), Vec::new()) {
+            Ok(link) => link.to_string_lossy().into_owned(),
+            Err(Errno::NOENT | Errno::NOTDIR) => return Err(RefError::NotFound(name.clone())),
+            Err(Errno::INVAL) => {
+                return Err(RefError::Broken {
+                    name: name.clone(),
+                    target: String::new(),
+                    reason: "it is not a symlink",
+                })
+            }
+            Err(e) => return Err(IoError::new(Op::ReadLink, self.join(&rel), e).into()),
+        };
+        Ok(link)
+    }
+
     /// Points ref `name` at `image` in a transaction of its own (see
     /// [`Transaction::set_ref`]).
     pub fn set_ref(&self, name: &RefName, image: &ImageId) -> Result<(), RefError> {
@@ -187,9 +200,17 @@ impl Repository {
     /// Removes ref `name` (durably), and the ref directories it leaves empty. The image
     /// stays until `gc`.
     pub fn remove_ref(&self, name: &RefName) -> Result<(), RefError> {
-        let refs = fs::open_dir(self.dir(), REFS_DIR)
-            .map_err(|e| IoError::new(Op::Open, self.join(REFS_DIR), e))?;
-        let path = self.join(REFS_DIR).join(name.as_str());
+        self.remove_ref_in(REFS_DIR, name)
+    }
+
+    /// Removes ref `name` from `refs_dir`, and the directories it leaves empty.
+    pub(crate) fn remove_ref_in(&self, refs_dir: &str, name: &RefName) -> Result<(), RefError> {
+        let refs = match fs::open_dir(self.dir(), refs_dir) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(RefError::NotFound(name.clone())),
+            Err(e) => return Err(IoError::new(Op::Open, self.join(refs_dir), e).into()),
+        };
+        let path = self.join(refs_dir).join(name.as_str());
         match rustix::fs::statat(&refs, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {}
             Ok(_) | Err(Errno::NOENT | Errno::NOTDIR) => {
@@ -222,9 +243,9 @@ impl Repository {
             flush
         };
         let fd = fs::open_dir(&refs, flush_dir.as_str())
-            .map_err(|e| IoError::new(Op::Open, self.join(REFS_DIR).join(&flush_dir), e))?;
+            .map_err(|e| IoError::new(Op::Open, self.join(refs_dir).join(&flush_dir), e))?;
         rustix::fs::fsync(&fd)
-            .map_err(|e| IoError::new(Op::Sync, self.join(REFS_DIR).join(&flush_dir), e))?;
+            .map_err(|e| IoError::new(Op::Sync, self.join(refs_dir).join(&flush_dir), e))?;
         Ok(())
     }
 }
@@ -245,12 +266,24 @@ impl Transaction<'_> {
             });
         }
         self.sync()?;
+        self.set_ref_link(REFS_DIR, name, &link_text(name, image))
+    }
 
-        let refs = fs::open_dir(repo.dir(), REFS_DIR)
-            .map_err(|e| IoError::new(Op::Open, repo.join(REFS_DIR), e))?;
-        let path = repo.join(REFS_DIR).join(name.as_str());
+    /// Points ref `name` in `refs_dir` at `target` (symlink text), atomically and durably.
+    /// The caller has checked the target and flushed what it reaches.
+    pub(crate) fn set_ref_link(
+        &self,
+        refs_dir: &str,
+        name: &RefName,
+        target: &str,
+    ) -> Result<(), RefError> {
+        let repo = self.repo;
+        fs::ensure_dir(repo.dir(), refs_dir)
+            .map_err(|e| IoError::new(Op::CreateDir, repo.join(refs_dir), e))?;
+        let refs = fs::open_dir(repo.dir(), refs_dir)
+            .map_err(|e| IoError::new(Op::Open, repo.join(refs_dir), e))?;
+        let path = repo.join(refs_dir).join(name.as_str());
         let conflict = || RefError::Conflict { name: name.clone() };
-        let target = link_text(name, image);
         let tmp_name = repo.tmp.unique_name("ref");
         let tmp_path = repo.join(TMP_DIR).join(&tmp_name);
         let mut attempt = 0;
@@ -269,7 +302,7 @@ impl Transaction<'_> {
                         Err(e) => {
                             return Err(IoError::new(
                                 Op::CreateDir,
-                                repo.join(REFS_DIR).join(&prefix),
+                                repo.join(refs_dir).join(&prefix),
                                 e,
                             )
                             .into())
@@ -277,7 +310,7 @@ impl Transaction<'_> {
                     }
                 }
             }
-            rustix::fs::symlinkat(target.as_str(), &self.tmp, tmp_name.as_str())
+            rustix::fs::symlinkat(target, &self.tmp, tmp_name.as_str())
                 .map_err(|e| IoError::new(Op::Symlink, &tmp_path, e))?;
             match rustix::fs::renameat(&self.tmp, tmp_name.as_str(), &refs, name.as_str()) {
                 Ok(()) => break,
@@ -308,7 +341,7 @@ impl Transaction<'_> {
             }
         }
         for d in dirs.iter().rev() {
-            let dir_path = repo.join(REFS_DIR).join(d);
+            let dir_path = repo.join(refs_dir).join(d);
             let fd = fs::open_dir(&refs, d.as_str())
                 .map_err(|e| IoError::new(Op::Open, &dir_path, e))?;
             rustix::fs::fsync(&fd).map_err(|e| IoError::new(Op::Sync, &dir_path, e))?;

@@ -6,4 +6,4 @@ mod writer;
 
 pub use layout::*;
 pub use reader::{read, read_superblock, read_with_superblock, ReadError, Superblock};
-pub use writer::{write, write_to, WriteError, WriteOptions};
+pub use writer::{version_for, write, write_to, WriteError, WriteOptions};

@@ -170,6 +170,15 @@ pub fn write(tree: &Tree, options: &WriteOptions) -> Result<Vec<u8>, WriteError>
     Ok(image)
 }
 
+/// The composefs format version [`write()`] would give `tree` with `options`: the lowest
+/// the options allow that can hold the tree.
+///
+/// # Errors
+/// [`WriteError`] if the tree cannot be written within the options.
+pub fn version_for(tree: &Tree, options: &WriteOptions) -> Result<u32, WriteError> {
+    Ok(crate::dumpfile::validate::validate(tree, options)?)
+}
+
 /// Like [`write()`], streaming the image into `sink` instead of building it in memory (the
 /// image of an OS tree is tens of MiB); returns its size. On an error, part of the image may
 /// have been written.
