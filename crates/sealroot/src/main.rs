@@ -12,6 +12,7 @@ mod mountcfs;
 mod progress;
 mod repo_cmd;
 mod report;
+mod trust_cmd;
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -98,6 +98,79 @@ enum Cmd {
         /// commits (REPO/cache/devino); the cache is then made afresh from what was read.
         #[arg(long)]
         no_cache: bool,
+        /// One line saying what this commit is.
+        #[arg(long, short = 's', default_value = "")]
+        subject: String,
+        /// More text.
+        #[arg(long, short = 'b', default_value = "")]
+        body: String,
+        /// A version string, such as 42.1.
+        #[arg(long)]
+        version: Option<String>,
+        /// Free-form metadata (repeatable).
+        #[arg(long = "metadata", short = 'm', value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+        /// The parent commit (default: the commit the ref names now).
+        #[arg(long, conflicts_with = "orphan")]
+        parent: Option<String>,
+        /// No parent, even if the ref names a commit.
+        #[arg(long)]
+        orphan: bool,
+        /// Seconds since the epoch (default: $SOURCE_DATE_EPOCH, else now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+    /// The history of a commit ref, newest first.
+    Log {
+        /// A commit ref or commit id.
+        commit: String,
+        /// At most this many commits.
+        #[arg(long, short = 'n', default_value_t = usize::MAX)]
+        max: usize,
+    },
+    /// What a commit says.
+    Show {
+        /// A commit ref or commit id.
+        commit: String,
+    },
+    /// The paths that differ between two commits (A added, D removed, M modified).
+    Diff {
+        /// The older commit.
+        a: String,
+        /// The newer commit.
+        b: String,
+    },
+    /// ed25519 keys for signing commits (ostree's base64 formats).
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Sign a commit with each ed25519 secret key of a file.
+    Sign {
+        /// The secret key file (base64, one key per line, as `ostree sign --keys-file`).
+        #[arg(long)]
+        key: PathBuf,
+        /// A commit ref or commit id.
+        commit: String,
+    },
+    /// Check a commit's signatures, then re-create its image from the tree objects.
+    Verify {
+        /// Trusted public keys: a file (base64, one per line) or a directory of such files.
+        #[arg(long)]
+        keys: PathBuf,
+        /// Revoked public keys: a file or directory.
+        #[arg(long)]
+        revoked: Option<PathBuf>,
+        /// Check the signatures only; do not re-create the image.
+        #[arg(long)]
+        no_derive: bool,
+        /// A commit ref or commit id.
+        commit: String,
+    },
+    /// fs-verity built-in signatures (as fsverity-utils).
+    Fsverity {
+        #[command(subcommand)]
+        cmd: FsverityCmd,
     },
     /// Mount the image a ref names.
     Mount {
@@ -114,6 +187,13 @@ enum Cmd {
         /// Per-file fs-verity checking (default: require where the repository has fs-verity).
         #[arg(long, value_enum)]
         verity: Option<Verity>,
+        /// Mount only a commit signed by one of these keys (file or directory), whose image
+        /// is the signed one.
+        #[arg(long, value_name = "KEYS")]
+        require_signature: Option<PathBuf>,
+        /// Revoked keys, with --require-signature.
+        #[arg(long, requires = "require_signature")]
+        revoked: Option<PathBuf>,
     },
     /// Show the repository's configuration and what it holds.
     Status,
@@ -151,6 +231,47 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Make a new key pair: SECRET (mode 0600) and SECRET.pub.
+    Generate {
+        /// Where to write the secret key.
+        secret: PathBuf,
+    },
+    /// Print the public keys of a secret key file.
+    Public {
+        /// The secret key file.
+        secret: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FsverityCmd {
+    /// Sign a file's fs-verity digest as PKCS#7 for the kernel, byte for byte as
+    /// `fsverity sign` does.
+    Sign {
+        /// The file.
+        file: PathBuf,
+        /// Where to write the DER signature.
+        out: PathBuf,
+        /// The RSA private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The X.509 certificate (PEM or DER).
+        #[arg(long)]
+        cert: PathBuf,
+        /// sha256 or sha512.
+        #[arg(long, default_value = "sha256")]
+        hash_alg: String,
+        /// The Merkle tree block size.
+        #[arg(long, default_value_t = 4096)]
+        block_size: usize,
+        /// A salt, in hex.
+        #[arg(long)]
+        salt: Option<String>,
+    },
+}
+
 /// Whether `name` is one of these commands (so `sealroot NAME` goes here).
 pub fn is_command(name: &str) -> bool {
     matches!(
@@ -166,6 +287,13 @@ pub fn is_command(name: &str) -> bool {
             | "cat"
             | "fsck"
             | "gc"
+            | "log"
+            | "show"
+            | "diff"
+            | "key"
+            | "sign"
+            | "verify"
+            | "fsverity"
     )
 }
 
@@ -219,10 +347,28 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             user_xattrs,
             threads,
             no_cache,
+            subject,
+            body,
+            version,
+            metadata,
+            parent,
+            orphan,
+            timestamp,
         } => {
             let name =
                 RefName::new(&refname).with_context(|| format!("bad ref name {refname:?}"))?;
+            let metadata = crate::trust_cmd::parse_metadata(&metadata)?;
+            let timestamp = crate::trust_cmd::timestamp(timestamp)?;
             let repo = open(&cli.repo)?;
+            let parent = match (parent, orphan) {
+                (_, true) => None,
+                (Some(p), false) => Some(repo.resolve_commit(&p)?),
+                (None, false) => match repo.resolve_commit_ref(&name) {
+                    Ok(id) => Some(id),
+                    Err(sealroot_repo::RefError::NotFound(_)) => None,
+                    Err(e) => return Err(e).context("cannot read the ref's current commit"),
+                },
+            };
             let bar = Bar::new(!json);
             let tx = repo
                 .transaction_with_progress(&bar)
@@ -277,10 +423,27 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 )
                 .with_context(|| format!("cannot commit {}", source.display()))?
             };
-            let image = tx
-                .write_image(&tree, &Default::default())
-                .context("cannot write the image")?;
-            tx.set_ref(&name, &image).context("cannot set the ref")?;
+            let new = tx
+                .write_commit(
+                    &tree,
+                    &sealroot_repo::CommitOptions {
+                        parent,
+                        timestamp,
+                        version,
+                        metadata,
+                        subject,
+                        body,
+                        image: Default::default(),
+                    },
+                )
+                .context("cannot write the commit")?;
+            let image = new.image;
+            // The commit ref first: it is what sealroot reads. The image ref beside it lets
+            // cfsctl see (and its gc keep) the image.
+            tx.set_commit_ref(&name, &new.id)
+                .context("cannot set the ref")?;
+            tx.set_ref(&name, &image)
+                .context("cannot set the image ref")?;
             let mut stats = tx.finish().context("cannot finish the commit")?;
             if let Some(cache) = &cache {
                 // The commit stands whatever happens here: a cache only saves time.
@@ -303,12 +466,22 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             if json {
                 println!(
                     "{}",
-                    json!({"ref": name.as_str(), "image": image.to_hex(), "objects_added": stats.objects_added,
+                    json!({"ref": name.as_str(), "commit": new.id.to_hex(), "image": image.to_hex(),
+                           "parent": new.commit.parent.map(|p| p.to_hex()),
+                           "tree_objects": new.tree_objects, "tree_objects_added": new.tree_objects_added,
+                           "objects_added": stats.objects_added,
                            "bytes_added": stats.bytes_added, "objects_present": stats.objects_present,
                            "files_cached": cached})
                 );
             } else {
-                println!("{}", image.to_hex());
+                println!("{}", new.id);
+                eprintln!(
+                    "{name}: commit {}, image {}; {} tree objects ({} new)",
+                    new.id,
+                    image.to_hex(),
+                    new.tree_objects,
+                    new.tree_objects_added
+                );
                 eprintln!(
                     "{name}: {} new objects ({} MiB), {} already present ({cached} unchanged files not read)",
                     stats.objects_added,
@@ -323,9 +496,41 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             upperdir,
             workdir,
             verity,
+            require_signature,
+            revoked,
         } => {
             let repo = open(&cli.repo)?;
-            let image = resolve(&repo, &refname)?;
+            let image = match &require_signature {
+                Some(keys) => {
+                    let ring = crate::trust_cmd::keyring(keys, revoked.as_deref())?;
+                    // The signature covers the commit, which names the image by digest; the
+                    // mount checks the image against that digest before the kernel sees it.
+                    let v = crate::trust_cmd::verify_commit(&repo, &refname, &ring, false)
+                        .with_context(|| format!("refusing to mount {refname}"))?;
+                    let image = ImageId::new(ObjectId::new(sealroot_verity::AnyDigest::Sha256(
+                        v.commit.image,
+                    )));
+                    if !repo.has_image(&image).unwrap_or(false) {
+                        bail!(
+                            "refusing to mount {refname}: its signed image {} is not in the repository",
+                            image.to_hex()
+                        );
+                    }
+                    if !repo.verity_supported() {
+                        eprintln!(
+                            "warning: this filesystem has no fs-verity: file contents are checked \
+                             when objects are stored and by fsck, not by the kernel on every read"
+                        );
+                    }
+                    eprintln!(
+                        "commit {} verified (ed25519 key {})",
+                        v.id,
+                        v.keys.join(", ")
+                    );
+                    image
+                }
+                None => resolve(&repo, &refname)?,
+            };
             let verity = match verity {
                 Some(Verity::Require) => sealroot_mount::VerityMode::Require,
                 Some(Verity::On) => sealroot_mount::VerityMode::Try,
@@ -344,6 +549,50 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             sealroot_mount::mount_image(&repo.image_path(&image), &mountpoint, &options)
                 .with_context(|| format!("cannot mount {refname} at {}", mountpoint.display()))?;
         }
+        Cmd::Log { commit, max } => {
+            crate::trust_cmd::log(&open(&cli.repo)?, &commit, max, json)?;
+        }
+        Cmd::Show { commit } => {
+            crate::trust_cmd::show(&open(&cli.repo)?, &commit, json)?;
+        }
+        Cmd::Diff { a, b } => {
+            crate::trust_cmd::diff(&open(&cli.repo)?, &a, &b, json)?;
+        }
+        Cmd::Key { cmd } => match cmd {
+            KeyCmd::Generate { secret } => crate::trust_cmd::key_generate(&secret, json)?,
+            KeyCmd::Public { secret } => crate::trust_cmd::key_public(&secret)?,
+        },
+        Cmd::Sign { key, commit } => {
+            crate::trust_cmd::sign(&open(&cli.repo)?, &commit, &key, json)?;
+        }
+        Cmd::Verify {
+            keys,
+            revoked,
+            no_derive,
+            commit,
+        } => {
+            let ring = crate::trust_cmd::keyring(&keys, revoked.as_deref())?;
+            crate::trust_cmd::verify(&open(&cli.repo)?, &commit, &ring, !no_derive, json)?;
+        }
+        Cmd::Fsverity { cmd } => match cmd {
+            FsverityCmd::Sign {
+                file,
+                out,
+                key,
+                cert,
+                hash_alg,
+                block_size,
+                salt,
+            } => crate::trust_cmd::fsverity_sign(
+                &file,
+                &out,
+                &key,
+                &cert,
+                &hash_alg,
+                block_size,
+                salt.as_deref(),
+            )?,
+        },
         Cmd::Status => {
             let repo = open(&cli.repo)?;
             let config = repo.config();
@@ -500,6 +749,17 @@ fn resolve(repo: &Repository, name: &str) -> Result<ImageId> {
         }
     }
     let refname = RefName::new(name).with_context(|| format!("bad ref name {name:?}"))?;
+    // A commit ref names the commit, whose image is what to use.
+    match repo.resolve_commit_ref(&refname) {
+        Ok(id) => {
+            let commit = repo.read_commit(&id)?;
+            return Ok(ImageId::new(ObjectId::new(
+                sealroot_verity::AnyDigest::Sha256(commit.image),
+            )));
+        }
+        Err(sealroot_repo::RefError::NotFound(_)) => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot resolve {name}")),
+    }
     repo.resolve_ref(&refname)
         .with_context(|| format!("cannot resolve {name}"))
 }

@@ -36,6 +36,11 @@ pub fn print_fsck(r: &FsckReport, as_json: bool) {
         .iter()
         .map(|b| json!({"ref": b.name, "problem": format!("{:?}", b.problem)}))
         .collect();
+    let broken_commits: Vec<Value> = r
+        .broken_commits
+        .iter()
+        .map(|b| json!({"refs": refs(&b.refs), "commit": b.commit.map(|c| c.to_hex()), "problem": b.problem}))
+        .collect();
     if as_json {
         let repaired = r.repaired.as_ref().map(|p| {
             json!({"objects_removed": p.objects_removed.iter().map(|o| o.to_hex()).collect::<Vec<_>>(),
@@ -47,17 +52,19 @@ pub fn print_fsck(r: &FsckReport, as_json: bool) {
                    "objects_with_verity": r.objects_with_verity, "images_checked": r.images_checked,
                    "refs_checked": r.refs_checked, "corrupt_objects": corrupt, "missing_objects": missing,
                    "broken_images": images, "broken_refs": broken_refs,
+                   "commit_refs_checked": r.commit_refs_checked, "broken_commits": broken_commits,
                    "stray_files": r.stray_files, "affected_refs": refs(&r.affected_refs()), "repaired": repaired})
         );
         return;
     }
     println!(
-        "checked {} objects ({} MiB, {} with fs-verity), {} images, {} refs",
+        "checked {} objects ({} MiB, {} with fs-verity), {} images, {} refs, {} commit refs",
         r.objects_checked,
         r.bytes_checked >> 20,
         r.objects_with_verity,
         r.images_checked,
-        r.refs_checked
+        r.refs_checked,
+        r.commit_refs_checked
     );
     for c in &r.corrupt_objects {
         println!(
@@ -84,6 +91,13 @@ pub fn print_fsck(r: &FsckReport, as_json: bool) {
     }
     for b in &r.broken_refs {
         println!("broken ref {}: {:?}", b.name, b.problem);
+    }
+    for b in &r.broken_commits {
+        println!(
+            "broken commit (refs: {}): {}",
+            refs(&b.refs).join(", "),
+            b.problem
+        );
     }
     for s in &r.stray_files {
         println!("stray file {}", s.display());
@@ -112,19 +126,22 @@ pub fn print_gc(r: &GcReport, as_json: bool) {
             json!({"dry_run": r.dry_run, "objects_removed": r.objects_removed, "bytes_removed": r.object_bytes_removed,
                    "images_removed": r.images_removed, "temp_files_removed": r.temp_files_removed,
                    "temp_bytes_removed": r.temp_bytes_removed, "objects_kept": r.objects_kept,
-                   "images_kept": r.images_kept, "broken_refs": r.broken_refs})
+                   "images_kept": r.images_kept, "commits_removed": r.commits_removed,
+                   "commits_kept": r.commits_kept, "broken_refs": r.broken_refs})
         );
         return;
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
     println!(
-        "{verb} {} objects ({} MiB), {} images, {} temporary files; kept {} objects, {} images",
+        "{verb} {} objects ({} MiB), {} images, {} commits, {} temporary files; kept {} objects, {} images, {} commits",
         r.objects_removed,
         r.object_bytes_removed >> 20,
         r.images_removed,
+        r.commits_removed,
         r.temp_files_removed,
         r.objects_kept,
-        r.images_kept
+        r.images_kept,
+        r.commits_kept
     );
     for b in &r.broken_refs {
         println!("broken ref {b}");
