@@ -117,7 +117,7 @@ pub enum CommitError {
     #[error("commit {0} is not in the repository")]
     NotFound(CommitId),
     /// The commit object is corrupt or does not parse.
-    #[error("commit {id}: {reason}")]
+    #[error("commit {id} is corrupt: {reason}")]
     Corrupt {
         /// The commit.
         id: CommitId,
@@ -130,11 +130,11 @@ pub enum CommitError {
         /// The commit.
         commit: CommitId,
         /// What is wrong, naming the object and the directory.
-        source: objects::AssembleError,
+        source: Box<objects::AssembleError>,
     },
     /// A tree object needed to compare two trees is missing, corrupt or does not parse.
     #[error("comparing trees: {0}")]
-    Diff(#[source] objects::AssembleError),
+    Diff(#[source] Box<objects::AssembleError>),
     /// The image re-created from the tree is not the one the commit records.
     #[error(
         "commit {commit}: the image derived from its tree has digest {derived}, \
@@ -385,7 +385,7 @@ impl Repository {
         let mut fetch = |k: ObjectKind, d: &Sha256Digest| self.fetch_tree_object(k, d);
         assemble(&commit.tree, &commit.dirmeta, &mut fetch).map_err(|source| CommitError::Tree {
             commit: *id,
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -434,7 +434,7 @@ impl Repository {
     pub fn diff_commits(&self, a: &Commit, b: &Commit) -> Result<Vec<Change>, CommitError> {
         let mut fetch = |k: ObjectKind, d: &Sha256Digest| self.fetch_tree_object(k, d);
         objects::diff((&a.tree, &a.dirmeta), (&b.tree, &b.dirmeta), &mut fetch)
-            .map_err(CommitError::Diff)
+            .map_err(|e| CommitError::Diff(Box::new(e)))
     }
 
     /// The signature file of commit `id`, if it has one (sealroot-trust parses it).
@@ -563,7 +563,7 @@ impl Transaction<'_> {
             assemble(&split.tree, &split.dirmeta, &mut fetch).map_err(|source| {
                 CommitError::Tree {
                     commit: CommitId(split.tree),
-                    source,
+                    source: Box::new(source),
                 }
             })?
         };
@@ -615,6 +615,32 @@ impl Transaction<'_> {
             tree_objects: split.objects.len(),
             tree_objects_added: added,
         })
+    }
+
+    /// Re-creates commit `id`'s image from its tree objects alone, stores it (`images/HEX`)
+    /// and checks it is the image the commit records ([`CommitError::ImageMismatch`] if
+    /// not; the image written stays unreferenced until `gc`). The file objects must be
+    /// present: the image is refused otherwise, as any image.
+    pub fn restore_image(&self, id: &CommitId) -> Result<ImageId, CommitError> {
+        let repo = self.repo;
+        let commit = repo.read_commit(id)?;
+        let tree = repo.commit_tree(id, &commit)?;
+        let image = self.write_image(
+            &tree,
+            &WriteOptions {
+                min_version: commit.image_format,
+                max_version: commit.image_format,
+            },
+        )?;
+        match image.as_sha256() {
+            Some(d) if *d == commit.image => Ok(image),
+            Some(d) => Err(CommitError::ImageMismatch {
+                commit: *id,
+                recorded: commit.image,
+                derived: *d,
+            }),
+            None => Err(CommitError::Algorithm(repo.algorithm())),
+        }
     }
 
     /// Stores `bytes`, whose digest is `id`, unless the object exists; returns whether it

@@ -167,6 +167,15 @@ enum Cmd {
         /// A commit ref or commit id.
         commit: String,
     },
+    /// Re-create a commit's image from its tree objects alone, check it is the one the commit
+    /// records, and store it (or write it to a file).
+    Derive {
+        /// A commit ref or commit id.
+        commit: String,
+        /// Write the image here instead of storing it in the repository.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
     /// fs-verity built-in signatures (as fsverity-utils).
     Fsverity {
         #[command(subcommand)]
@@ -270,6 +279,15 @@ enum FsverityCmd {
         #[arg(long)]
         salt: Option<String>,
     },
+    /// Enable fs-verity on a file (sha256, 4 KiB blocks), optionally with a built-in
+    /// signature the kernel checks against its `.fs-verity` keyring.
+    Enable {
+        /// The file.
+        file: PathBuf,
+        /// A DER PKCS#7 signature from `fsverity sign` or `sealroot fsverity sign`.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
 }
 
 /// Whether `name` is one of these commands (so `sealroot NAME` goes here).
@@ -294,6 +312,7 @@ pub fn is_command(name: &str) -> bool {
             | "sign"
             | "verify"
             | "fsverity"
+            | "derive"
     )
 }
 
@@ -574,6 +593,40 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             let ring = crate::trust_cmd::keyring(&keys, revoked.as_deref())?;
             crate::trust_cmd::verify(&open(&cli.repo)?, &commit, &ring, !no_derive, json)?;
         }
+        Cmd::Derive { commit, output } => {
+            let repo = open(&cli.repo)?;
+            let id = repo.resolve_commit(&commit)?;
+            let digest = match output {
+                Some(path) => {
+                    let c = repo.read_commit(&id)?;
+                    let tmp = tempfile::NamedTempFile::new_in(
+                        path.parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(Path::new(".")),
+                    )
+                    .with_context(|| format!("cannot create a file beside {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(tmp.as_file());
+                    let d = repo.derive_image(&id, &c, Some(&mut w))?;
+                    w.flush()
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    drop(w);
+                    tmp.persist(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    d.to_hex()
+                }
+                None => {
+                    let tx = repo.transaction().context("cannot start a transaction")?;
+                    let image = tx.restore_image(&id)?;
+                    tx.finish()?;
+                    image.to_hex()
+                }
+            };
+            if json {
+                println!("{}", json!({"commit": id.to_hex(), "image": digest}));
+            } else {
+                println!("{digest}");
+            }
+        }
         Cmd::Fsverity { cmd } => match cmd {
             FsverityCmd::Sign {
                 file,
@@ -592,6 +645,21 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 block_size,
                 salt.as_deref(),
             )?,
+            FsverityCmd::Enable { file, signature } => {
+                let sig = signature
+                    .map(|p| {
+                        std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
+                    })
+                    .transpose()?;
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?;
+                sealroot_sys::fsverity::enable_verity(
+                    &f,
+                    &sealroot_sys::fsverity::EnableParams::composefs_default(),
+                    sig.as_deref(),
+                )
+                .with_context(|| format!("cannot enable fs-verity on {}", file.display()))?;
+            }
         },
         Cmd::Status => {
             let repo = open(&cli.repo)?;

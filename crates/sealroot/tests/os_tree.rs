@@ -37,7 +37,11 @@ mount_test! {
         let t = tmp.path();
         let repo = t.join("repo");
         sealroot(&repo, &["init"]);
-        let from_dir = sealroot(&repo, &["commit", "--ref", "os/dir", SOURCE]);
+        let image_of = |out: String| -> String {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            v["image"].as_str().unwrap().to_owned()
+        };
+        let from_dir = image_of(sealroot(&repo, &["commit", "--json", "--ref", "os/dir", SOURCE]));
         let tar = t.join("share.tar");
         let st = Command::new("tar")
             .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", SOURCE, "-cf"])
@@ -46,7 +50,10 @@ mount_test! {
             .status()
             .unwrap();
         assert!(st.success(), "tar of {SOURCE}");
-        let from_tar = sealroot(&repo, &["commit", "--ref", "os/tar", tar.to_str().unwrap()]);
+        let from_tar = image_of(sealroot(
+            &repo,
+            &["commit", "--json", "--ref", "os/tar", tar.to_str().unwrap()],
+        ));
         assert_eq!(from_dir, from_tar, "the directory and its tar give one image");
         let mnt = t.join("mnt");
         std::fs::create_dir(&mnt).unwrap();

@@ -1,0 +1,489 @@
+//! Signed commits end to end: commit, log, show, diff, sign, verify, derive and
+//! `mount --require-signature`, and every tampering the issue names caught with a message
+//! saying what failed and where.
+
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
+const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+
+fn run(repo: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("SEALROOT_REPO", repo)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(repo: &Path, args: &[&str]) -> String {
+    let out = run(repo, args);
+    assert!(
+        out.status.success(),
+        "sealroot {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(repo: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&ok(repo, &a)).unwrap()
+}
+
+fn fails(repo: &Path, args: &[&str]) -> String {
+    let out = run(repo, args);
+    assert!(
+        !out.status.success(),
+        "sealroot {args:?} should have failed"
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.trim().is_empty(), "no message from {args:?}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A tree with nested directories, big and small files, a symlink and a hard link.
+fn tree(root: &Path, seed: u32) {
+    fs::create_dir_all(root.join("usr/lib/deep")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    for i in 0..12u32 {
+        let dir = ["usr", "usr/lib", "usr/lib/deep"][i as usize % 3];
+        fs::write(
+            root.join(format!("{dir}/f{i}")),
+            pattern(seed + i, 100 + i as usize * 9000),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("etc/conf"), b"key=value\n").unwrap();
+    std::os::unix::fs::symlink("../etc/conf", root.join("usr/conf-link")).unwrap();
+    fs::hard_link(root.join("usr/f0"), root.join("usr/lib/f0-again")).unwrap();
+}
+
+/// The object path of a hex id.
+fn object(repo: &Path, hex: &str) -> PathBuf {
+    repo.join("objects").join(&hex[..2]).join(&hex[2..])
+}
+
+/// Flips one byte of a file (objects are read-only: make it writable first).
+fn flip(path: &Path, at: usize) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut b = fs::read(path).unwrap();
+    let at = at.min(b.len() - 1);
+    b[at] ^= 0x01;
+    fs::write(path, b).unwrap();
+}
+
+/// A copy of a repository, for one tampering each.
+fn copy(repo: &Path, to: &Path) -> PathBuf {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(repo)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    to.to_owned()
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    repo: PathBuf,
+    src: PathBuf,
+    commit: Value,
+    key: PathBuf,
+    public: PathBuf,
+}
+
+fn setup(name: &str) -> Setup {
+    let tmp = scratch(TMP, name);
+    let dir = tmp.path().to_owned();
+    let repo = dir.join("repo");
+    ok(&repo, &["init"]);
+    let src = dir.join("src");
+    tree(&src, 1);
+    let commit = json(
+        &repo,
+        &[
+            "commit",
+            "--ref",
+            "os",
+            "-s",
+            "first",
+            "--version",
+            "1.0",
+            "-m",
+            "build=42",
+            s(&src),
+        ],
+    );
+    let key = dir.join("key");
+    ok(&repo, &["key", "generate", s(&key)]);
+    let public = dir.join("key.pub");
+    ok(&repo, &["sign", "--key", s(&key), "os"]);
+    Setup {
+        _tmp: tmp,
+        dir,
+        repo,
+        src,
+        commit,
+        key,
+        public,
+    }
+}
+
+#[test]
+fn commits_have_history_and_diffs() {
+    let t = setup("commit-history-");
+    let (repo, src) = (&t.repo, &t.src);
+    let first = t.commit["commit"].as_str().unwrap().to_owned();
+    assert!(t.commit["parent"].is_null());
+    fs::write(src.join("usr/lib/new"), b"a new file\n").unwrap();
+    fs::remove_file(src.join("usr/f3")).unwrap();
+    fs::write(src.join("etc/conf"), b"key=other\n").unwrap();
+    let second = json(repo, &["commit", "--ref", "os", "-s", "second", s(src)]);
+    assert_eq!(
+        second["parent"].as_str(),
+        Some(first.as_str()),
+        "parent from the ref"
+    );
+    assert!(
+        second["tree_objects_added"].as_u64().unwrap() < second["tree_objects"].as_u64().unwrap(),
+        "unchanged directories are shared: {second}"
+    );
+    let log = json(repo, &["log", "os"]);
+    let subjects: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["second", "first"]);
+    let shown = json(repo, &["show", &first]);
+    assert_eq!(shown["version"], "1.0");
+    assert_eq!(shown["metadata"]["build"], "42");
+    assert_eq!(shown["timestamp"], 1_700_000_000, "SOURCE_DATE_EPOCH");
+    assert_eq!(shown["signed_by"].as_array().unwrap().len(), 1);
+    // A unique prefix names a commit too.
+    assert_eq!(
+        json(repo, &["show", &first[..12]])["commit"].as_str(),
+        Some(first.as_str())
+    );
+
+    let diff = ok(repo, &["diff", &first, "os"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(
+        lines,
+        // The directories' mtimes changed too.
+        [
+            "M    /etc/conf",
+            "M    /usr",
+            "D    /usr/f3",
+            "M    /usr/lib",
+            "A    /usr/lib/new"
+        ],
+        "{diff}"
+    );
+    let orphan = json(repo, &["commit", "--ref", "other", "--orphan", s(src)]);
+    assert!(orphan["parent"].is_null());
+    // gc keeps both commits of os (the parent is history) and drops nothing needed.
+    ok(repo, &["gc"]);
+    assert_eq!(json(repo, &["log", "os"]).as_array().unwrap().len(), 2);
+    let fsck = ok(repo, &["fsck"]);
+    assert!(fsck.contains("no problems found"), "{fsck}");
+    // Removing a commit ref lets gc take its commit, signatures and objects.
+    fs::remove_file(repo.join("commits/refs/os")).unwrap();
+    fs::remove_file(repo.join("images/refs/os")).unwrap();
+    let gc = json(repo, &["gc"]);
+    assert_eq!(gc["commits_removed"], 2, "{gc}");
+    assert!(!repo.join(format!("commits/{first}.sig")).exists());
+    assert!(ok(repo, &["fsck"]).contains("no problems found"));
+}
+
+#[test]
+fn the_signed_image_is_what_mkcomposefs_writes_and_a_second_repository_recreates_it() {
+    let t = setup("commit-recreate-");
+    let image = t.commit["image"].as_str().unwrap();
+    let commit = t.commit["commit"].as_str().unwrap();
+    // mkcomposefs over the same directory, with a digest store, writes the same image.
+    let store = t.dir.join("store");
+    let out = Command::new(BIN)
+        .arg0_compat("mkcomposefs")
+        .arg(format!("--digest-store={}", s(&store)))
+        .arg("--print-digest")
+        .arg(&t.src)
+        .arg(t.dir.join("img.cfs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.trim(), image, "the commit's image is mkcomposefs's");
+
+    // A second repository gets the commit, its signatures, tree and file objects: no image.
+    let repo2 = t.dir.join("repo2");
+    ok(&repo2, &["init"]);
+    let mut copied = 0;
+    for sub in fs::read_dir(t.repo.join("objects")).unwrap() {
+        let sub = sub.unwrap().path();
+        for f in fs::read_dir(&sub).unwrap() {
+            let f = f.unwrap().path();
+            let name = format!(
+                "{}{}",
+                sub.file_name().unwrap().to_str().unwrap(),
+                f.file_name().unwrap().to_str().unwrap()
+            );
+            if name == image {
+                continue;
+            }
+            let to = repo2.join("objects").join(sub.file_name().unwrap());
+            fs::create_dir_all(&to).unwrap();
+            fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            copied += 1;
+        }
+    }
+    assert!(copied > 10);
+    fs::create_dir_all(repo2.join("commits/refs")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../objects/{}/{}", &commit[..2], &commit[2..]),
+        repo2.join(format!("commits/{commit}")),
+    )
+    .unwrap();
+    fs::copy(
+        t.repo.join(format!("commits/{commit}.sig")),
+        repo2.join(format!("commits/{commit}.sig")),
+    )
+    .unwrap();
+    // Verify re-creates the image in memory from the tree objects alone.
+    let v = json(&repo2, &["verify", "--keys", s(&t.public), commit]);
+    assert_eq!(v["image"], image);
+    // derive stores it: byte for byte the image of the first repository.
+    let d = json(&repo2, &["derive", commit]);
+    assert_eq!(d["image"], image);
+    assert_eq!(
+        fs::read(object(&repo2, image)).unwrap(),
+        fs::read(object(&t.repo, image)).unwrap()
+    );
+    let file = t.dir.join("derived.cfs");
+    ok(&repo2, &["derive", commit, "-o", s(&file)]);
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        fs::read(t.dir.join("img.cfs")).unwrap()
+    );
+}
+
+/// `Command::arg0` under a name, so the multi-call binary acts as mkcomposefs.
+trait Arg0 {
+    fn arg0_compat(&mut self, name: &str) -> &mut Self;
+}
+
+impl Arg0 for Command {
+    fn arg0_compat(&mut self, name: &str) -> &mut Self {
+        use std::os::unix::process::CommandExt as _;
+        self.arg0(name)
+    }
+}
+
+#[test]
+fn tampering_is_caught_and_named() {
+    let t = setup("commit-tamper-");
+    let commit = t.commit["commit"].as_str().unwrap().to_owned();
+    let image = t.commit["image"].as_str().unwrap().to_owned();
+    let keys = s(&t.public).to_owned();
+    let verify = |repo: &Path, target: &str| fails(repo, &["verify", "--keys", &keys, target]);
+    ok(&t.repo, &["verify", "--keys", &keys, "os"]);
+
+    // One byte of the commit object.
+    let r = copy(&t.repo, &t.dir.join("r-commit"));
+    flip(&object(&r, &commit), 30);
+    let err = verify(&r, "os");
+    assert!(
+        err.contains(&commit) && err.contains("corrupt"),
+        "commit byte: {err}"
+    );
+
+    // One byte of a tree object: the dirtree of /usr/lib.
+    let r = copy(&t.repo, &t.dir.join("r-tree"));
+    let text = fs::read_to_string(object(&r, &commit)).unwrap();
+    let root_tree = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tree "))
+        .unwrap()
+        .to_owned();
+    let root = fs::read_to_string(object(&r, &root_tree)).unwrap();
+    let usr = root.lines().find(|l| l.starts_with("d usr ")).unwrap();
+    let usr_tree = usr.split(' ').nth(2).unwrap();
+    let usr_text = fs::read_to_string(object(&r, usr_tree)).unwrap();
+    let lib = usr_text.lines().find(|l| l.starts_with("d lib ")).unwrap();
+    let lib_tree = lib.split(' ').nth(2).unwrap().to_owned();
+    flip(&object(&r, &lib_tree), 40);
+    let err = verify(&r, "os");
+    assert!(
+        err.contains(&lib_tree) && err.contains("/usr/lib") && err.contains("corrupt"),
+        "tree byte: {err}"
+    );
+    let fsck = String::from_utf8(run(&r, &["fsck"]).stdout).unwrap();
+    assert!(
+        fsck.contains(&lib_tree) && fsck.contains("os"),
+        "fsck: {fsck}"
+    );
+
+    // One byte of a file object: fsck names it and the ref; cat refuses its content.
+    let r = copy(&t.repo, &t.dir.join("r-file"));
+    let data = fs::read(t.src.join("usr/f3")).unwrap();
+    let digest = sealroot_verity::sha256_digest(&data).to_hex();
+    flip(&object(&r, &digest), 5);
+    let out = run(&r, &["fsck"]);
+    assert!(!out.status.success());
+    let fsck = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        fsck.contains(&digest) && fsck.contains("os"),
+        "fsck: {fsck}"
+    );
+    let err = fails(&r, &["cat", "os", "/usr/f3"]);
+    assert!(
+        err.contains("/usr/f3") && err.contains("corrupt"),
+        "cat: {err}"
+    );
+
+    // One byte of the image: fsck names it; (mount_refuses_... checks the mount).
+    let r = copy(&t.repo, &t.dir.join("r-image"));
+    flip(&object(&r, &image), 1500);
+    let out = run(&r, &["fsck"]);
+    assert!(!out.status.success());
+    let fsck = String::from_utf8(out.stdout).unwrap();
+    assert!(fsck.contains(&image), "fsck: {fsck}");
+
+    // A signature by a key the keyring does not have.
+    let r = copy(&t.repo, &t.dir.join("r-unknown"));
+    let other = t.dir.join("other");
+    ok(&r, &["key", "generate", s(&other)]);
+    let err = fails(&r, &["verify", "--keys", s(&t.dir.join("other.pub")), "os"]);
+    assert!(
+        err.contains(&commit) && err.to_lowercase().contains("trust"),
+        "unknown key: {err}"
+    );
+    // ... and the right keyring but only the other key's signature.
+    fs::remove_file(r.join(format!("commits/{commit}.sig"))).unwrap();
+    ok(&r, &["sign", "--key", s(&other), "os"]);
+    let err = verify(&r, "os");
+    assert!(
+        err.to_lowercase().contains("trust"),
+        "signed by an unknown key: {err}"
+    );
+    // A revoked key is not enough.
+    let err = fails(
+        &t.repo,
+        &["verify", "--keys", &keys, "--revoked", &keys, "os"],
+    );
+    assert!(
+        err.contains("revoked") || err.contains("no trusted"),
+        "revoked: {err}"
+    );
+
+    // A valid signature moved onto another commit.
+    let r = copy(&t.repo, &t.dir.join("r-moved"));
+    fs::write(t.src.join("etc/conf"), b"changed\n").unwrap();
+    let second = json(&r, &["commit", "--ref", "os", "-s", "unsigned", s(&t.src)]);
+    let second = second["commit"].as_str().unwrap();
+    let err = verify(&r, "os");
+    assert!(err.contains("not signed"), "unsigned: {err}");
+    fs::copy(
+        r.join(format!("commits/{commit}.sig")),
+        r.join(format!("commits/{second}.sig")),
+    )
+    .unwrap();
+    let err = verify(&r, "os");
+    assert!(
+        err.contains(second) && err.contains(&commit),
+        "moved signature: {err}"
+    );
+    // ... even with its commit line rewritten.
+    let moved = fs::read_to_string(r.join(format!("commits/{second}.sig")))
+        .unwrap()
+        .replace(&commit, second);
+    fs::write(r.join(format!("commits/{second}.sig")), moved).unwrap();
+    let err = verify(&r, "os");
+    assert!(
+        err.contains("does not verify"),
+        "rewritten signature: {err}"
+    );
+
+    // A commit whose recorded digest is not its tree's, properly signed.
+    let r = copy(&t.repo, &t.dir.join("r-lie"));
+    let text = fs::read_to_string(object(&r, &commit)).unwrap();
+    let fake = "ab".repeat(32);
+    let lie = text.replace(
+        &format!("image sha256:{image}"),
+        &format!("image sha256:{fake}"),
+    );
+    let lie_id = sealroot_verity::sha256_digest(lie.as_bytes()).to_hex();
+    let path = object(&r, &lie_id);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, &lie).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../objects/{}/{}", &lie_id[..2], &lie_id[2..]),
+        r.join(format!("commits/{lie_id}")),
+    )
+    .unwrap();
+    ok(&r, &["sign", "--key", s(&t.key), &lie_id]);
+    let err = verify(&r, &lie_id);
+    assert!(
+        err.contains(&lie_id) && err.contains(&fake) && err.contains(&image),
+        "lying commit: {err}"
+    );
+    // Signature only: good (the signature is genuine); the image check is what fails.
+    ok(&r, &["verify", "--no-derive", "--keys", &keys, &lie_id]);
+}
+
+mount_test! {
+    /// `mount --require-signature` mounts a signed commit equal to its source, and refuses
+    /// an unsigned commit, a wrong keyring and a changed image before anything is mounted.
+    fn mount_requires_a_good_signature() {
+        let t = setup("commit-mount-");
+        let keys = s(&t.public).to_owned();
+        let mnt = t.dir.join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        ok(&t.repo, &["mount", "--require-signature", &keys, "os", s(&mnt)]);
+        let fields = Fields { content: true, nlink: false, dir_nlink: true };
+        assert_same(&Snapshot::of_dir(&t.src, fields), &Snapshot::of_dir(&mnt, fields));
+        let st = Command::new("umount").arg(&mnt).status().unwrap();
+        assert!(st.success());
+
+        let other = t.dir.join("other");
+        ok(&t.repo, &["key", "generate", s(&other)]);
+        let err = fails(&t.repo, &["mount", "--require-signature", s(&t.dir.join("other.pub")), "os", s(&mnt)]);
+        assert!(err.contains("refusing to mount"), "{err}");
+
+        fs::write(t.src.join("etc/conf"), b"unsigned\n").unwrap();
+        ok(&t.repo, &["commit", "--ref", "os", s(&t.src)]);
+        let err = fails(&t.repo, &["mount", "--require-signature", &keys, "os", s(&mnt)]);
+        assert!(err.contains("not signed"), "{err}");
+
+        let r = copy(&t.repo, &t.dir.join("r-image"));
+        let image = t.commit["image"].as_str().unwrap();
+        let first = t.commit["commit"].as_str().unwrap();
+        flip(&object(&r, image), 2000);
+        let err = fails(&r, &["mount", "--require-signature", &keys, first, s(&mnt)]);
+        assert!(err.contains(image) || err.contains("digest"), "{err}");
+        // Nothing was mounted.
+        assert_eq!(fs::read_dir(&mnt).unwrap().count(), 0);
+    }
+}
