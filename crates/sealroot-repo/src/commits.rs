@@ -458,6 +458,55 @@ impl Repository {
         Ok(Some(bytes))
     }
 
+    /// The objects commit `root` and its ancestors reach, as far as they can be read
+    /// (unreadable, corrupt or unparsable objects are included, their contents not
+    /// followed): for `fsck`, to name the refs a damaged object affects.
+    pub(crate) fn commit_objects_lenient(&self, root: &CommitId) -> HashSet<ObjectId> {
+        let sha = |d: Sha256Digest| ObjectId::new(AnyDigest::Sha256(d));
+        let mut out = HashSet::new();
+        let mut next = Some(*root);
+        let mut trees_seen = HashSet::new();
+        while let Some(id) = next.take() {
+            if !out.insert(id.object()) {
+                break;
+            }
+            let Ok(bytes) = self.fetch_tree_object(ObjectKind::Commit, &id.0) else {
+                break;
+            };
+            let Ok(commit) = Commit::parse(&bytes) else {
+                break;
+            };
+            out.insert(sha(commit.image));
+            let mut dirs = vec![(commit.tree, commit.dirmeta)];
+            while let Some((tree, meta)) = dirs.pop() {
+                out.insert(sha(meta));
+                out.insert(sha(tree));
+                if !trees_seen.insert(tree) {
+                    continue;
+                }
+                let Ok(bytes) = self.fetch_tree_object(ObjectKind::DirTree, &tree) else {
+                    continue;
+                };
+                let Ok(dt) = DirTree::parse(&bytes) else {
+                    continue;
+                };
+                for e in dt.entries {
+                    match e.kind {
+                        EntryKind::Dir { tree, meta } => dirs.push((tree, meta)),
+                        EntryKind::File {
+                            digest: Some(d), ..
+                        } => {
+                            out.insert(sha(d));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            next = commit.parent.map(CommitId);
+        }
+        out
+    }
+
     /// Everything the commits `roots` (and their parents present here) need: for `gc`.
     /// Unreadable or corrupt commits and tree objects are errors: `gc` must not guess.
     pub(crate) fn commit_closure(

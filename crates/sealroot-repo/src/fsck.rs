@@ -552,6 +552,23 @@ impl Repository {
             refs
         };
 
+        // The commit refs each corrupt object affects (their commits, trees, files, images).
+        let commit_sets: Vec<(RefName, HashSet<ObjectId>)> = if corrupt.is_empty() {
+            Vec::new()
+        } else {
+            self.commit_refs()
+                .map_err(|e| match e {
+                    crate::RefError::Io(io) => io,
+                    other => IoError::new(
+                        Op::List,
+                        self.join(crate::commits::COMMIT_REFS_DIR),
+                        std::io::Error::other(other.to_string()),
+                    ),
+                })?
+                .into_iter()
+                .filter_map(|(name, id)| Some((name, self.commit_objects_lenient(&id?))))
+                .collect()
+        };
         for (object, problem) in corrupt {
             let mut images: Vec<ImageId> = image_needs
                 .iter()
@@ -561,7 +578,15 @@ impl Repository {
                 .map(|(image, _)| *image)
                 .collect();
             images.sort();
-            let refs = refs_for(&images);
+            let mut refs = refs_for(&images);
+            refs.extend(
+                commit_sets
+                    .iter()
+                    .filter(|(_, set)| set.contains(&object))
+                    .map(|(name, _)| name.clone()),
+            );
+            refs.sort();
+            refs.dedup();
             report.corrupt_objects.push(CorruptObject {
                 object,
                 problem,
