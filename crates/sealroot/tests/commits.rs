@@ -6,49 +6,28 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, cli, mount_test, pattern, scratch, Fields, Snapshot};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
 
 fn run(repo: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("SEALROOT_REPO", repo)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    cli::run(BIN, repo, args)
 }
 
 fn ok(repo: &Path, args: &[&str]) -> String {
-    let out = run(repo, args);
-    assert!(
-        out.status.success(),
-        "sealroot {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cli::ok(BIN, repo, args)
 }
 
 fn json(repo: &Path, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    serde_json::from_str(&ok(repo, &a)).unwrap()
+    cli::json(BIN, repo, args)
 }
 
 fn fails(repo: &Path, args: &[&str]) -> String {
-    let out = run(repo, args);
-    assert!(
-        !out.status.success(),
-        "sealroot {args:?} should have failed"
-    );
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.trim().is_empty(), "no message from {args:?}");
-    err
+    cli::fails(BIN, repo, args)
 }
 
 fn s(p: &Path) -> &str {
