@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what sealroot needs to build and test on Debian 12: the kernel-facing tools used as
-# oracles by the tests (fsverity-utils, erofs-utils, attr, acl) and a Rust toolchain if none.
+# oracles by the tests (fsverity-utils, erofs-utils, attr, acl; openssl makes the keys and
+# certificates of the PKCS#7 tests) and a Rust toolchain if none.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
 need=()
-for pkg in fsverity erofs-utils attr acl util-linux; do
+for pkg in fsverity erofs-utils attr acl util-linux openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -114,6 +114,72 @@ cmp -s /src/hello.txt /mnt/hello.txt && fail "noverity read the original content
     || pass "with noverity the substituted object goes unnoticed (what verity prevents)"
 umount /mnt
 
+echo "--- a repository on fs-verity: commit, sign, verify, mount --require-signature"
+export SEALROOT_REPO=/data/repo
+check "sealroot init --require-verity" sealroot init --require-verity
+if C=$(sealroot commit --ref os -s "in the VM" /src 2>/tmp/err); then pass "commit $C"; else fail "commit: $(cat /tmp/err)"; fi
+bad=0
+total=0
+for o in $(find /data/repo/objects -type f); do
+    total=$((total + 1))
+    n=$(basename "$(dirname "$o")")$(basename "$o")
+    [ "$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)" = "sha256:$n" ] || bad=$((bad + 1))
+done
+[ "$bad" = 0 ] && [ "$total" -gt 4 ] \
+    && pass "all $total repository objects (files, tree objects, commit, image) have fs-verity = their name" \
+    || fail "$bad of $total repository objects lack the right fs-verity"
+check "sealroot key generate" sealroot key generate /tmp/k
+check "sealroot sign" sealroot sign --key /tmp/k os
+check "sealroot verify (signature, then the image re-created from the tree objects)" sealroot verify --keys /tmp/k.pub os
+sealroot fsck >/tmp/out 2>&1 && grep -q "no problems found" /tmp/out && grep -qE "[1-9][0-9]* with fs-verity" /tmp/out \
+    && pass "fsck clean, objects measured by the kernel: $(head -n1 /tmp/out)" || { fail "fsck"; sed 's/^/    /' /tmp/out; }
+check "mount --require-signature" sealroot mount --require-signature /tmp/k.pub os /mnt
+grep ' /mnt overlay ' /proc/mounts | grep -q 'verity=require' && pass "the signed commit is mounted with verity=require" \
+    || fail "no verity=require in: $(grep ' /mnt ' /proc/mounts)"
+for f in $FILES; do check "read back $f from the signed commit" cmp "/src/$f" "/mnt/$f"; done
+umount /mnt
+d=$(digest /src/big.bin)
+RO=/data/repo/objects/$(echo "$d" | cut -c1-2)/$(echo "$d" | cut -c3-)
+head -c 1048579 /dev/urandom >/data/evil2 && fsverity enable /data/evil2 && mv -f /data/evil2 "$RO"
+check "mount --require-signature with a file object replaced (signature and image are intact)" \
+    sealroot mount --require-signature /tmp/k.pub os /mnt
+check_eio "the replaced file object reads as EIO under the signed commit" /mnt/big.bin
+check "an untouched file still reads" cmp /src/dir/seq.txt /mnt/dir/seq.txt
+umount /mnt
+sealroot fsck >/tmp/out 2>&1 && fail "fsck clean after a replaced object" \
+    || { grep -q "$d" /tmp/out && pass "fsck names the replaced object $(echo "$d" | cut -c1-12)…" || fail "fsck: $(cat /tmp/out)"; }
+unset SEALROOT_REPO
+
+echo "--- kernel fs-verity built-in signatures (PKCS#7 by sealroot fsverity sign)"
+if [ ! -e /proc/sys/fs/verity/require_signatures ]; then
+    fail "this kernel has no CONFIG_FS_VERITY_BUILTIN_SIGNATURES"
+elif KID=$(keyctl padd asymmetric '' %keyring:.fs-verity </keys/cert.der 2>/tmp/err); then
+    pass "certificate loaded into the .fs-verity keyring (key $KID)"
+    cp /src/big.bin /data/s1
+    check "sealroot fsverity sign" sealroot fsverity sign /data/s1 /tmp/s1.sig --key /keys/key.pem --cert /keys/cert.pem
+    fsverity sign /data/s1 /tmp/s1.c.sig --key /keys/key.pem --cert /keys/cert.pem >/dev/null 2>&1 \
+        && cmp -s /tmp/s1.sig /tmp/s1.c.sig && pass "byte-identical to fsverity sign" || fail "differs from fsverity sign"
+    check "the kernel accepts our signature: sealroot fsverity enable --signature" \
+        sealroot fsverity enable /data/s1 --signature /tmp/s1.sig
+    check "the signed file reads" cmp /src/big.bin /data/s1
+    cp /src/dir/seq.txt /data/s2
+    if sealroot fsverity enable /data/s2 --signature /tmp/s1.sig 2>/tmp/err; then
+        fail "the kernel accepted a signature of another file"
+    else
+        pass "the kernel refuses a signature of another file: $(tail -n1 /tmp/err)"
+    fi
+    echo 1 >/proc/sys/fs/verity/require_signatures
+    cp /src/hello.txt /data/s3
+    if sealroot fsverity enable /data/s3 2>/tmp/err; then
+        fail "unsigned fs-verity enabled with require_signatures=1"
+    else
+        pass "with require_signatures=1 an unsigned enable is refused: $(tail -n1 /tmp/err)"
+    fi
+    echo 0 >/proc/sys/fs/verity/require_signatures
+else
+    fail "keyctl padd into .fs-verity: $(cat /tmp/err)"
+fi
+
 echo "--- kernel messages"
 dmesg | grep -iE 'overlayfs|erofs|verity' | sed 's/^/    /'
 umount /data

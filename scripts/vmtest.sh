@@ -30,7 +30,7 @@ flock 9 # one run at a time in this tree
 
 echo "== vmtest: host packages"
 need=()
-for p in qemu-system-x86 busybox-static kmod cpio e2fsprogs fsverity xz-utils; do
+for p in qemu-system-x86 busybox-static kmod cpio e2fsprogs fsverity xz-utils keyutils openssl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -103,7 +103,13 @@ done
 cp "$K"/modules/* "$R/lib/modules/"
 strip --strip-debug -o "$R/usr/bin/sealroot" "$BIN" 2>/dev/null || cp "$BIN" "$R/usr/bin/sealroot"
 cp /usr/bin/fsverity "$R/usr/bin/fsverity"
-for lib in $(ldd "$BIN" /usr/bin/fsverity | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*\.so/ { print $1 }' | sort -u); do
+cp /usr/bin/keyctl "$R/usr/bin/keyctl"
+# An RSA key and certificate for the kernel's fs-verity built-in signatures.
+mkdir -p "$R/keys"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$R/keys/key.pem" -out "$R/keys/cert.pem" \
+    -days 3650 -subj "/CN=sealroot vmtest" 2>/dev/null
+openssl x509 -in "$R/keys/cert.pem" -outform der -out "$R/keys/cert.der"
+for lib in $(ldd "$BIN" /usr/bin/fsverity /usr/bin/keyctl | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*\.so/ { print $1 }' | sort -u); do
     mkdir -p "$R$(dirname "$lib")"
     cp -L "$lib" "$R$lib"
 done
@@ -121,7 +127,7 @@ chmod +x "$R/init"
 (cd "$R" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$VM/initramfs.gz"
 rm -rf "$R"
 rm -f "$VM/disk.img"
-truncate -s 64M "$VM/disk.img"
+truncate -s 128M "$VM/disk.img"
 mkfs.ext4 -q -F -b 4096 -O verity "$VM/disk.img"
 echo "initramfs $(du -h "$VM/initramfs.gz" | cut -f1), prepared in $((SECONDS - start)) s"
 
