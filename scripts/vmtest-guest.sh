@@ -138,8 +138,9 @@ grep ' /mnt overlay ' /proc/mounts | grep -q 'verity=require' && pass "the signe
     || fail "no verity=require in: $(grep ' /mnt ' /proc/mounts)"
 for f in $FILES; do check "read back $f from the signed commit" cmp "/src/$f" "/mnt/$f"; done
 umount /mnt
-d=$(digest /src/big.bin)
-RO=/data/repo/objects/$(echo "$d" | cut -c1-2)/$(echo "$d" | cut -c3-)
+# (not $d: check() uses that name)
+BIGD=$(digest /src/big.bin)
+RO=/data/repo/objects/$(echo "$BIGD" | cut -c1-2)/$(echo "$BIGD" | cut -c3-)
 head -c 1048579 /dev/urandom >/data/evil2 && fsverity enable /data/evil2 && mv -f /data/evil2 "$RO"
 check "mount --require-signature with a file object replaced (signature and image are intact)" \
     sealroot mount --require-signature /tmp/k.pub os /mnt
@@ -147,7 +148,8 @@ check_eio "the replaced file object reads as EIO under the signed commit" /mnt/b
 check "an untouched file still reads" cmp /src/dir/seq.txt /mnt/dir/seq.txt
 umount /mnt
 sealroot fsck >/tmp/out 2>&1 && fail "fsck clean after a replaced object" \
-    || { grep -q "$d" /tmp/out && pass "fsck names the replaced object $(echo "$d" | cut -c1-12)…" || fail "fsck: $(cat /tmp/out)"; }
+    || { grep -q "$BIGD" /tmp/out && pass "fsck names the replaced object $(echo "$BIGD" | cut -c1-12)… and the ref" \
+        || fail "fsck: $(cat /tmp/out)"; }
 unset SEALROOT_REPO
 
 echo "--- kernel fs-verity built-in signatures (PKCS#7 by sealroot fsverity sign)"
