@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sealroot needs to build and test on Debian 12: the kernel-facing tools used as
 # oracles by the tests (fsverity-utils, erofs-utils, attr, acl; openssl makes the keys and
-# certificates of the PKCS#7 tests) and a Rust toolchain if none.
+# certificates of the PKCS#7 tests), a Rust toolchain if none, and the cargo tools the tests use.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -31,5 +31,13 @@ if [ -z "${SEALROOT_NO_CFSCTL:-}" ] && ! command -v cfsctl >/dev/null 2>&1 \
     && [ ! -x "$HOME/.cargo/bin/cfsctl" ]; then
     echo "installing cfsctl (composefs-ctl 0.9.4) as a test oracle"
     cargo install --quiet composefs-ctl --version 0.9.4 --locked
+fi
+# cargo-deny: scripts/test.sh checks the dependency tree's licences, bans and sources with it
+# (deny.toml) and says SKIPPED when it is missing. Building it takes about 4 minutes, so only
+# with SEALROOT_INSTALL_DENY=1, as CI sets it.
+if [ "${SEALROOT_INSTALL_DENY:-0}" = 1 ] && ! command -v cargo-deny >/dev/null 2>&1 \
+    && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
+    echo "installing cargo-deny 0.20.2"
+    cargo install --quiet cargo-deny --version 0.20.2 --locked
 fi
 echo "sealroot: build dependencies are installed"
