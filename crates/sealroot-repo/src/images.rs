@@ -131,7 +131,7 @@ impl Transaction<'_> {
         let tmp_path = repo.join(TMP_DIR);
         let tmp = repo
             .tmp
-            .create(&self.tmp)
+            .create(&self.tmp, ".")
             .map_err(|e| IoError::new(Op::Create, &tmp_path, e))?;
         let file = File::from(
             tmp.fd()

@@ -181,9 +181,9 @@ impl Repository {
 
         let config = Config::new(options.algorithm, options.require_verity, supported);
         let meta = path.join(META_FILE);
-        let policy = fs::TmpPolicy::default();
+        let policy = fs::tmp_policy();
         let mut tmp = policy
-            .create(&dir)
+            .create(&dir, ".")
             .map_err(|e| IoError::new(Op::Create, path, e))?;
         fs::write_all(tmp.fd(), config.to_json().as_bytes())
             .map_err(|e| IoError::new(Op::Write, &meta, e))?;
@@ -195,7 +195,7 @@ impl Repository {
                 .map_err(|e| IoError::new(Op::EnableVerity, &meta, e))?;
         }
         let linked = policy
-            .link(&tmp, &dir, META_FILE)
+            .link(&mut tmp, &dir, META_FILE)
             .map_err(|e| IoError::new(Op::Link, &meta, e))?;
         drop(tmp);
         if !linked {
@@ -274,7 +274,7 @@ impl Repository {
             dir,
             config,
             verity: OnceLock::new(),
-            tmp: fs::TmpPolicy::default(),
+            tmp: fs::tmp_policy(),
         })
     }
 
@@ -355,8 +355,8 @@ pub(crate) fn enable_params(algorithm: HashAlgorithm) -> EnableParams<'static> {
 
 /// Whether fs-verity can be enabled on a new file in directory `dir` with `algorithm`.
 fn probe_verity(dir: &OwnedFd, algorithm: HashAlgorithm) -> bool {
-    let policy = fs::TmpPolicy::default();
-    let Ok(mut tmp) = policy.create(dir) else {
+    let policy = fs::tmp_policy();
+    let Ok(mut tmp) = policy.create(dir, ".") else {
         return false;
     };
     if fs::write_all(tmp.fd(), b"sealroot fs-verity probe").is_err()

@@ -5,26 +5,27 @@
 //! fs-verity where the filesystem supports it (and then measured by the kernel, which must
 //! agree), and only then linked to `objects/XX/REST`: no name ever shows a partial object.
 //! If the name exists already the new copy is dropped: identical content is stored once.
+//! The steps are `sealroot-objects`' (shared with `sealroot-tree`'s digest store); what is
+//! counted, when fs-verity is required and how errors are named are decided here.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
-use sealroot_sys::fsverity::{self, VerityError};
-use sealroot_verity::{AnyDigest, Hasher};
+pub(crate) use sealroot_objects::measure;
+use sealroot_objects::EnableError;
+use sealroot_sys::fsverity::VerityError;
+use sealroot_verity::Hasher;
 
 use crate::error::{IoError, ObjectError, Operation as Op};
 use crate::fs::{self, TmpFile};
 use crate::id::ObjectId;
 use crate::transaction::Transaction;
 use crate::{Repository, OBJECTS_DIR, TMP_DIR};
-
-/// The most `copy_file_range` is asked to copy at once.
-const COPY_CHUNK: u64 = 1 << 30;
 
 impl Repository {
     /// The path of object `id` (whether or not it exists).
@@ -158,7 +159,7 @@ impl Transaction<'_> {
         let tmp_path = repo.join(TMP_DIR);
         let tmp = repo
             .tmp
-            .create(&self.tmp)
+            .create(&self.tmp, ".")
             .map_err(|e| IoError::new(Op::Create, &tmp_path, e))?;
         let mut hasher = Hasher::new(repo.verity_params());
         fs::with_buffer(|buf| -> Result<(), ObjectError> {
@@ -203,9 +204,10 @@ impl Transaction<'_> {
         let tmp_path = repo.join(TMP_DIR);
         let tmp = repo
             .tmp
-            .create(&self.tmp)
+            .create(&self.tmp, ".")
             .map_err(|e| IoError::new(Op::Create, &tmp_path, e))?;
-        copy(fd, tmp.fd(), size).map_err(|e| IoError::new(Op::Copy, &tmp_path, e))?;
+        fs::with_buffer(|buf| sealroot_objects::copy(fd, tmp.fd().as_fd(), size, buf, None))
+            .map_err(|e| IoError::new(Op::Copy, &tmp_path, e))?;
         let after = FileState::of(fd).map_err(|e| src_err(Op::Stat, e))?;
         if after != before {
             return Err(ObjectError::SourceChanged);
@@ -234,15 +236,33 @@ impl Transaction<'_> {
         rustix::fs::fchmod(tmp.fd(), crate::object_mode())
             .map_err(|e| IoError::new(Op::Write, &path, e))?;
         if repo.verity_supported() {
-            tmp.reopen_read_only()
-                .map_err(|e| IoError::new(Op::Open, &path, e))?;
-            match fsverity::enable_verity(tmp.fd(), &crate::enable_params(repo.algorithm()), None) {
-                Ok(()) => check_measurement(tmp.fd().as_fd(), id)?,
-                Err(e) if repo.config().require_verity => {
+            let params = crate::enable_params(repo.algorithm());
+            match sealroot_objects::enable_verity(&mut tmp, &params, id.digest()) {
+                Ok(()) => {}
+                Err(EnableError::Reopen(e)) => return Err(IoError::new(Op::Open, &path, e).into()),
+                Err(EnableError::Enable(e)) if repo.config().require_verity => {
                     return Err(ObjectError::VerityRequired { path, source: e })
                 }
-                Err(VerityError::NotSupported(_) | VerityError::InvalidParameters) => {}
-                Err(e) => return Err(IoError::new(Op::EnableVerity, &path, e).into()),
+                Err(EnableError::Enable(
+                    VerityError::NotSupported(_) | VerityError::InvalidParameters,
+                )) => {}
+                Err(EnableError::Enable(e)) => {
+                    return Err(IoError::new(Op::EnableVerity, &path, e).into())
+                }
+                Err(EnableError::Measure(e)) => {
+                    return Err(IoError::new(Op::MeasureVerity, "(new object)", e).into())
+                }
+                Err(EnableError::Mismatch { measured, .. }) => {
+                    return Err(ObjectError::VerityMismatch {
+                        object: *id,
+                        measured: measured
+                            .map_or_else(|| "(an unknown algorithm)".into(), |d| d.to_string()),
+                    })
+                }
+                Err(e) => {
+                    let e = std::io::Error::other(e);
+                    return Err(IoError::new(Op::EnableVerity, &path, e).into());
+                }
             }
         } else if repo.config().require_verity {
             return Err(ObjectError::VerityRequired {
@@ -253,7 +273,7 @@ impl Transaction<'_> {
         self.ensure_subdir(id)?;
         let added = repo
             .tmp
-            .link(&tmp, &self.objects, &id.object_path())
+            .link(&mut tmp, &self.objects, &id.object_path())
             .map_err(|e| IoError::new(Op::Link, &path, e))?;
         if added {
             self.wrote();
@@ -266,90 +286,4 @@ impl Transaction<'_> {
         }
         Ok(added)
     }
-}
-
-/// Checks that the kernel's measurement of `fd` is `id`.
-fn check_measurement(fd: BorrowedFd<'_>, id: &ObjectId) -> Result<(), ObjectError> {
-    match measure(fd) {
-        Ok(Some(d)) if d == *id.digest() => Ok(()),
-        Ok(Some(d)) => Err(ObjectError::VerityMismatch {
-            object: *id,
-            measured: d.to_string(),
-        }),
-        Ok(None) => Err(ObjectError::VerityMismatch {
-            object: *id,
-            measured: "(an unknown algorithm)".into(),
-        }),
-        Err(e) => Err(IoError::new(Op::MeasureVerity, "(new object)", e).into()),
-    }
-}
-
-/// The kernel's fs-verity digest of `fd`: `None` for an algorithm sealroot does not know.
-pub(crate) fn measure(fd: BorrowedFd<'_>) -> Result<Option<AnyDigest>, VerityError> {
-    let (alg, bytes) = fsverity::measure_verity(fd)?;
-    Ok(
-        match sealroot_verity::HashAlgorithm::from_kernel_id(alg as u8) {
-            Some(sealroot_verity::HashAlgorithm::Sha256) => {
-                sealroot_verity::Sha256Digest::from_slice(&bytes)
-                    .ok()
-                    .map(AnyDigest::Sha256)
-            }
-            Some(sealroot_verity::HashAlgorithm::Sha512) => {
-                sealroot_verity::Sha512Digest::from_slice(&bytes)
-                    .ok()
-                    .map(AnyDigest::Sha512)
-            }
-            None => None,
-        },
-    )
-}
-
-/// Copies the first `size` bytes of `src` to the empty file `dst`: a reflink if possible,
-/// else `copy_file_range`, else by hand.
-fn copy(src: BorrowedFd<'_>, dst: &OwnedFd, size: u64) -> Result<(), Errno> {
-    if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
-        return Ok(());
-    }
-    let mut done = 0u64;
-    while done < size {
-        let (mut off_in, mut off_out) = (done, done);
-        let len = (size - done).min(COPY_CHUNK) as usize;
-        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), len) {
-            // Some filesystems copy nothing rather than fail: finish by hand.
-            Ok(0) => break,
-            Ok(n) => done += n as u64,
-            Err(Errno::INTR) => {}
-            Err(
-                Errno::NOSYS
-                | Errno::XDEV
-                | Errno::OPNOTSUPP
-                | Errno::INVAL
-                | Errno::BADF
-                | Errno::PERM,
-            ) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    fs::with_buffer(|buf| {
-        while done < size {
-            let want = (size - done).min(buf.len() as u64) as usize;
-            let n = match rustix::io::pread(src, &mut buf[..want], done) {
-                Ok(0) => return Err(Errno::NODATA),
-                Ok(n) => n,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e),
-            };
-            let mut written = 0;
-            while written < n {
-                match rustix::io::pwrite(dst, &buf[written..n], done + written as u64) {
-                    Ok(0) => return Err(Errno::NOSPC),
-                    Ok(k) => written += k,
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            done += n as u64;
-        }
-        Ok(())
-    })
 }

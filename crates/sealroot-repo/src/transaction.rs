@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, FlockOperation};
 use rustix::io::Errno;
+use sealroot_objects::Subdirs;
 
 use crate::error::{IoError, Operation as Op, TransactionError};
 use crate::fs;
@@ -120,7 +121,7 @@ pub struct Transaction<'r> {
     pub(crate) tmp: OwnedFd,
     marker: Option<Marker>,
     /// Which `objects/XX` directories are known to exist.
-    pub(crate) subdirs: [AtomicBool; 256],
+    pub(crate) subdirs: Subdirs,
     /// Set by every write, cleared just before a `syncfs`.
     pub(crate) unsynced: AtomicBool,
     pub(crate) counters: Counters,
@@ -171,7 +172,7 @@ impl Repository {
             images: open(IMAGES_DIR)?,
             tmp,
             marker: None,
-            subdirs: std::array::from_fn(|_| AtomicBool::new(false)),
+            subdirs: Subdirs::default(),
             unsynced: AtomicBool::new(false),
             counters: Counters::default(),
             recovered,
@@ -234,9 +235,9 @@ impl Transaction<'_> {
         let boot = fs::boot_id()
             .map_err(|e| IoError::new(Op::Read, "/proc/sys/kernel/random/boot_id", e))?;
         let tmp_path = repo.join(TMP_DIR);
-        let file = repo
+        let mut file = repo
             .tmp
-            .create(&self.tmp)
+            .create(&self.tmp, ".")
             .map_err(|e| IoError::new(Op::Create, &tmp_path, e))?;
         let name = repo.tmp.unique_name(&format!("{MARKER_PREFIX}{boot}"));
         let path = tmp_path.join(&name);
@@ -246,7 +247,7 @@ impl Transaction<'_> {
         fs::write_all(file.fd(), text.as_bytes()).map_err(|e| IoError::new(Op::Write, &path, e))?;
         rustix::fs::fsync(file.fd()).map_err(|e| IoError::new(Op::Sync, &path, e))?;
         repo.tmp
-            .link(&file, &self.tmp, &name)
+            .link(&mut file, &self.tmp, &name)
             .map_err(|e| IoError::new(Op::Link, &path, e))?;
         rustix::fs::fsync(&self.tmp).map_err(|e| IoError::new(Op::Sync, &tmp_path, e))?;
         let fd = file
@@ -275,14 +276,13 @@ impl Transaction<'_> {
     /// Creates `objects/XX` for an object id unless known to exist.
     pub(crate) fn ensure_subdir(&self, id: &ObjectId) -> Result<(), IoError> {
         let byte = id.as_bytes()[0];
-        let known = &self.subdirs[usize::from(byte)];
-        if !known.load(Ordering::Relaxed) {
-            let sub = format!("{byte:02x}");
-            fs::ensure_dir(&self.objects, &sub)
-                .map_err(|e| IoError::new(Op::CreateDir, self.repo.objects_path().join(&sub), e))?;
-            known.store(true, Ordering::Relaxed);
-        }
-        Ok(())
+        self.subdirs.ensure(&self.objects, byte).map_err(|e| {
+            IoError::new(
+                Op::CreateDir,
+                self.repo.objects_path().join(Subdirs::name(byte)),
+                e,
+            )
+        })
     }
 }
 
