@@ -183,6 +183,11 @@ pub struct CommitOptions {
     /// Which composefs format versions the image may use (default: 0 to 1, the lowest the
     /// tree allows, as `mkcomposefs`).
     pub image: WriteOptions,
+    /// Every file object the tree names was stored or found present in *this* transaction
+    /// (as `sealroot-tree` does when building into [`Transaction::objects_path`], and a tar
+    /// sink writing through the transaction does), so the image writer need not stat them
+    /// all again. Default `false`: they are checked.
+    pub objects_known_present: bool,
 }
 
 /// What a new commit made.
@@ -625,12 +630,13 @@ impl Transaction<'_> {
             .filter(|&a| a)
             .count();
         let format = erofs::version_for(&assembled, &options.image)?;
-        let image = self.write_image(
+        let image = self.write_image_inner(
             &assembled,
             &WriteOptions {
                 min_version: format,
                 max_version: format,
             },
+            !options.objects_known_present,
         )?;
         let image_digest = image
             .as_sha256()

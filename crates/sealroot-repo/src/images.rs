@@ -103,6 +103,25 @@ impl Transaction<'_> {
     /// Every external file's object must already be in the repository (stored by this
     /// transaction or present before): an image in `images/` always has all its objects.
     pub fn write_image(&self, tree: &Tree, options: &WriteOptions) -> Result<ImageId, ImageError> {
+        self.write_image_inner(tree, options, true)
+    }
+
+    /// [`write_image`](Self::write_image), checking that the file objects are present only
+    /// with `check_objects` (a caller that stored or found every one of them in this
+    /// transaction knows; `gc` cannot run meanwhile).
+    pub(crate) fn write_image_inner(
+        &self,
+        tree: &Tree,
+        options: &WriteOptions,
+        check_objects: bool,
+    ) -> Result<ImageId, ImageError> {
+        if check_objects {
+            self.check_objects_present(tree)?;
+        }
+        self.write_image_unchecked(tree, options)
+    }
+
+    fn check_objects_present(&self, tree: &Tree) -> Result<(), ImageError> {
         let repo = self.repo;
         let needed =
             tree_objects(repo.algorithm(), tree).map_err(|bad| ImageError::BadPayload {
@@ -127,7 +146,15 @@ impl Transaction<'_> {
             }
             Some(Err(e)) => return Err(e.into()),
         }
+        Ok(())
+    }
 
+    fn write_image_unchecked(
+        &self,
+        tree: &Tree,
+        options: &WriteOptions,
+    ) -> Result<ImageId, ImageError> {
+        let repo = self.repo;
         let tmp_path = repo.join(TMP_DIR);
         let tmp = repo
             .tmp

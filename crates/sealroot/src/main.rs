@@ -39,12 +39,19 @@ mount.composefs   mount a composefs image\n\
 The repository (--repo PATH, default $SEALROOT_REPO or /sysroot/composefs; --json):\n  \
 init              create a repository\n  \
 status            its configuration (fs-verity support) and contents\n  \
-commit            store a directory or tar archive as an image under a ref\n  \
-mount             mount the image of a ref\n  \
+commit            store a directory or tar archive as a commit (tree objects, image) under a ref\n  \
+log, show, diff   the history of a ref, a commit, the paths two commits differ in\n  \
+derive            re-create a commit's image from its tree objects alone\n  \
+mount             mount the image of a ref (--require-signature KEYS)\n  \
 refs, images, objects   list what the repository holds\n  \
 ls, cat           look inside an image without mounting it\n  \
 fsck              check every object, image and ref (--repair)\n  \
-gc                remove what no ref reaches (--dry-run)\n";
+gc                remove what no ref reaches (--dry-run)\n\
+\n\
+Trust:\n  \
+key               generate an ed25519 key pair (ostree's format), print public keys\n  \
+sign, verify      sign a commit; check its signatures and re-create its image\n  \
+fsverity          sign (PKCS#7, as fsverity-utils) and enable kernel fs-verity\n";
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();

@@ -453,6 +453,8 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                         subject,
                         body,
                         image: Default::default(),
+                        // The tree was just built into this transaction's objects.
+                        objects_known_present: true,
                     },
                 )
                 .context("cannot write the commit")?;

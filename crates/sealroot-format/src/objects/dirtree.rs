@@ -89,7 +89,11 @@ impl Attrs {
     pub fn encode_dirmeta(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         text::header(&mut out, ObjectKind::DirMeta);
-        out.extend_from_slice(format!("{:o} {} {}", self.mode, self.uid, self.gid).as_bytes());
+        text::push_octal(&mut out, self.mode);
+        out.push(b' ');
+        text::push_u64(&mut out, u64::from(self.uid));
+        out.push(b' ');
+        text::push_u64(&mut out, u64::from(self.gid));
         text::push_mtime(&mut out, self.mtime);
         text::push_xattrs(&mut out, &self.xattrs);
         out.push(b'\n');
@@ -168,7 +172,7 @@ fn parse_attrs(
 }
 
 fn push_attrs(out: &mut Vec<u8>, a: &Attrs) {
-    out.extend_from_slice(format!(" {:o} {} {}", a.mode, a.uid, a.gid).as_bytes());
+    text::push_mode_owner(out, a.mode, a.uid, a.gid);
     text::push_mtime(out, a.mtime);
 }
 
@@ -258,7 +262,8 @@ impl TreeEntry {
         }
         match &self.kind {
             EntryKind::Dir { tree, meta } => {
-                out.extend_from_slice(format!(" {tree} {meta}").as_bytes());
+                text::push_digest(out, tree);
+                text::push_digest(out, meta);
             }
             EntryKind::File {
                 size,
@@ -266,16 +271,18 @@ impl TreeEntry {
                 inline,
                 ..
             } => {
-                out.extend_from_slice(format!(" {size}").as_bytes());
+                out.push(b' ');
+                text::push_u64(out, *size);
                 match digest {
-                    Some(d) => out.extend_from_slice(format!(" {d}").as_bytes()),
+                    Some(d) => text::push_digest(out, d),
                     None => out.extend_from_slice(b" -"),
                 }
                 text::push_optional(out, inline.as_deref());
             }
             EntryKind::Symlink { target, .. } => text::push_field(out, target),
             EntryKind::Special { rdev, .. } => {
-                out.extend_from_slice(format!(" {rdev}").as_bytes());
+                out.push(b' ');
+                text::push_u64(out, u64::from(*rdev));
             }
             EntryKind::Hardlink { target } => text::push_field(out, target),
         }

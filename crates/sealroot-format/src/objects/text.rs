@@ -172,7 +172,68 @@ pub(crate) fn push_optional(out: &mut Vec<u8>, value: Option<&[u8]>) {
 
 /// Appends ` ` and an mtime.
 pub(crate) fn push_mtime(out: &mut Vec<u8>, m: Mtime) {
-    out.extend_from_slice(format!(" {}.{}", m.sec, m.nsec).as_bytes());
+    out.push(b' ');
+    push_i64(out, m.sec);
+    out.push(b'.');
+    push_u64(out, u64::from(m.nsec));
+}
+
+/// Appends `n` in decimal (no allocation: the encoders run once per entry of an OS tree).
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `n` in decimal, with `-` when negative.
+pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
+
+/// Appends `n` in octal.
+pub(crate) fn push_octal(out: &mut Vec<u8>, mut n: u32) {
+    let mut buf = [0u8; 11];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 8) as u8;
+        n /= 8;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends ` ` and a digest in lower-case hex.
+pub(crate) fn push_digest(out: &mut Vec<u8>, d: &Sha256Digest) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b' ');
+    for &b in d.as_bytes() {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+/// Appends ` MODE UID GID` (mode in octal).
+pub(crate) fn push_mode_owner(out: &mut Vec<u8>, mode: u32, uid: u32, gid: u32) {
+    out.push(b' ');
+    push_octal(out, mode);
+    out.push(b' ');
+    push_u64(out, u64::from(uid));
+    out.push(b' ');
+    push_u64(out, u64::from(gid));
 }
 
 /// Appends ` NAME=VALUE` for each xattr.
