@@ -170,6 +170,43 @@ elif KID=$(keyctl padd asymmetric '' %keyring:.fs-verity </keys/cert.der 2>/tmp/
     else
         pass "the kernel refuses a signature of another file: $(tail -n1 /tmp/err)"
     fi
+    # The repository flow: the image's kernel signature made on the build side (sign
+    # --fsverity-key), the image re-created on a device that has only the commit, its
+    # signatures and the tree and file objects, and enabled with that signature.
+    export SEALROOT_REPO=/data/repo
+    check "sign --fsverity-key: the image's kernel signature beside the commit" \
+        sealroot sign --fsverity-key /keys/key.pem --fsverity-cert /keys/cert.pem os
+    check "verify --fsverity-cert: that signature checked in userspace" \
+        sealroot verify --keys /tmp/k.pub --fsverity-cert /keys/cert.pem os
+    IMG=$(sealroot show --json os | sed 's/.*"image":"\([0-9a-f]*\)".*/\1/')
+    CID=$(sealroot show --json os | sed 's/.*"commit":"\([0-9a-f]*\)".*/\1/')
+    for R2 in /data/repo2 /data/repo3; do
+        SEALROOT_REPO=$R2 sealroot init >/dev/null
+        (cd /data/repo/objects && find . -type f) | while read -r o; do
+            n=$(echo "$o" | tr -d './')
+            [ "$n" = "$IMG" ] && continue
+            mkdir -p "$R2/objects/$(dirname "$o")" && cp "/data/repo/objects/$o" "$R2/objects/$o"
+        done
+        mkdir -p "$R2/commits/refs"
+        ln -s "../objects/$(echo "$CID" | cut -c1-2)/$(echo "$CID" | cut -c3-)" "$R2/commits/$CID"
+        ln -s "../$CID" "$R2/commits/refs/os"
+        cp "/data/repo/commits/$CID.sig" "/data/repo/commits/$CID.p7s" "$R2/commits/"
+    done
+    cp /tmp/s1.sig "/data/repo3/commits/$CID.p7s"   # a good signature, of another file
+    export SEALROOT_REPO=/data/repo2
+    check "derive --kernel-signature on a second repository: the kernel accepts the image's signature" \
+        sealroot derive --kernel-signature os
+    IO=/data/repo2/objects/$(echo "$IMG" | cut -c1-2)/$(echo "$IMG" | cut -c3-)
+    [ "$(fsverity measure "$IO" 2>/dev/null | cut -d' ' -f1)" = "sha256:$IMG" ] \
+        && pass "the re-created image has fs-verity (signed) = the signed commit's digest" || fail "image $IO: $(fsverity measure "$IO" 2>&1)"
+    check "verify in the second repository" sealroot verify --keys /tmp/k.pub os
+    export SEALROOT_REPO=/data/repo3
+    if sealroot derive --kernel-signature os 2>/tmp/err; then
+        fail "derive accepted a kernel signature of another file"
+    else
+        pass "derive with another file's signature: the kernel refuses it: $(tail -n1 /tmp/err)"
+    fi
+    unset SEALROOT_REPO
     echo 1 >/proc/sys/fs/verity/require_signatures
     cp /src/hello.txt /data/s3
     if sealroot fsverity enable /data/s3 2>/tmp/err; then

@@ -31,7 +31,7 @@ mod verity;
 
 pub use copy::{copy, with_buffer, write_all, CopyMemo, BUFFER_SIZE};
 pub use tmp::{Fallback, TmpFile, TmpPolicy};
-pub use verity::{enable_verity, measure, EnableError};
+pub use verity::{enable_verity, enable_verity_signed, measure, EnableError};
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -41,8 +41,19 @@ pub fn enable_verity(
     params: &EnableParams<'_>,
     expected: &AnyDigest,
 ) -> Result<(), EnableError> {
+    enable_verity_signed(tmp, params, expected, None)
+}
+
+/// [`enable_verity`] with a kernel built-in signature (DER PKCS#7 over the file's
+/// fs-verity digest), which the kernel checks against its `.fs-verity` keyring.
+pub fn enable_verity_signed(
+    tmp: &mut TmpFile<'_>,
+    params: &EnableParams<'_>,
+    expected: &AnyDigest,
+    signature: Option<&[u8]>,
+) -> Result<(), EnableError> {
     tmp.reopen_read_only().map_err(EnableError::Reopen)?;
-    fsverity::enable_verity(tmp.fd(), params, None).map_err(EnableError::Enable)?;
+    fsverity::enable_verity(tmp.fd(), params, signature).map_err(EnableError::Enable)?;
     // The kernel hashed the object itself: it must be what was hashed while writing.
     match measure(tmp.fd().as_fd()).map_err(EnableError::Measure)? {
         Some(measured) if measured == *expected => Ok(()),

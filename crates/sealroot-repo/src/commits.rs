@@ -43,6 +43,11 @@ pub(crate) const COMMITS_DIR: &str = "commits";
 pub(crate) const COMMIT_REFS_DIR: &str = "commits/refs";
 /// The suffix of a signature file.
 pub const SIGNATURE_SUFFIX: &str = ".sig";
+/// The suffix of the kernel built-in signature of a commit's image: DER PKCS#7 over the
+/// image's fs-verity digest, as `fsverity sign` writes it.
+pub const IMAGE_SIGNATURE_SUFFIX: &str = ".p7s";
+/// The largest image signature read (a PKCS#7 with one RSA signature is well under 2 KiB).
+const IMAGE_SIGNATURE_MAX: u64 = 64 << 10;
 /// The largest signature file read.
 const SIGNATURES_MAX: u64 = 1 << 20;
 
@@ -154,11 +159,16 @@ pub enum CommitError {
     /// A metadata key that is not allowed.
     #[error(transparent)]
     MetaKey(#[from] objects::MetaKeyError),
+    /// A kernel built-in signature was asked for and the commit has none.
+    #[error(
+        "commit {0} has no kernel built-in signature for its image (sign it with an fs-verity key)"
+    )]
+    NoImageSignature(CommitId),
     /// Neither a commit ref nor a commit id.
     #[error("{0:?} is neither a commit ref nor a commit id of this repository")]
     Unknown(String),
     /// A signature file too large to be one.
-    #[error("{path}: more than {SIGNATURES_MAX} bytes: not a signature file")]
+    #[error("{path}: too large to be a signature file")]
     SignaturesTooLarge {
         /// The file.
         path: String,
@@ -444,7 +454,21 @@ impl Repository {
 
     /// The signature file of commit `id`, if it has one (sealroot-trust parses it).
     pub fn read_signatures(&self, id: &CommitId) -> Result<Option<Vec<u8>>, CommitError> {
-        let rel = format!("{COMMITS_DIR}/{}{SIGNATURE_SUFFIX}", id.to_hex());
+        self.read_commit_file(id, SIGNATURE_SUFFIX, SIGNATURES_MAX)
+    }
+
+    /// The kernel built-in signature of commit `id`'s image (DER PKCS#7), if it has one.
+    pub fn read_image_signature(&self, id: &CommitId) -> Result<Option<Vec<u8>>, CommitError> {
+        self.read_commit_file(id, IMAGE_SIGNATURE_SUFFIX, IMAGE_SIGNATURE_MAX)
+    }
+
+    fn read_commit_file(
+        &self,
+        id: &CommitId,
+        suffix: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, CommitError> {
+        let rel = format!("{COMMITS_DIR}/{}{suffix}", id.to_hex());
         let fd = match crate::open_file(self.dir(), rel.as_str()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
@@ -452,10 +476,10 @@ impl Repository {
         };
         let mut bytes = Vec::new();
         std::fs::File::from(fd)
-            .take(SIGNATURES_MAX + 1)
+            .take(max + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| IoError::new(Op::Read, self.join(&rel), e))?;
-        if bytes.len() as u64 > SIGNATURES_MAX {
+        if bytes.len() as u64 > max {
             return Err(CommitError::SignaturesTooLarge {
                 path: self.join(&rel).display().to_string(),
             });
@@ -676,16 +700,34 @@ impl Transaction<'_> {
     /// and checks it is the image the commit records ([`CommitError::ImageMismatch`] if
     /// not; the image written stays unreferenced until `gc`). The file objects must be
     /// present: the image is refused otherwise, as any image.
-    pub fn restore_image(&self, id: &CommitId) -> Result<ImageId, CommitError> {
+    ///
+    /// With `kernel_signature`, a new image object gets fs-verity with the commit's kernel
+    /// built-in signature ([`Repository::read_image_signature`]; an error if it has none),
+    /// which the kernel checks against its `.fs-verity` keyring.
+    pub fn restore_image(
+        &self,
+        id: &CommitId,
+        kernel_signature: bool,
+    ) -> Result<ImageId, CommitError> {
         let repo = self.repo;
         let commit = repo.read_commit(id)?;
+        let signature = if kernel_signature {
+            Some(
+                repo.read_image_signature(id)?
+                    .ok_or(CommitError::NoImageSignature(*id))?,
+            )
+        } else {
+            None
+        };
         let tree = repo.commit_tree(id, &commit)?;
-        let image = self.write_image(
+        self.check_objects_present(&tree)?;
+        let image = self.write_image_unchecked(
             &tree,
             &WriteOptions {
                 min_version: commit.image_format,
                 max_version: commit.image_format,
             },
+            signature.as_deref(),
         )?;
         match image.as_sha256() {
             Some(d) if *d == commit.image => Ok(image),
@@ -752,6 +794,20 @@ impl Transaction<'_> {
 
     /// Replaces commit `id`'s signature file with `bytes` (atomically and durably).
     pub fn write_signatures(&self, id: &CommitId, bytes: &[u8]) -> Result<(), CommitError> {
+        self.write_commit_file(id, SIGNATURE_SUFFIX, bytes)
+    }
+
+    /// Replaces the kernel built-in signature of commit `id`'s image (DER PKCS#7).
+    pub fn write_image_signature(&self, id: &CommitId, der: &[u8]) -> Result<(), CommitError> {
+        self.write_commit_file(id, IMAGE_SIGNATURE_SUFFIX, der)
+    }
+
+    fn write_commit_file(
+        &self,
+        id: &CommitId,
+        suffix: &str,
+        bytes: &[u8],
+    ) -> Result<(), CommitError> {
         let repo = self.repo;
         if !repo.has_commit(id)? {
             return Err(CommitError::NotFound(*id));
@@ -773,7 +829,7 @@ impl Transaction<'_> {
             .and_then(|()| rustix::fs::fsync(&fd))
             .map_err(|e| IoError::new(Op::Write, &tmp_path, e));
         drop(fd);
-        let rel = format!("{COMMITS_DIR}/{}{SIGNATURE_SUFFIX}", id.to_hex());
+        let rel = format!("{COMMITS_DIR}/{}{suffix}", id.to_hex());
         let result = result.and_then(|()| {
             rustix::fs::renameat(&self.tmp, tmp_name.as_str(), repo.dir(), rel.as_str())
                 .map_err(|e| IoError::new(Op::Rename, repo.join(&rel), e))

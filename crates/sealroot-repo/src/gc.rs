@@ -14,7 +14,9 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
 
-use crate::commits::{CommitId, COMMITS_DIR, COMMIT_REFS_DIR, SIGNATURE_SUFFIX};
+use crate::commits::{
+    CommitId, COMMITS_DIR, COMMIT_REFS_DIR, IMAGE_SIGNATURE_SUFFIX, SIGNATURE_SUFFIX,
+};
 use crate::error::{GcError, IoError, Operation as Op, TransactionError};
 use crate::fs;
 use crate::id::{ImageId, ObjectId, RefName};
@@ -324,7 +326,10 @@ impl Repository {
             let Ok(name) = entry.name.to_str() else {
                 continue;
             };
-            let hex = name.strip_suffix(SIGNATURE_SUFFIX).unwrap_or(name);
+            let hex = name
+                .strip_suffix(SIGNATURE_SUFFIX)
+                .or_else(|| name.strip_suffix(IMAGE_SIGNATURE_SUFFIX))
+                .unwrap_or(name);
             let Ok(id) = hex.parse::<CommitId>() else {
                 continue;
             };

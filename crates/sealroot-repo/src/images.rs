@@ -118,10 +118,10 @@ impl Transaction<'_> {
         if check_objects {
             self.check_objects_present(tree)?;
         }
-        self.write_image_unchecked(tree, options)
+        self.write_image_unchecked(tree, options, None)
     }
 
-    fn check_objects_present(&self, tree: &Tree) -> Result<(), ImageError> {
+    pub(crate) fn check_objects_present(&self, tree: &Tree) -> Result<(), ImageError> {
         let repo = self.repo;
         let needed =
             tree_objects(repo.algorithm(), tree).map_err(|bad| ImageError::BadPayload {
@@ -149,10 +149,13 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    fn write_image_unchecked(
+    /// Writes the image; with `signature`, fs-verity is enabled with that kernel built-in
+    /// signature (a new image object only: an existing one is left as it is).
+    pub(crate) fn write_image_unchecked(
         &self,
         tree: &Tree,
         options: &WriteOptions,
+        signature: Option<&[u8]>,
     ) -> Result<ImageId, ImageError> {
         let repo = self.repo;
         let tmp_path = repo.join(TMP_DIR);
@@ -178,7 +181,7 @@ impl Transaction<'_> {
         drop(inner);
         let size = hasher.bytes_hashed();
         let id = ImageId::new(ObjectId::new(hasher.finish()));
-        self.place(tmp, id.object(), size)?;
+        self.place_signed(tmp, id.object(), size, signature)?;
         self.link_image(&id)?;
         self.counters.images_written.fetch_add(1, Ordering::Relaxed);
         Ok(id)

@@ -221,9 +221,22 @@ impl Transaction<'_> {
     /// object is new.
     pub(crate) fn place(
         &self,
+        tmp: TmpFile<'_>,
+        id: &ObjectId,
+        size: u64,
+    ) -> Result<bool, ObjectError> {
+        self.place_signed(tmp, id, size, None)
+    }
+
+    /// [`place`](Self::place), enabling fs-verity with a kernel built-in `signature` where
+    /// the filesystem has fs-verity (the kernel checks it against its `.fs-verity` keyring
+    /// and refuses a bad one; without fs-verity the signature has nothing to do).
+    pub(crate) fn place_signed(
+        &self,
         mut tmp: TmpFile<'_>,
         id: &ObjectId,
         size: u64,
+        signature: Option<&[u8]>,
     ) -> Result<bool, ObjectError> {
         let repo = self.repo;
         let path = repo.object_path(id);
@@ -237,7 +250,8 @@ impl Transaction<'_> {
             .map_err(|e| IoError::new(Op::Write, &path, e))?;
         if repo.verity_supported() {
             let params = crate::enable_params(repo.algorithm());
-            match sealroot_objects::enable_verity(&mut tmp, &params, id.digest()) {
+            match sealroot_objects::enable_verity_signed(&mut tmp, &params, id.digest(), signature)
+            {
                 Ok(()) => {}
                 Err(EnableError::Reopen(e)) => return Err(IoError::new(Op::Open, &path, e).into()),
                 Err(EnableError::Enable(e)) if repo.config().require_verity => {
@@ -245,7 +259,7 @@ impl Transaction<'_> {
                 }
                 Err(EnableError::Enable(
                     VerityError::NotSupported(_) | VerityError::InvalidParameters,
-                )) => {}
+                )) if signature.is_none() => {}
                 Err(EnableError::Enable(e)) => {
                     return Err(IoError::new(Op::EnableVerity, &path, e).into())
                 }

@@ -145,11 +145,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeyCmd,
     },
-    /// Sign a commit with each ed25519 secret key of a file.
+    /// Sign a commit with each ed25519 secret key of a file; with --fsverity-key and
+    /// --fsverity-cert, also sign its image's fs-verity digest for the kernel (PKCS#7).
     Sign {
         /// The secret key file (base64, one key per line, as `ostree sign --keys-file`).
-        #[arg(long)]
-        key: PathBuf,
+        #[arg(long, required_unless_present = "fsverity_key")]
+        key: Option<PathBuf>,
+        /// An RSA private key (PEM) for a kernel built-in signature of the image.
+        #[arg(long, requires = "fsverity_cert")]
+        fsverity_key: Option<PathBuf>,
+        /// The X.509 certificate (PEM or DER) of --fsverity-key.
+        #[arg(long, requires = "fsverity_key")]
+        fsverity_cert: Option<PathBuf>,
         /// A commit ref or commit id.
         commit: String,
     },
@@ -164,6 +171,9 @@ enum Cmd {
         /// Check the signatures only; do not re-create the image.
         #[arg(long)]
         no_derive: bool,
+        /// Also check the kernel built-in signature of the image against this certificate.
+        #[arg(long)]
+        fsverity_cert: Option<PathBuf>,
         /// A commit ref or commit id.
         commit: String,
     },
@@ -175,6 +185,10 @@ enum Cmd {
         /// Write the image here instead of storing it in the repository.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// Enable fs-verity on the stored image with the commit's kernel built-in signature
+        /// (`sign --fsverity-key`); the kernel checks it against its `.fs-verity` keyring.
+        #[arg(long, conflicts_with = "output")]
+        kernel_signature: bool,
     },
     /// fs-verity built-in signatures (as fsverity-utils).
     Fsverity {
@@ -583,19 +597,39 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             KeyCmd::Generate { secret } => crate::trust_cmd::key_generate(&secret, json)?,
             KeyCmd::Public { secret } => crate::trust_cmd::key_public(&secret)?,
         },
-        Cmd::Sign { key, commit } => {
-            crate::trust_cmd::sign(&open(&cli.repo)?, &commit, &key, json)?;
+        Cmd::Sign {
+            key,
+            fsverity_key,
+            fsverity_cert,
+            commit,
+        } => {
+            let repo = open(&cli.repo)?;
+            if let Some(key) = &key {
+                crate::trust_cmd::sign(&repo, &commit, key, json)?;
+            }
+            if let (Some(k), Some(c)) = (&fsverity_key, &fsverity_cert) {
+                crate::trust_cmd::sign_image(&repo, &commit, k, c, json)?;
+            }
         }
         Cmd::Verify {
             keys,
             revoked,
             no_derive,
+            fsverity_cert,
             commit,
         } => {
             let ring = crate::trust_cmd::keyring(&keys, revoked.as_deref())?;
-            crate::trust_cmd::verify(&open(&cli.repo)?, &commit, &ring, !no_derive, json)?;
+            let repo = open(&cli.repo)?;
+            crate::trust_cmd::verify(&repo, &commit, &ring, !no_derive, json)?;
+            if let Some(cert) = &fsverity_cert {
+                crate::trust_cmd::verify_image_signature(&repo, &commit, cert, json)?;
+            }
         }
-        Cmd::Derive { commit, output } => {
+        Cmd::Derive {
+            commit,
+            output,
+            kernel_signature,
+        } => {
             let repo = open(&cli.repo)?;
             let id = repo.resolve_commit(&commit)?;
             let digest = match output {
@@ -618,7 +652,7 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 }
                 None => {
                     let tx = repo.transaction().context("cannot start a transaction")?;
-                    let image = tx.restore_image(&id)?;
+                    let image = tx.restore_image(&id, kernel_signature)?;
                     tx.finish()?;
                     image.to_hex()
                 }

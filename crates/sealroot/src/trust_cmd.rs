@@ -294,6 +294,74 @@ pub fn sign(repo: &Repository, spec: &str, key_path: &Path, json: bool) -> Resul
     Ok(())
 }
 
+/// `sealroot sign --fsverity-key K --fsverity-cert C COMMIT`: the kernel built-in
+/// signature of the commit's image (PKCS#7 over its fs-verity digest, as `fsverity sign`),
+/// stored beside the commit.
+pub fn sign_image(
+    repo: &Repository,
+    spec: &str,
+    key: &Path,
+    cert: &Path,
+    json: bool,
+) -> Result<()> {
+    let id = repo.resolve_commit(spec)?;
+    let commit = repo.read_commit(&id)?;
+    let key = pkcs7::SigningKey::read_pem_file(key)?;
+    let cert = pkcs7::Certificate::read_file(cert)?;
+    let der = pkcs7::sign_digest(&key, &cert, HashAlgorithm::Sha256, commit.image.as_bytes())?;
+    let tx = repo.transaction().context("cannot start a transaction")?;
+    tx.write_image_signature(&id, &der)?;
+    tx.finish()?;
+    if json {
+        println!(
+            "{}",
+            json!({"commit": id.to_hex(), "image": commit.image.to_hex(), "kernel_signature_bytes": der.len()})
+        );
+    } else {
+        println!(
+            "signed image sha256:{} of {id} for the kernel ({} bytes of PKCS#7)",
+            commit.image,
+            der.len()
+        );
+    }
+    Ok(())
+}
+
+/// `verify --fsverity-cert C`: the image's kernel built-in signature, checked in userspace.
+pub fn verify_image_signature(
+    repo: &Repository,
+    spec: &str,
+    cert: &Path,
+    json: bool,
+) -> Result<()> {
+    let id = repo.resolve_commit(spec)?;
+    let commit = repo.read_commit(&id)?;
+    let Some(der) = repo.read_image_signature(&id)? else {
+        bail!("commit {id} has no kernel built-in signature for its image");
+    };
+    let cert = pkcs7::Certificate::read_file(cert)?;
+    pkcs7::verify_signature(&cert, HashAlgorithm::Sha256, commit.image.as_bytes(), &der)
+        .with_context(|| {
+            format!(
+                "commit {id}: the kernel signature of image sha256:{}",
+                commit.image
+            )
+        })?;
+    if json {
+        println!(
+            "{}",
+            json!({"commit": id.to_hex(), "kernel_signature": "good"})
+        );
+    } else {
+        println!(
+            "image sha256:{}: good kernel built-in signature by {}",
+            commit.image,
+            cert.origin()
+        );
+    }
+    Ok(())
+}
+
 /// Loads a keyring from a file or directory, with revoked keys.
 pub fn keyring(keys: &Path, revoked: Option<&Path>) -> Result<Keyring> {
     let mut ring = Keyring::load(keys)?;

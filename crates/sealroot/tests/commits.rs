@@ -466,3 +466,131 @@ mount_test! {
         assert_eq!(fs::read_dir(&mnt).unwrap().count(), 0);
     }
 }
+
+/// Whether a tool is on the PATH.
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn the_image_gets_a_kernel_signature_as_fsverity_sign_makes_it() {
+    if !have("openssl") || !have("fsverity") {
+        println!("SKIPPED: openssl or fsverity (fsverity-utils) is not installed");
+        eprintln!("SKIPPED: openssl or fsverity (fsverity-utils) is not installed");
+        return;
+    }
+    let t = setup("commit-p7s-");
+    let image = t.commit["image"].as_str().unwrap().to_owned();
+    let commit = t.commit["commit"].as_str().unwrap().to_owned();
+    let (key, cert) = (t.dir.join("k.pem"), t.dir.join("c.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args([
+            "-subj",
+            "/CN=sealroot test",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let err = fails(&t.repo, &["derive", "--kernel-signature", "os"]);
+    assert!(err.contains("no kernel built-in signature"), "{err}");
+
+    ok(
+        &t.repo,
+        &[
+            "sign",
+            "--fsverity-key",
+            s(&key),
+            "--fsverity-cert",
+            s(&cert),
+            "os",
+        ],
+    );
+    let p7s = fs::read(t.repo.join(format!("commits/{commit}.p7s"))).unwrap();
+    // fsverity-utils, signing the image file itself, writes the very same bytes.
+    let theirs = t.dir.join("theirs.p7s");
+    let st = Command::new("fsverity")
+        .arg("sign")
+        .arg(object(&t.repo, &image))
+        .arg(&theirs)
+        .args(["--key", s(&key), "--cert", s(&cert)])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        fs::read(&theirs).unwrap() == p7s,
+        "differs from fsverity sign"
+    );
+
+    let v = ok(
+        &t.repo,
+        &[
+            "verify",
+            "--keys",
+            s(&t.public),
+            "--fsverity-cert",
+            s(&cert),
+            "os",
+        ],
+    );
+    assert!(v.contains("good kernel built-in signature"), "{v}");
+    // Another certificate, or one byte changed: refused.
+    let (key2, cert2) = (t.dir.join("k2.pem"), t.dir.join("c2.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=other", "-keyout", s(&key2), "-out", s(&cert2)])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let err = fails(
+        &t.repo,
+        &[
+            "verify",
+            "--keys",
+            s(&t.public),
+            "--fsverity-cert",
+            s(&cert2),
+            "os",
+        ],
+    );
+    assert!(err.contains(&image), "{err}");
+    let r = copy(&t.repo, &t.dir.join("r-p7s"));
+    let path = r.join(format!("commits/{commit}.p7s"));
+    let len = fs::metadata(&path).unwrap().len() as usize;
+    flip(&path, len - 10);
+    let err = fails(
+        &r,
+        &[
+            "verify",
+            "--keys",
+            s(&t.public),
+            "--fsverity-cert",
+            s(&cert),
+            "os",
+        ],
+    );
+    assert!(err.contains(&commit), "{err}");
+
+    // gc keeps it with its commit and removes it with it.
+    ok(&t.repo, &["gc"]);
+    assert!(t.repo.join(format!("commits/{commit}.p7s")).exists());
+}
