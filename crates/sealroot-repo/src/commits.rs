@@ -388,7 +388,9 @@ impl Repository {
     ) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
         let object = ObjectId::new(AnyDigest::Sha256(*id));
         let file = self.open_object(&object).map_err(Box::new)?;
-        let mut bytes = Vec::new();
+        // Sized once: large directories' objects would otherwise grow by doubling.
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut bytes = Vec::with_capacity(size.min(kind.max_size() as u64 + 1) as usize);
         file.take(kind.max_size() as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Box::new(IoError::new(Op::Read, self.object_path(&object), e)))?;

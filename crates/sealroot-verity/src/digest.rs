@@ -171,8 +171,16 @@ macro_rules! digest_type {
             /// The object path a content-addressed store uses for this digest:
             /// `XX/REST`, the first two hex digits naming the directory.
             pub fn object_path(&self) -> String {
-                let hex = self.to_hex();
-                format!("{}/{}", &hex[..2], &hex[2..])
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut out = String::with_capacity(2 * $len + 1);
+                for (i, &b) in self.0.iter().enumerate() {
+                    if i == 1 {
+                        out.push('/');
+                    }
+                    out.push(char::from(HEX[usize::from(b >> 4)]));
+                    out.push(char::from(HEX[usize::from(b & 15)]));
+                }
+                out
             }
         }
 

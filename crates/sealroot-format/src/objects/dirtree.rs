@@ -213,12 +213,20 @@ impl DirTree {
     pub fn parse(bytes: &[u8]) -> Result<DirTree, ParseError> {
         let kind = ObjectKind::DirTree;
         let mut entries: Vec<TreeEntry> = Vec::new();
+        // Each line is checked to be the one encoding of its entry as it is read (the header
+        // and the line structure are checked by `body_lines`), so the whole object is.
+        let mut again = Vec::with_capacity(256);
         for (n, line) in text::body_lines(kind, bytes)? {
             let err = |p| ParseError::new(kind, n, p);
             if entries.len() >= ENTRIES_MAX {
                 return Err(err(Problem::TooManyEntries(ENTRIES_MAX)));
             }
             let entry = TreeEntry::parse(line).map_err(err)?;
+            again.clear();
+            entry.encode_into(&mut again);
+            if again.strip_suffix(b"\n") != Some(line) {
+                return Err(err(Problem::NotCanonical));
+            }
             if let Some(prev) = entries.last() {
                 match prev.name.cmp(&entry.name) {
                     std::cmp::Ordering::Less => {}
@@ -238,11 +246,7 @@ impl DirTree {
             }
             entries.push(entry);
         }
-        let tree = DirTree { entries };
-        if tree.encode() != bytes {
-            return Err(ParseError::new(kind, 0, Problem::NotCanonical));
-        }
-        Ok(tree)
+        Ok(DirTree { entries })
     }
 }
 
