@@ -20,8 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-pub mod cli;
-
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -6,29 +6,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use sealroot_testkit::{assert_same, cli, mount_test, pattern, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
-const TMP: &str = env!("CARGO_TARGET_TMPDIR");
-
-fn run(repo: &Path, args: &[&str]) -> Output {
-    cli::run(BIN, repo, args)
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    cli::ok(BIN, repo, args)
-}
-
-fn json(repo: &Path, args: &[&str]) -> Value {
-    cli::json(BIN, repo, args)
-}
-
-fn fails(repo: &Path, args: &[&str]) -> String {
-    cli::fails(BIN, repo, args)
-}
+mod common;
+use common::{fails, have, json, ok, run, BIN, TMP};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -467,12 +451,32 @@ mount_test! {
     }
 }
 
-/// Whether a tool is on the PATH.
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
+/// A new RSA key and self-signed certificate, `DIR/NAME.key` and `DIR/NAME.pem`, by openssl.
+fn rsa_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+        ])
         .output()
-        .is_ok_and(|o| o.status.success())
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (key, cert)
 }
 
 #[test]
@@ -485,26 +489,7 @@ fn the_image_gets_a_kernel_signature_as_fsverity_sign_makes_it() {
     let t = setup("commit-p7s-");
     let image = t.commit["image"].as_str().unwrap().to_owned();
     let commit = t.commit["commit"].as_str().unwrap().to_owned();
-    let (key, cert) = (t.dir.join("k.pem"), t.dir.join("c.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-        ])
-        .args([
-            "-subj",
-            "/CN=sealroot test",
-            "-keyout",
-            s(&key),
-            "-out",
-            s(&cert),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let (key, cert) = rsa_certificate(&t.dir, "c");
     let err = fails(&t.repo, &["derive", "--kernel-signature", "os"]);
     assert!(err.contains("no kernel built-in signature"), "{err}");
 
@@ -552,15 +537,7 @@ fn the_image_gets_a_kernel_signature_as_fsverity_sign_makes_it() {
     );
     assert!(v.contains("good kernel built-in signature"), "{v}");
     // Another certificate, or one byte changed: refused.
-    let (key2, cert2) = (t.dir.join("k2.pem"), t.dir.join("c2.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-        ])
-        .args(["-subj", "/CN=other", "-keyout", s(&key2), "-out", s(&cert2)])
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    let (_, cert2) = rsa_certificate(&t.dir, "c2");
     let err = fails(
         &t.repo,
         &[

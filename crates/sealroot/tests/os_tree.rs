@@ -8,23 +8,10 @@ use std::process::Command;
 
 use sealroot_testkit::{assert_same, mount_test, scratch, Fields, Snapshot};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
-const TMP: &str = env!("CARGO_TARGET_TMPDIR");
 const SOURCE: &str = "/usr/share";
 
-fn sealroot(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("SEALROOT_REPO", repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sealroot {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{ok as sealroot, TMP};
 
 mount_test! {
     /// /usr/share as directory and as tar: one image; mounted, it is /usr/share.

@@ -5,34 +5,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sealroot_testkit::{assert_same, cli, mount_test, pattern, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
-const TMP: &str = env!("CARGO_TARGET_TMPDIR");
-
-fn cmd(repo: &Path, args: &[&str]) -> Command {
-    cli::cmd(BIN, repo, args)
-}
-
-fn run(repo: &Path, args: &[&str]) -> Output {
-    cli::run(BIN, repo, args)
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    cli::ok(BIN, repo, args)
-}
-
-fn json(repo: &Path, args: &[&str]) -> Value {
-    cli::json(BIN, repo, args)
-}
-
-fn fails(repo: &Path, args: &[&str]) -> String {
-    cli::fails(BIN, repo, args)
-}
+mod common;
+use common::{cmd, fails, json, ok, run, TMP};
 
 fn init(dir: &Path) -> std::path::PathBuf {
     let repo = dir.join("repo");
