@@ -224,15 +224,18 @@ pub struct LogEntry {
     pub commit: Commit,
 }
 
-/// The closure of some commits: everything `gc` must keep for them.
+/// What some commits reach ([`Repository::reach`]): everything `gc` must keep for them.
 #[derive(Debug, Default)]
-pub(crate) struct CommitClosure {
-    /// Commit, dirtree, dirmeta and file objects.
+pub(crate) struct Reach {
+    /// Commit, dirtree, dirmeta, file and image objects.
     pub(crate) objects: HashSet<ObjectId>,
-    /// The commits' images.
-    pub(crate) images: Vec<(ImageId, Vec<RefName>)>,
-    /// The commits themselves.
-    pub(crate) commits: HashSet<CommitId>,
+    /// The commits, with their images' digests, in the order reached.
+    pub(crate) commits: Vec<(CommitId, Sha256Digest)>,
+    /// The dirtrees read (not `objects`: a file may have a dirtree's bytes as content, and
+    /// reaching it as a file must not stop the dirtree from being followed).
+    trees: HashSet<Sha256Digest>,
+    /// The commits read (or tried).
+    seen: HashSet<CommitId>,
 }
 
 impl Repository {
@@ -489,37 +492,52 @@ impl Repository {
         Ok(Some(bytes))
     }
 
-    /// The objects commit `root` and its ancestors reach, as far as they can be read
-    /// (unreadable, corrupt or unparsable objects are included, their contents not
-    /// followed): for `fsck`, to name the refs a damaged object affects.
-    pub(crate) fn commit_objects_lenient(&self, root: &CommitId) -> HashSet<ObjectId> {
+    /// Adds to `out` everything commit `root` and its ancestors present here reach: the
+    /// commits, their images, tree objects and file objects. With `strict`, a commit or
+    /// dirtree that is missing, corrupt or does not parse is an error (`gc` must not
+    /// guess); without, it is included and its content not followed (`fsck`, naming the
+    /// refs a damaged object affects). Objects in `out` already are not read again.
+    pub(crate) fn reach(
+        &self,
+        root: &CommitId,
+        strict: bool,
+        out: &mut Reach,
+    ) -> Result<(), CommitError> {
         let sha = |d: Sha256Digest| ObjectId::new(AnyDigest::Sha256(d));
-        let mut out = HashSet::new();
         let mut next = Some(*root);
-        let mut trees_seen = HashSet::new();
         while let Some(id) = next.take() {
-            if !out.insert(id.object()) {
+            // A parent not here ends the history here (a shallow copy); the root must be.
+            if (id != *root && !self.has_commit(&id)?) || !out.seen.insert(id) {
                 break;
             }
-            let Ok(bytes) = self.fetch_tree_object(ObjectKind::Commit, &id.0) else {
-                break;
+            out.objects.insert(id.object());
+            let commit = match self.read_commit(&id) {
+                Ok(c) => c,
+                Err(e) if strict => return Err(e),
+                Err(_) => break,
             };
-            let Ok(commit) = Commit::parse(&bytes) else {
-                break;
-            };
-            out.insert(sha(commit.image));
+            out.commits.push((id, commit.image));
+            out.objects.insert(sha(commit.image));
             let mut dirs = vec![(commit.tree, commit.dirmeta)];
             while let Some((tree, meta)) = dirs.pop() {
-                out.insert(sha(meta));
-                out.insert(sha(tree));
-                if !trees_seen.insert(tree) {
+                out.objects.insert(sha(meta));
+                out.objects.insert(sha(tree));
+                if !out.trees.insert(tree) {
                     continue;
                 }
-                let Ok(bytes) = self.fetch_tree_object(ObjectKind::DirTree, &tree) else {
-                    continue;
-                };
-                let Ok(dt) = DirTree::parse(&bytes) else {
-                    continue;
+                let parsed = self
+                    .read_object_checked(&sha(tree), ObjectKind::DirTree.max_size())
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| DirTree::parse(&bytes).map_err(|e| e.to_string()));
+                let dt = match parsed {
+                    Ok(dt) => dt,
+                    Err(reason) if strict => {
+                        return Err(CommitError::Corrupt {
+                            id,
+                            reason: format!("dirtree {tree}: {reason}"),
+                        })
+                    }
+                    Err(_) => continue,
                 };
                 for e in dt.entries {
                     match e.kind {
@@ -527,7 +545,7 @@ impl Repository {
                         EntryKind::File {
                             digest: Some(d), ..
                         } => {
-                            out.insert(sha(d));
+                            out.objects.insert(sha(d));
                         }
                         _ => {}
                     }
@@ -535,76 +553,7 @@ impl Repository {
             }
             next = commit.parent.map(CommitId);
         }
-        out
-    }
-
-    /// Everything the commits `roots` (and their parents present here) need: for `gc`.
-    /// Unreadable or corrupt commits and tree objects are errors: `gc` must not guess.
-    pub(crate) fn commit_closure(
-        &self,
-        roots: &[(CommitId, Vec<RefName>)],
-    ) -> Result<CommitClosure, CommitError> {
-        let mut out = CommitClosure::default();
-        let mut trees_seen = HashSet::new();
-        let mut images: BTreeMap<ImageId, Vec<RefName>> = BTreeMap::new();
-        for (root, refs) in roots {
-            let mut next = Some(*root);
-            let mut first = true;
-            while let Some(id) = next {
-                if !out.commits.insert(id) && !first {
-                    break;
-                }
-                if !first && !self.has_commit(&id)? {
-                    break;
-                }
-                first = false;
-                let commit = self.read_commit(&id)?;
-                out.objects.insert(id.object());
-                images
-                    .entry(ImageId::new(ObjectId::new(AnyDigest::Sha256(commit.image))))
-                    .or_default()
-                    .extend(refs.iter().cloned());
-                // The tree objects, breadth by breadth.
-                let mut dirs = vec![(commit.tree, commit.dirmeta)];
-                while let Some((tree, meta)) = dirs.pop() {
-                    out.objects.insert(ObjectId::new(AnyDigest::Sha256(meta)));
-                    if !trees_seen.insert(tree) {
-                        continue;
-                    }
-                    let object = ObjectId::new(AnyDigest::Sha256(tree));
-                    let bytes = self
-                        .read_object_checked(&object, ObjectKind::DirTree.max_size())
-                        .map_err(|e| match e {
-                            ObjectError::NotFound(_) | ObjectError::Corrupt { .. } => {
-                                CommitError::Corrupt {
-                                    id,
-                                    reason: format!("dirtree: {e}"),
-                                }
-                            }
-                            e => e.into(),
-                        })?;
-                    let dt = DirTree::parse(&bytes).map_err(|e| CommitError::Corrupt {
-                        id,
-                        reason: format!("dirtree {tree}: {e}"),
-                    })?;
-                    out.objects.insert(object);
-                    for e in dt.entries {
-                        match e.kind {
-                            EntryKind::Dir { tree, meta } => dirs.push((tree, meta)),
-                            EntryKind::File {
-                                digest: Some(d), ..
-                            } => {
-                                out.objects.insert(ObjectId::new(AnyDigest::Sha256(d)));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                next = commit.parent.map(CommitId);
-            }
-        }
-        out.images = images.into_iter().collect();
-        Ok(out)
+        Ok(())
     }
 }
 

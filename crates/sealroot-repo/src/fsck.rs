@@ -566,7 +566,12 @@ impl Repository {
                     ),
                 })?
                 .into_iter()
-                .filter_map(|(name, id)| Some((name, self.commit_objects_lenient(&id?))))
+                .filter_map(|(name, id)| {
+                    let mut reach = crate::commits::Reach::default();
+                    // Lenient: only fails on I/O errors, and those only cost the naming.
+                    self.reach(&id?, false, &mut reach).ok()?;
+                    Some((name, reach.objects))
+                })
                 .collect()
         };
         for (object, problem) in corrupt {

@@ -15,7 +15,7 @@ use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
 
 use crate::commits::{
-    CommitId, COMMITS_DIR, COMMIT_REFS_DIR, IMAGE_SIGNATURE_SUFFIX, SIGNATURE_SUFFIX,
+    CommitId, Reach, COMMITS_DIR, COMMIT_REFS_DIR, IMAGE_SIGNATURE_SUFFIX, SIGNATURE_SUFFIX,
 };
 use crate::error::{GcError, IoError, Operation as Op, TransactionError};
 use crate::fs;
@@ -168,31 +168,25 @@ impl Repository {
                     .push(format!("{COMMIT_REFS_DIR}/{}", raw.name)),
             }
         }
-        let closure = self.commit_closure(&commit_roots).map_err(|e| {
-            let (commit, refs) = match &e {
-                crate::CommitError::Corrupt { id, .. } | crate::CommitError::NotFound(id) => (
-                    id.to_hex(),
-                    commit_roots
-                        .iter()
-                        .find(|(c, _)| c == id)
-                        .map(|(_, r)| r.clone())
-                        .unwrap_or_default(),
-                ),
-                _ => (String::from("(some)"), Vec::new()),
-            };
-            GcError::UnreadableCommit {
-                commit,
-                refs,
-                reason: e.to_string(),
-            }
-        })?;
-        for (image, refs) in &closure.images {
-            if !self.image_present(image)? {
-                continue;
-            }
-            match roots.iter_mut().find(|(i, _)| i == image) {
-                Some((_, r)) => r.extend(refs.iter().cloned()),
-                None => roots.push((*image, refs.clone())),
+        let mut reach = Reach::default();
+        for (commit, refs) in &commit_roots {
+            let before = reach.commits.len();
+            self.reach(commit, true, &mut reach)
+                .map_err(|e| GcError::UnreadableCommit {
+                    commit: commit.to_hex(),
+                    refs: refs.clone(),
+                    reason: e.to_string(),
+                })?;
+            // Each commit's image stays (ancestors' too: they can still be mounted).
+            for (_, image) in &reach.commits[before..] {
+                let image = ImageId::new(ObjectId::new(sealroot_verity::AnyDigest::Sha256(*image)));
+                if !self.image_present(&image)? {
+                    continue;
+                }
+                match roots.iter_mut().find(|(i, _)| *i == image) {
+                    Some((_, r)) => r.extend(refs.iter().cloned()),
+                    None => roots.push((image, refs.clone())),
+                }
             }
         }
         progress.phase(Phase::Marking, Some(roots.len() as u64), None);
@@ -222,7 +216,7 @@ impl Repository {
         let (live, scans) = rayon::join(mark, || self.scan_objects());
         let (live, scans) = (live?, scans?);
         let mut live = live;
-        live.extend(closure.objects.iter().copied());
+        live.extend(reach.objects.iter().copied());
         let live_images: HashSet<ImageId> = roots.iter().map(|(i, _)| *i).collect();
 
         // Sweep images, then objects.
@@ -250,7 +244,8 @@ impl Repository {
         }
 
         // Commit links and signature files of commits no ref reaches.
-        self.sweep_commits(&closure.commits, dry, &mut report)?;
+        let live_commits: HashSet<CommitId> = reach.commits.iter().map(|(c, _)| *c).collect();
+        self.sweep_commits(&live_commits, dry, &mut report)?;
 
         let counts = SweepCounts::default();
         let sweep = || -> Vec<Result<(), IoError>> {

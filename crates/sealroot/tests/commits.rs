@@ -571,3 +571,27 @@ fn the_image_gets_a_kernel_signature_as_fsverity_sign_makes_it() {
     ok(&t.repo, &["gc"]);
     assert!(t.repo.join(format!("commits/{commit}.p7s")).exists());
 }
+
+#[test]
+fn a_file_with_a_dirtree_as_content_does_not_hide_that_dirtree_from_gc() {
+    let t = setup("commit-gc-kinds-");
+    let commit = t.commit["commit"].as_str().unwrap().to_owned();
+    let text = fs::read_to_string(object(&t.repo, &commit)).unwrap();
+    let root_tree = text.lines().find_map(|l| l.strip_prefix("tree ")).unwrap();
+    // A second tree holding the first commit's root dirtree as a file's content; its ref
+    // sorts first, so gc reaches that object as a file before it reaches it as a dirtree.
+    let other = t.dir.join("other");
+    fs::create_dir(&other).unwrap();
+    fs::copy(object(&t.repo, root_tree), other.join("copy-of-a-dirtree")).unwrap();
+    ok(&t.repo, &["commit", "--ref", "a-first", s(&other)]);
+    fs::rename(
+        t.repo.join("commits/refs/os"),
+        t.repo.join("commits/refs/z-last"),
+    )
+    .unwrap();
+    fs::remove_file(t.repo.join("images/refs/os")).unwrap();
+    ok(&t.repo, &["gc"]);
+    let fsck = ok(&t.repo, &["fsck"]);
+    assert!(fsck.contains("no problems found"), "{fsck}");
+    ok(&t.repo, &["verify", "--keys", s(&t.public), "z-last"]);
+}
