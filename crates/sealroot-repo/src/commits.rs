@@ -164,8 +164,8 @@ pub enum CommitError {
         "commit {0} has no kernel built-in signature for its image (sign it with an fs-verity key)"
     )]
     NoImageSignature(CommitId),
-    /// Neither a commit ref nor a commit id.
-    #[error("{0:?} is neither a commit ref nor a commit id of this repository")]
+    /// Names nothing in the repository.
+    #[error("{0:?} is not a ref, commit id or image id of this repository")]
     Unknown(String),
     /// A signature file too large to be one.
     #[error("{path}: too large to be a signature file")]
@@ -293,9 +293,37 @@ impl Repository {
     }
 
     /// Whether commit `id` is in the repository.
+    /// Whether commit `id` is in the repository: linked in `commits/` (every commit written
+    /// is; another object with that name is not a commit) and its object present.
     pub fn has_commit(&self, id: &CommitId) -> Result<bool, CommitError> {
         self.require_sha256()?;
-        Ok(self.has_object(&id.object())?)
+        let rel = format!("{COMMITS_DIR}/{}", id.to_hex());
+        match rustix::fs::statat(self.dir(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(self.has_object(&id.object())?),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(IoError::new(Op::Stat, self.join(&rel), e).into()),
+        }
+    }
+
+    /// The image `spec` names: an image id of this repository, else a commit (by ref, id or
+    /// unique prefix: its image), else an image ref.
+    pub fn resolve_image(&self, spec: &str) -> Result<ImageId, CommitError> {
+        if let Ok(id) = spec.parse::<ImageId>() {
+            if self.has_image(&id)? {
+                return Ok(id);
+            }
+        }
+        match self.resolve_commit(spec) {
+            Ok(c) => return Ok(ImageId::sha256(self.read_commit(&c)?.image)),
+            Err(CommitError::Unknown(_) | CommitError::Algorithm(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let name = RefName::new(spec).map_err(|_| CommitError::Unknown(spec.to_owned()))?;
+        match self.resolve_ref(&name) {
+            Ok(id) => Ok(id),
+            Err(RefError::NotFound(_)) => Err(CommitError::Unknown(spec.to_owned())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The commits linked in `commits/`, in id order.
@@ -729,7 +757,7 @@ impl Transaction<'_> {
     pub fn set_commit_ref(&self, name: &RefName, id: &CommitId) -> Result<(), CommitError> {
         let repo = self.repo;
         let commit = repo.read_commit(id)?;
-        let image = ImageId::new(ObjectId::new(AnyDigest::Sha256(commit.image)));
+        let image = ImageId::sha256(commit.image);
         if !repo.image_present(&image)? {
             return Err(CommitError::Image(crate::error::ImageError::NotFound(
                 image,

@@ -675,8 +675,7 @@ impl Repository {
                 .read_commit(&id)
                 .and_then(|c| self.derive_image(&id, &c, None).map(|_| c))
                 .and_then(|c| {
-                    let image =
-                        ImageId::new(ObjectId::new(sealroot_verity::AnyDigest::Sha256(c.image)));
+                    let image = ImageId::sha256(c.image);
                     if self.image_present(&image)? {
                         Ok(())
                     } else {

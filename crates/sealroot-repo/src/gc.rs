@@ -179,7 +179,7 @@ impl Repository {
                 })?;
             // Each commit's image stays (ancestors' too: they can still be mounted).
             for (_, image) in &reach.commits[before..] {
-                let image = ImageId::new(ObjectId::new(sealroot_verity::AnyDigest::Sha256(*image)));
+                let image = ImageId::sha256(*image);
                 if !self.image_present(&image)? {
                     continue;
                 }

@@ -190,6 +190,11 @@ impl ImageId {
         ImageId(object)
     }
 
+    /// The image with fs-verity sha256 digest `digest` (what a commit records).
+    pub const fn sha256(digest: Sha256Digest) -> Self {
+        ImageId(ObjectId::new(AnyDigest::Sha256(digest)))
+    }
+
     /// The object holding the image.
     pub const fn object(&self) -> &ObjectId {
         &self.0

@@ -89,6 +89,10 @@ pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
             "{prog}: note: digest= implies verity (files without fs-verity read as EIO); add noverity to only check the image digest"
         );
     }
+    if p.flag("f") {
+        // mount(8)'s "fake": everything but the mount itself (the options are checked).
+        return Ok(());
+    }
     sealroot_mount::mount_image(&image, &mountpoint, &options)
         .with_context(|| format!("Failed to mount composefs {}", image.display()))?;
     Ok(())

@@ -306,28 +306,8 @@ enum FsverityCmd {
 
 /// Whether `name` is one of these commands (so `sealroot NAME` goes here).
 pub fn is_command(name: &str) -> bool {
-    matches!(
-        name,
-        "init"
-            | "status"
-            | "commit"
-            | "mount"
-            | "refs"
-            | "images"
-            | "objects"
-            | "ls"
-            | "cat"
-            | "fsck"
-            | "gc"
-            | "log"
-            | "show"
-            | "diff"
-            | "key"
-            | "sign"
-            | "verify"
-            | "fsverity"
-            | "derive"
-    )
+    use clap::CommandFactory as _;
+    Cli::command().find_subcommand(name).is_some()
 }
 
 /// Runs a repository command; `args` includes the program name.
@@ -538,23 +518,16 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             let image = match &require_signature {
                 Some(keys) => {
                     let ring = crate::trust_cmd::keyring(keys, revoked.as_deref())?;
+                    let id = repo.resolve_commit(&refname)?;
                     // The signature covers the commit, which names the image by digest; the
                     // mount checks the image against that digest before the kernel sees it.
-                    let v = crate::trust_cmd::verify_commit(&repo, &refname, &ring, false)
+                    let v = crate::trust_cmd::verify_commit(&repo, &id, &ring, false)
                         .with_context(|| format!("refusing to mount {refname}"))?;
-                    let image = ImageId::new(ObjectId::new(sealroot_verity::AnyDigest::Sha256(
-                        v.commit.image,
-                    )));
-                    if !repo.has_image(&image).unwrap_or(false) {
+                    let image = ImageId::sha256(v.commit.image);
+                    if !repo.has_image(&image)? {
                         bail!(
                             "refusing to mount {refname}: its signed image {} is not in the repository",
                             image.to_hex()
-                        );
-                    }
-                    if !repo.verity_supported() {
-                        eprintln!(
-                            "warning: this filesystem has no fs-verity: file contents are checked \
-                             when objects are stored and by fsck, not by the kernel on every read"
                         );
                     }
                     eprintln!(
@@ -564,15 +537,30 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                     );
                     image
                 }
-                None => resolve(&repo, &refname)?,
+                None => repo
+                    .resolve_image(&refname)
+                    .with_context(|| format!("cannot resolve {refname}"))?,
             };
+            // Whether the objects have fs-verity is read off the image (stored like them), not
+            // learnt by writing a probe: a repository mounted at boot is often read-only.
+            let image_has_verity = std::fs::File::open(repo.image_path(&image))
+                .and_then(sealroot_sys::fsverity::is_verity_enabled)
+                .unwrap_or(false);
             let verity = match verity {
                 Some(Verity::Require) => sealroot_mount::VerityMode::Require,
                 Some(Verity::On) => sealroot_mount::VerityMode::Try,
                 Some(Verity::Off) => sealroot_mount::VerityMode::Off,
-                None if repo.verity_supported() => sealroot_mount::VerityMode::Require,
+                None if repo.config().require_verity || image_has_verity => {
+                    sealroot_mount::VerityMode::Require
+                }
                 None => sealroot_mount::VerityMode::Off,
             };
+            if require_signature.is_some() && verity != sealroot_mount::VerityMode::Require {
+                eprintln!(
+                    "warning: the image has no fs-verity here: file contents are checked when \
+                     objects are stored and by fsck, not by the kernel on every read"
+                );
+            }
             let options = sealroot_mount::MountOptions {
                 basedirs: vec![repo.objects_path()],
                 expected_digest: image.as_sha256().copied(),
@@ -604,11 +592,12 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             commit,
         } => {
             let repo = open(&cli.repo)?;
+            let id = repo.resolve_commit(&commit)?;
             if let Some(key) = &key {
-                crate::trust_cmd::sign(&repo, &commit, key, json)?;
+                crate::trust_cmd::sign(&repo, &id, key, json)?;
             }
             if let (Some(k), Some(c)) = (&fsverity_key, &fsverity_cert) {
-                crate::trust_cmd::sign_image(&repo, &commit, k, c, json)?;
+                crate::trust_cmd::sign_image(&repo, &id, k, c, json)?;
             }
         }
         Cmd::Verify {
@@ -620,9 +609,10 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
         } => {
             let ring = crate::trust_cmd::keyring(&keys, revoked.as_deref())?;
             let repo = open(&cli.repo)?;
-            crate::trust_cmd::verify(&repo, &commit, &ring, !no_derive, json)?;
+            let id = repo.resolve_commit(&commit)?;
+            let v = crate::trust_cmd::verify(&repo, &id, &ring, !no_derive, json)?;
             if let Some(cert) = &fsverity_cert {
-                crate::trust_cmd::verify_image_signature(&repo, &commit, cert, json)?;
+                crate::trust_cmd::verify_image_signature(&repo, &v, cert, json)?;
             }
         }
         Cmd::Derive {
@@ -635,20 +625,13 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             let digest = match output {
                 Some(path) => {
                     let c = repo.read_commit(&id)?;
-                    let tmp = tempfile::NamedTempFile::new_in(
-                        path.parent()
-                            .filter(|p| !p.as_os_str().is_empty())
-                            .unwrap_or(Path::new(".")),
-                    )
-                    .with_context(|| format!("cannot create a file beside {}", path.display()))?;
-                    let mut w = std::io::BufWriter::new(tmp.as_file());
-                    let d = repo.derive_image(&id, &c, Some(&mut w))?;
-                    w.flush()
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    drop(w);
-                    tmp.persist(&path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    d.to_hex()
+                    crate::mkcomposefs::write_atomically(&path, |f| {
+                        let mut w = std::io::BufWriter::new(f);
+                        repo.derive_image(&id, &c, Some(&mut w))?;
+                        w.flush()?;
+                        Ok(())
+                    })?;
+                    c.image.to_hex()
                 }
                 None => {
                     let tx = repo.transaction().context("cannot start a transaction")?;
@@ -672,15 +655,16 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 hash_alg,
                 block_size,
                 salt,
-            } => crate::trust_cmd::fsverity_sign(
-                &file,
-                &out,
-                &key,
-                &cert,
-                &hash_alg,
-                block_size,
-                salt.as_deref(),
-            )?,
+            } => {
+                let salt = salt
+                    .as_deref()
+                    .map(hex::decode)
+                    .transpose()
+                    .context("--salt: not hex")?
+                    .unwrap_or_default();
+                let params = sealroot_verity::Params::new(hash_alg.parse()?, block_size, &salt)?;
+                crate::trust_cmd::fsverity_sign(&file, &out, &key, &cert, &params)?
+            }
             FsverityCmd::Enable { file, signature } => {
                 let sig = signature
                     .map(|p| {
@@ -807,7 +791,11 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
             let report = repo.fsck(&options, &bar).context("fsck failed")?;
             bar.finish();
             crate::report::print_fsck(&report, json);
-            if !report.is_clean() && report.repaired.is_none() {
+            let refs_left_broken = report
+                .repaired
+                .as_ref()
+                .is_some_and(|r| !r.refs_needing_commit.is_empty());
+            if (!report.is_clean() && report.repaired.is_none()) || refs_left_broken {
                 return Ok(std::process::ExitCode::FAILURE);
             }
         }
@@ -845,31 +833,10 @@ fn open(path: &Path) -> Result<Repository> {
     Repository::open(path).with_context(|| format!("cannot open the repository {}", path.display()))
 }
 
-/// A ref name, or an image id in hex.
-fn resolve(repo: &Repository, name: &str) -> Result<ImageId> {
-    if let Ok(id) = name.parse::<ImageId>() {
-        if repo.has_image(&id).unwrap_or(false) {
-            return Ok(id);
-        }
-    }
-    let refname = RefName::new(name).with_context(|| format!("bad ref name {name:?}"))?;
-    // A commit ref names the commit, whose image is what to use.
-    match repo.resolve_commit_ref(&refname) {
-        Ok(id) => {
-            let commit = repo.read_commit(&id)?;
-            return Ok(ImageId::new(ObjectId::new(
-                sealroot_verity::AnyDigest::Sha256(commit.image),
-            )));
-        }
-        Err(sealroot_repo::RefError::NotFound(_)) => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot resolve {name}")),
-    }
-    repo.resolve_ref(&refname)
-        .with_context(|| format!("cannot resolve {name}"))
-}
-
 fn read_tree(repo: &Repository, name: &str) -> Result<Tree> {
-    let image = resolve(repo, name)?;
+    let image = repo
+        .resolve_image(name)
+        .with_context(|| format!("cannot resolve {name}"))?;
     repo.read_image(&image)
         .with_context(|| format!("cannot read image {} of {name}", image.to_hex()))
 }
@@ -981,11 +948,32 @@ fn cat(repo: &Repository, tree: &Tree, id: InodeId, path: &str) -> Result<()> {
         .payload
         .as_deref()
         .with_context(|| format!("{path}: the image names no object for it"))?;
-    let rel = String::from_utf8_lossy(payload.strip_prefix(b"/").unwrap_or(payload)).into_owned();
-    let object = repo.objects_path().join(&rel);
-    let mut f = std::fs::File::open(&object)
-        .with_context(|| format!("{path}: its object {rel} is missing"))?;
-    let mut hasher = sealroot_verity::Hasher::new(sealroot_verity::Params::composefs_default());
+    // The payload is the object's name: refuse anything else (an image from elsewhere could
+    // name any path).
+    let rel = String::from_utf8_lossy(payload);
+    let object = ObjectId::from_object_path(repo.algorithm(), &rel)
+        .with_context(|| format!("{path}: the image's payload {rel:?} is not an object name"))?;
+    if let Some(want) = &file.digest {
+        if object.digest().as_sha256() != Some(want) {
+            bail!("{path}: the image's digest {want} and object name {rel} disagree");
+        }
+    }
+    let mut f = repo
+        .open_object(&object)
+        .with_context(|| format!("{path}: its object {rel}"))?;
+    if sealroot_sys::fsverity::is_verity_enabled(&f).unwrap_or(false) {
+        // The kernel checks every read against the measured digest: check that once.
+        let (alg, got) = sealroot_sys::fsverity::measure_verity(&f)
+            .with_context(|| format!("{path}: measuring object {rel}"))?;
+        if u16::from(object.algorithm().kernel_id()) != alg || got != object.as_bytes() {
+            bail!("{path}: object {rel} is corrupt (its fs-verity digest is not its name)");
+        }
+        std::io::copy(&mut f, &mut stdout).with_context(|| format!("reading object {rel}"))?;
+        return Ok(());
+    }
+    // Without fs-verity: hashed while it is copied; a mismatch is reported (and the exit
+    // status says so) after the bytes went out.
+    let mut hasher = sealroot_verity::Hasher::new(repo.verity_params());
     let mut buf = vec![0u8; 1 << 18];
     loop {
         let n = f
@@ -998,12 +986,9 @@ fn cat(repo: &Repository, tree: &Tree, id: InodeId, path: &str) -> Result<()> {
         stdout.write_all(&buf[..n])?;
     }
     stdout.flush()?;
-    if let (Some(want), sealroot_verity::AnyDigest::Sha256(got)) = (file.digest, hasher.finish()) {
-        if want != got {
-            bail!(
-                "{path}: object {rel} is corrupt (fs-verity digest {got}, the image says {want})"
-            );
-        }
+    let got = hasher.finish();
+    if got != *object.digest() {
+        bail!("{path}: object {rel} is corrupt (its fs-verity digest is {got}, not its name)");
     }
     Ok(())
 }

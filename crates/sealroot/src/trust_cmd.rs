@@ -211,17 +211,21 @@ pub fn key_generate(secret_path: &Path, json: bool) -> Result<()> {
         p.push(".pub");
         std::path::PathBuf::from(p)
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(secret_path)
-        .with_context(|| format!("cannot create {}", secret_path.display()))?;
-    writeln!(f, "{}", key.to_base64())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", secret_path.display()))?;
-    std::fs::write(&pub_path, format!("{}\n", public.to_base64()))
-        .with_context(|| format!("cannot write {}", pub_path.display()))?;
+    // Neither file may exist already; the public one first, so that a failure leaves no
+    // secret key behind, and a file that could not be written whole is removed.
+    write_new(
+        &pub_path,
+        0o644,
+        format!("{}\n", public.to_base64()).as_bytes(),
+    )?;
+    if let Err(e) = write_new(
+        secret_path,
+        0o600,
+        format!("{}\n", key.to_base64()).as_bytes(),
+    ) {
+        let _ = std::fs::remove_file(&pub_path);
+        return Err(e);
+    }
     if json {
         println!(
             "{}",
@@ -234,6 +238,22 @@ pub fn key_generate(secret_path: &Path, json: bool) -> Result<()> {
             secret_path.display(),
             pub_path.display()
         );
+    }
+    Ok(())
+}
+
+/// Creates `path` (which must not exist) with `mode` holding `bytes`, durably; removes it
+/// again if it could not be written whole.
+fn write_new(path: &Path, mode: u32, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
     }
     Ok(())
 }
@@ -256,9 +276,9 @@ fn read_secret_keys(path: &Path) -> Result<Vec<SecretKey>> {
 }
 
 /// `sealroot sign --key SECRET COMMIT`: adds a signature by each key in the file.
-pub fn sign(repo: &Repository, spec: &str, key_path: &Path, json: bool) -> Result<()> {
+pub fn sign(repo: &Repository, id: &CommitId, key_path: &Path, json: bool) -> Result<()> {
+    let id = *id;
     let keys = read_secret_keys(key_path)?;
-    let id = repo.resolve_commit(spec)?;
     // Only a commit that is intact is signed.
     repo.read_commit(&id)?;
     let tx = repo.transaction().context("cannot start a transaction")?;
@@ -299,12 +319,12 @@ pub fn sign(repo: &Repository, spec: &str, key_path: &Path, json: bool) -> Resul
 /// stored beside the commit.
 pub fn sign_image(
     repo: &Repository,
-    spec: &str,
+    id: &CommitId,
     key: &Path,
     cert: &Path,
     json: bool,
 ) -> Result<()> {
-    let id = repo.resolve_commit(spec)?;
+    let id = *id;
     let commit = repo.read_commit(&id)?;
     let key = pkcs7::SigningKey::read_pem_file(key)?;
     let cert = pkcs7::Certificate::read_file(cert)?;
@@ -330,12 +350,11 @@ pub fn sign_image(
 /// `verify --fsverity-cert C`: the image's kernel built-in signature, checked in userspace.
 pub fn verify_image_signature(
     repo: &Repository,
-    spec: &str,
+    verified: &Verified,
     cert: &Path,
     json: bool,
 ) -> Result<()> {
-    let id = repo.resolve_commit(spec)?;
-    let commit = repo.read_commit(&id)?;
+    let (id, commit) = (verified.id, &verified.commit);
     let Some(der) = repo.read_image_signature(&id)? else {
         bail!("commit {id} has no kernel built-in signature for its image");
     };
@@ -368,9 +387,7 @@ pub fn keyring(keys: &Path, revoked: Option<&Path>) -> Result<Keyring> {
     if let Some(r) = revoked {
         ring.load_revoked(r)?;
     }
-    if ring.is_empty() {
-        bail!("{}: no trusted keys in it", keys.display());
-    }
+    // An empty keyring (or one whose keys are all revoked) is refused by verification itself.
     Ok(ring)
 }
 
@@ -388,11 +405,11 @@ pub struct Verified {
 /// from the tree objects and checks it is the signed one.
 pub fn verify_commit(
     repo: &Repository,
-    spec: &str,
+    id: &CommitId,
     ring: &Keyring,
     derive: bool,
 ) -> Result<Verified> {
-    let id = repo.resolve_commit(spec)?;
+    let id = *id;
     // The commit's bytes are checked against its id here.
     let commit = repo.read_commit(&id)?;
     let Some(bytes) = repo.read_signatures(&id)? else {
@@ -413,12 +430,12 @@ pub fn verify_commit(
 /// `sealroot verify`.
 pub fn verify(
     repo: &Repository,
-    spec: &str,
+    id: &CommitId,
     ring: &Keyring,
     derive: bool,
     json: bool,
-) -> Result<()> {
-    let v = verify_commit(repo, spec, ring, derive)?;
+) -> Result<Verified> {
+    let v = verify_commit(repo, id, ring, derive)?;
     if json {
         println!(
             "{}",
@@ -436,56 +453,28 @@ pub fn verify(
             );
         }
     }
-    Ok(())
-}
-
-fn hash_alg(name: &str) -> Result<HashAlgorithm> {
-    match name {
-        "sha256" => Ok(HashAlgorithm::Sha256),
-        "sha512" => Ok(HashAlgorithm::Sha512),
-        other => bail!("unknown hash algorithm {other:?} (sha256 or sha512)"),
-    }
-}
-
-fn hex_decode(s: &str) -> Result<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("--salt {s:?}: not hex");
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("bad hex"))
-        .collect()
+    Ok(v)
 }
 
 /// `sealroot fsverity sign FILE OUT --key K --cert C`: as fsverity-utils' `fsverity sign`.
-#[allow(clippy::too_many_arguments)]
 pub fn fsverity_sign(
     file: &Path,
     out: &Path,
     key: &Path,
     cert: &Path,
-    alg: &str,
-    block_size: usize,
-    salt: Option<&str>,
+    params: &Params,
 ) -> Result<()> {
-    let alg = hash_alg(alg)?;
-    let salt = salt.map(hex_decode).transpose()?.unwrap_or_default();
-    let params = Params::new(alg, block_size, &salt)?;
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let digest = sealroot_verity::digest_reader(&params, f)
+    let digest = sealroot_verity::digest_reader(params, f)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let key = pkcs7::SigningKey::read_pem_file(key)?;
     let cert = pkcs7::Certificate::read_file(cert)?;
-    let sig = pkcs7::sign_digest(&key, &cert, alg, digest.as_bytes())?;
-    std::fs::write(out, &sig).with_context(|| format!("cannot write {}", out.display()))?;
+    let sig = pkcs7::sign_digest(&key, &cert, params.algorithm(), digest.as_bytes())?;
+    crate::mkcomposefs::write_atomically(out, |f| Ok(f.write_all(&sig)?))?;
     println!(
-        "Signed file '{}' ({alg}:{})",
+        "Signed file '{}' ({}:{digest})",
         file.display(),
-        to_hex(digest.as_bytes())
+        params.algorithm()
     );
     Ok(())
-}
-
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

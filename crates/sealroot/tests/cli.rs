@@ -258,7 +258,12 @@ mount_test! {
         let (objects, img, mnt) = (t.join("objects"), t.join("image.cfs"), t.join("mnt"));
         fs::create_dir(&mnt).unwrap();
         ok(&["mkcomposefs", &format!("--digest-store={}", objects.display()), src.to_str().unwrap(), img.to_str().unwrap()], None);
+        // -f (mount(8)'s "fake"): the options are checked, nothing is mounted.
+        ok(&["mount.composefs", "-f", "-o", &format!("basedir={},ro", objects.display()), img.to_str().unwrap(), mnt.to_str().unwrap()], None);
+        assert!(!mounted(&mnt), "-f mounted something");
+        fails(&["mount.composefs", "-f", "-o", "basedir=/x,idmap=/proc/1/ns/user", img.to_str().unwrap(), mnt.to_str().unwrap()], None);
         ok(&["mount.composefs", "-o", &format!("basedir={},ro", objects.display()), img.to_str().unwrap(), mnt.to_str().unwrap()], None);
+        assert!(mounted(&mnt));
         let fields = Fields { content: true, nlink: false, dir_nlink: true };
         assert_same(&Snapshot::of_dir(&src, fields), &Snapshot::of_dir(&mnt, fields));
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -185,7 +186,7 @@ fn the_signed_image_is_what_mkcomposefs_writes_and_a_second_repository_recreates
     // mkcomposefs over the same directory, with a digest store, writes the same image.
     let store = t.dir.join("store");
     let out = Command::new(BIN)
-        .arg0_compat("mkcomposefs")
+        .arg0("mkcomposefs")
         .arg(format!("--digest-store={}", s(&store)))
         .arg("--print-digest")
         .arg(&t.src)
@@ -250,18 +251,6 @@ fn the_signed_image_is_what_mkcomposefs_writes_and_a_second_repository_recreates
         fs::read(&file).unwrap(),
         fs::read(t.dir.join("img.cfs")).unwrap()
     );
-}
-
-/// `Command::arg0` under a name, so the multi-call binary acts as mkcomposefs.
-trait Arg0 {
-    fn arg0_compat(&mut self, name: &str) -> &mut Self;
-}
-
-impl Arg0 for Command {
-    fn arg0_compat(&mut self, name: &str) -> &mut Self {
-        use std::os::unix::process::CommandExt as _;
-        self.arg0(name)
-    }
 }
 
 #[test]
@@ -357,7 +346,7 @@ fn tampering_is_caught_and_named() {
         &["verify", "--keys", &keys, "--revoked", &keys, "os"],
     );
     assert!(
-        err.contains("revoked") || err.contains("no trusted"),
+        err.contains(&commit) && err.contains("revoked"),
         "revoked: {err}"
     );
 
@@ -445,7 +434,10 @@ mount_test! {
         let first = t.commit["commit"].as_str().unwrap();
         flip(&object(&r, image), 2000);
         let err = fails(&r, &["mount", "--require-signature", &keys, first, s(&mnt)]);
-        assert!(err.contains(image) || err.contains("digest"), "{err}");
+        assert!(
+            err.contains(&format!("{image} was expected")) && err.contains("cannot mount"),
+            "{err}"
+        );
         // Nothing was mounted.
         assert_eq!(fs::read_dir(&mnt).unwrap().count(), 0);
     }
