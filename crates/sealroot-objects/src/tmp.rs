@@ -32,8 +32,22 @@ pub struct TmpPolicy {
     no_tmpfile: AtomicBool,
     /// Set once `linkat(AT_EMPTY_PATH)` was refused (it needs `CAP_DAC_READ_SEARCH`).
     no_empty_path_link: AtomicBool,
-    /// Makes temporary names unique within this process.
-    counter: AtomicU64,
+}
+
+/// Numbers temporary names: one counter for the whole process (two policies on one
+/// directory must not hand out the same name), starting at a value taken from the clock, so
+/// that a leftover name of an earlier process that had the same PID (PIDs repeat across
+/// reboots) is not met again.
+fn next_number() -> u64 {
+    static COUNTER: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    COUNTER
+        .get_or_init(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            AtomicU64::new(nanos)
+        })
+        .fetch_add(1, Ordering::Relaxed)
 }
 
 impl TmpPolicy {
@@ -43,7 +57,6 @@ impl TmpPolicy {
             fallback,
             no_tmpfile: AtomicBool::new(false),
             no_empty_path_link: AtomicBool::new(false),
-            counter: AtomicU64::new(0),
         }
     }
 
@@ -55,8 +68,7 @@ impl TmpPolicy {
 
     /// A name unique on this machine while this process lives: `PREFIX.PID.N`.
     pub fn unique_name(&self, prefix: &str) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{prefix}.{}.{n}", std::process::id())
+        format!("{prefix}.{}.{}", std::process::id(), next_number())
     }
 
     /// A new empty file, open for reading and writing, in directory `subdir` of `dir` (`.`
@@ -79,7 +91,7 @@ impl TmpPolicy {
         loop {
             let name = match self.fallback {
                 Fallback::Rename => {
-                    let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                    let n = next_number();
                     format!(".tmp-{}-{n}", std::process::id())
                 }
                 Fallback::Link => self.unique_name("object"),

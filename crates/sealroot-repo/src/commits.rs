@@ -349,17 +349,18 @@ impl Repository {
             target: link.clone(),
             reason,
         };
-        let id: CommitId = link
-            .rsplit('/')
-            .next()
-            .and_then(|h| h.parse().ok())
-            .ok_or_else(|| broken("not a commit id"))?;
-        match self.has_object(&id.object()) {
+        let id = Self::parse_commit_target(&link).ok_or_else(|| broken("not a commit id"))?;
+        match self.has_commit(&id) {
             Ok(true) => Ok(id),
             Ok(false) => Err(broken("the commit is not in the repository")),
-            Err(ObjectError::Io(e)) => Err(e.into()),
+            Err(CommitError::Io(e) | CommitError::Object(ObjectError::Io(e))) => Err(e.into()),
             Err(_) => Err(broken("not a commit of this repository")),
         }
+    }
+
+    /// The commit a commit ref's symlink text names, if it names one (its last component).
+    pub(crate) fn parse_commit_target(link: &str) -> Option<CommitId> {
+        link.rsplit('/').next()?.parse().ok()
     }
 
     /// Every commit ref and the commit it leads to (`None`: broken), in name order.
@@ -376,8 +377,20 @@ impl Repository {
     }
 
     /// Removes commit ref `name`; the commit stays until `gc`.
+    /// With it goes the image ref of the same name, if it names that commit's image (as
+    /// [`Transaction::set_commit_ref`] made it).
     pub fn remove_commit_ref(&self, name: &RefName) -> Result<(), RefError> {
-        self.remove_ref_in(COMMIT_REFS_DIR, name)
+        let commit = self.resolve_commit_ref(name).ok();
+        self.remove_ref_in(COMMIT_REFS_DIR, name)?;
+        let image = commit
+            .and_then(|c| self.read_commit(&c).ok())
+            .map(|c| c.image);
+        if let (Some(image), Ok(mirror)) = (image, self.resolve_ref(name)) {
+            if mirror.as_sha256() == Some(&image) {
+                self.remove_ref(name)?;
+            }
+        }
+        Ok(())
     }
 
     /// A commit by ref name, full id (with or without `sha256:`), or unique id prefix of at
@@ -752,8 +765,8 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    /// Points commit ref `name` at commit `id`, atomically, after flushing everything the
-    /// commit reaches (as [`Transaction::set_ref`]).
+    /// Points commit ref `name` at commit `id`, and image ref `name` at its image, each
+    /// atomically, after flushing everything the commit reaches (as [`Transaction::set_ref`]).
     pub fn set_commit_ref(&self, name: &RefName, id: &CommitId) -> Result<(), CommitError> {
         let repo = self.repo;
         let commit = repo.read_commit(id)?;
@@ -764,9 +777,21 @@ impl Transaction<'_> {
             )));
         }
         self.link_commit(id)?;
+        // One flush covers both refs.
         self.sync()?;
-        let target = format!("{}{}", "../".repeat(name.depth()), id.to_hex());
-        self.set_ref_link(COMMIT_REFS_DIR, name, &target)?;
+        self.set_ref_link(
+            COMMIT_REFS_DIR,
+            name,
+            &crate::refs::link_text(name, &id.to_hex()),
+        )?;
+        // The image ref of the same name, after the commit ref (which sealroot reads): it
+        // lets cfsctl see the image and its gc keep it. A crash between the two renames
+        // leaves two valid refs, the image ref one commit behind.
+        self.set_ref_link(
+            crate::REFS_DIR,
+            name,
+            &crate::refs::link_text(name, &image.to_hex()),
+        )?;
         self.counters.refs_set.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

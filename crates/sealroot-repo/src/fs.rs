@@ -47,29 +47,39 @@ pub(crate) struct Entry {
 /// new open file description, so `dir`'s own position is untouched.
 pub(crate) fn list(dir: impl AsFd) -> Result<Vec<Entry>, Errno> {
     let mut out = Vec::new();
+    for_each(dir, |name, file_type| {
+        out.push(Entry {
+            name: name.to_owned(),
+            file_type,
+        })
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with the name and type of every entry of the directory open as `dir` but `.`
+/// and `..`, without copying the names.
+/// Where the filesystem does not say the type (`DT_UNKNOWN`: XFS without ftype, some
+/// network filesystems), it is looked up, so that callers never mistake a symlink or a
+/// directory for something else.
+pub(crate) fn for_each(dir: impl AsFd, mut f: impl FnMut(&CStr, FileType)) -> Result<(), Errno> {
+    let dir = dir.as_fd();
     for entry in Dir::read_from(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
         }
-        out.push(Entry {
-            name: name.to_owned(),
-            file_type: entry.file_type(),
-        });
-    }
-    Ok(out)
-}
-
-/// Calls `f` with the name and type of every entry of the directory open as `dir` but `.`
-/// and `..`, without copying the names.
-pub(crate) fn for_each(dir: impl AsFd, mut f: impl FnMut(&CStr, FileType)) -> Result<(), Errno> {
-    for entry in Dir::read_from(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            f(name, entry.file_type());
-        }
+        let file_type = match entry.file_type() {
+            FileType::Unknown => {
+                match rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode),
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            t => t,
+        };
+        f(name, file_type);
     }
     Ok(())
 }

@@ -150,45 +150,54 @@ impl Repository {
         }
         // Commits: each keeps its parents present here, its tree objects, file objects and
         // image.
+        // Followed whatever the name (as image refs); a read error stops gc rather than
+        // making a commit look unreferenced.
         let mut commit_roots: Vec<(CommitId, Vec<RefName>)> = Vec::new();
         for raw in self.raw_refs_in(COMMIT_REFS_DIR)? {
-            let Ok(name) = RefName::new(&raw.name) else {
-                report
-                    .broken_refs
-                    .push(format!("{COMMIT_REFS_DIR}/{}", raw.name));
-                continue;
-            };
-            match self.resolve_commit_ref(&name) {
-                Ok(id) => match commit_roots.iter_mut().find(|(c, _)| *c == id) {
-                    Some((_, refs)) => refs.push(name),
-                    None => commit_roots.push((id, vec![name])),
+            let target = raw
+                .link
+                .as_deref()
+                .and_then(Repository::parse_commit_target);
+            let present = match &target {
+                Some(id) => match self.has_commit(id) {
+                    Ok(p) => p,
+                    Err(crate::CommitError::Io(e))
+                    | Err(crate::CommitError::Object(crate::ObjectError::Io(e))) => {
+                        return Err(e.into())
+                    }
+                    Err(_) => false,
                 },
-                Err(_) => report
+                None => false,
+            };
+            match target {
+                Some(id) if present => {
+                    let name = RefName::new(&raw.name).ok();
+                    match commit_roots.iter_mut().find(|(c, _)| *c == id) {
+                        Some((_, refs)) => refs.extend(name),
+                        None => commit_roots.push((id, name.into_iter().collect())),
+                    }
+                }
+                _ => report
                     .broken_refs
                     .push(format!("{COMMIT_REFS_DIR}/{}", raw.name)),
             }
         }
         let mut reach = Reach::default();
         for (commit, refs) in &commit_roots {
-            let before = reach.commits.len();
             self.reach(commit, true, &mut reach)
                 .map_err(|e| GcError::UnreadableCommit {
                     commit: commit.to_hex(),
                     refs: refs.clone(),
                     reason: e.to_string(),
                 })?;
-            // Each commit's image stays (ancestors' too: they can still be mounted).
-            for (_, image) in &reach.commits[before..] {
-                let image = ImageId::sha256(*image);
-                if !self.image_present(&image)? {
-                    continue;
-                }
-                match roots.iter_mut().find(|(i, _)| *i == image) {
-                    Some((_, r)) => r.extend(refs.iter().cloned()),
-                    None => roots.push((image, refs.clone())),
-                }
-            }
         }
+        // Each commit's image stays (ancestors' too: they can still be mounted). It is not
+        // read: its objects are its tree's file objects, which `reach` holds already.
+        let commit_images: HashSet<ImageId> = reach
+            .commits
+            .iter()
+            .map(|(_, image)| ImageId::sha256(*image))
+            .collect();
         progress.phase(Phase::Marking, Some(roots.len() as u64), None);
         // Reading the images and listing objects/ are independent: do both at once.
         let mark = || -> Result<HashSet<ObjectId>, GcError> {
@@ -217,7 +226,8 @@ impl Repository {
         let (live, scans) = (live?, scans?);
         let mut live = live;
         live.extend(reach.objects.iter().copied());
-        let live_images: HashSet<ImageId> = roots.iter().map(|(i, _)| *i).collect();
+        let mut live_images: HashSet<ImageId> = roots.iter().map(|(i, _)| *i).collect();
+        live_images.extend(commit_images.iter().copied());
 
         // Sweep images, then objects.
         progress.phase(Phase::Sweeping, Some(256), None);
@@ -288,6 +298,8 @@ impl Repository {
                 if !dry {
                     match rustix::fs::unlinkat(tmp, entry.name.as_c_str(), flags) {
                         Ok(()) | Err(Errno::NOENT) => {}
+                        // Not ours (sealroot makes no directories there): left alone.
+                        Err(Errno::NOTEMPTY) => continue,
                         Err(e) => return Err(IoError::new(Op::Remove, &entry_path, e).into()),
                     }
                 }

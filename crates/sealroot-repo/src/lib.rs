@@ -370,10 +370,12 @@ fn probe_verity(dir: &OwnedFd, algorithm: HashAlgorithm) -> bool {
 
 /// Opens file `rel` below the repository read-only, not following a final symlink.
 pub(crate) fn open_file<P: rustix::path::Arg>(dir: &OwnedFd, rel: P) -> Result<OwnedFd, Errno> {
+    // NONBLOCK: a FIFO put where a file belongs must not hang fsck (for regular files it
+    // changes nothing).
     rustix::fs::openat(
         dir,
         rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
     )
 }

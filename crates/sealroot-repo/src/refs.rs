@@ -49,8 +49,8 @@ pub(crate) struct RawRef {
 }
 
 /// The symlink text of a ref `name` to `image`.
-fn link_text(name: &RefName, image: &ImageId) -> String {
-    format!("{}{}", "../".repeat(name.depth()), image.to_hex())
+pub(crate) fn link_text(name: &RefName, hex: &str) -> String {
+    format!("{}{hex}", "../".repeat(name.depth()))
 }
 
 impl Repository {
@@ -266,7 +266,7 @@ impl Transaction<'_> {
             });
         }
         self.sync()?;
-        self.set_ref_link(REFS_DIR, name, &link_text(name, image))
+        self.set_ref_link(REFS_DIR, name, &link_text(name, &image.to_hex()))
     }
 
     /// Points ref `name` in `refs_dir` at `target` (symlink text), atomically and durably.

@@ -191,6 +191,9 @@ impl Transaction<'_> {
     /// `objects/`, for `sealroot_tree::BuildOptions::digest_store`: a tree built into it while
     /// this transaction lives is protected from `gc` until its ref is set.
     pub fn objects_path(&self) -> PathBuf {
+        // Whoever asks writes there behind this transaction's back: count it as written, so
+        // the marker goes only after a `syncfs`.
+        self.wrote();
         self.repo.objects_path()
     }
 
@@ -213,8 +216,14 @@ impl Transaction<'_> {
 
     /// Makes everything written so far (by anyone) durable: one `syncfs`.
     pub fn sync(&self) -> Result<(), IoError> {
+        // Cleared before the flush, so a write racing it stays counted; set again if the
+        // flush fails.
         self.unsynced.store(false, Ordering::SeqCst);
-        self.repo.syncfs()
+        let result = self.repo.syncfs();
+        if result.is_err() {
+            self.wrote();
+        }
+        result
     }
 
     /// Ends the transaction: flushes what it wrote since the last ref, removes its marker,
@@ -246,9 +255,14 @@ impl Transaction<'_> {
         let text = format!("boot {boot}\npid {}\n", std::process::id());
         fs::write_all(file.fd(), text.as_bytes()).map_err(|e| IoError::new(Op::Write, &path, e))?;
         rustix::fs::fsync(file.fd()).map_err(|e| IoError::new(Op::Sync, &path, e))?;
-        repo.tmp
+        let linked = repo
+            .tmp
             .link(&mut file, &self.tmp, &name)
             .map_err(|e| IoError::new(Op::Link, &path, e))?;
+        if !linked {
+            // Another transaction's marker has this name: never share one.
+            return Err(IoError::new(Op::Link, &path, Errno::EXIST));
+        }
         rustix::fs::fsync(&self.tmp).map_err(|e| IoError::new(Op::Sync, &tmp_path, e))?;
         let fd = file
             .fd()
@@ -503,8 +517,16 @@ fn check_recent_objects(
 
 /// Removes the links in `images/` whose object is gone; returns how many.
 pub(crate) fn remove_dangling_image_links(repo: &Repository) -> Result<u64, IoError> {
-    let images_path = repo.join(IMAGES_DIR);
-    let images = match fs::open_dir(repo.dir(), IMAGES_DIR) {
+    let images = remove_dangling_links(repo, IMAGES_DIR)?;
+    // Commit links too (recovery can remove a torn commit object as well).
+    remove_dangling_links(repo, crate::commits::COMMITS_DIR)?;
+    Ok(images)
+}
+
+/// Removes the symlinks in directory `rel` whose target is gone; returns how many.
+fn remove_dangling_links(repo: &Repository, rel: &str) -> Result<u64, IoError> {
+    let images_path = repo.join(rel);
+    let images = match fs::open_dir(repo.dir(), rel) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(0),
         Err(e) => return Err(IoError::new(Op::Open, &images_path, e)),

@@ -540,7 +540,9 @@ fn gc_waits_for_transactions_and_never_takes_their_objects() {
     let watch = Watch(Mutex::new(Some(send)));
     std::thread::scope(|s| {
         let gc = s.spawn(|| repo.gc(&GcOptions::remove(), &watch).unwrap());
-        waiting.recv().unwrap();
+        waiting
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("gc never started waiting for the lock");
         assert!(!gc.is_finished());
         tx.set_ref(&name("r"), &image).unwrap();
         tx.finish().unwrap();
@@ -761,6 +763,27 @@ fn a_live_transaction_is_left_alone() {
     assert_eq!(report.interrupted_transactions, 0);
     first.finish().unwrap();
     assert!(repo.has_object(&id).unwrap());
+}
+
+#[test]
+fn two_opens_of_one_repository_never_share_a_marker() {
+    let t = tmpdir();
+    let path = t.path().join("repo");
+    Repository::init(&path, &InitOptions::default()).unwrap();
+    let (a, b) = (
+        Repository::open(&path).unwrap(),
+        Repository::open(&path).unwrap(),
+    );
+    let first = a.transaction().unwrap();
+    let second = b.transaction().unwrap();
+    assert_eq!(listing(&path.join("tmp")).len(), 2, "one marker each");
+    second.finish().unwrap();
+    assert_eq!(
+        listing(&path.join("tmp")).len(),
+        1,
+        "the other's marker stays"
+    );
+    first.finish().unwrap();
 }
 
 #[test]

@@ -453,12 +453,9 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 )
                 .context("cannot write the commit")?;
             let image = new.image;
-            // The commit ref first: it is what sealroot reads. The image ref beside it lets
-            // cfsctl see (and its gc keep) the image.
+            // The commit ref, and the image ref of the same name for cfsctl.
             tx.set_commit_ref(&name, &new.id)
                 .context("cannot set the ref")?;
-            tx.set_ref(&name, &image)
-                .context("cannot set the image ref")?;
             let mut stats = tx.finish().context("cannot finish the commit")?;
             if let Some(cache) = &cache {
                 // The commit stands whatever happens here: a cache only saves time.
