@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rustix::fs::{fstat, fstatvfs, ioctl_ficlone, open, Mode, OFlags, StatVfsMountFlags};
-use sealroot_verity::{sha256_digest_reader, Sha256Digest};
+use sealroot_verity::{sha256_digest_file, sha256_digest_reader, Sha256Digest};
 
 use crate::error::MountError;
 
@@ -25,8 +25,6 @@ const COMPOSEFS_FLAGS_OFFSET: usize = 8;
 /// `LCFS_EROFS_FLAGS_HAS_ACL`: the image holds POSIX ACLs. Without it, erofs is mounted `noacl`,
 /// as `lcfs-mount.c` does, which spares the kernel looking for ACL xattrs on every access.
 const COMPOSEFS_FLAG_HAS_ACL: u32 = 1 << 0;
-/// How much is read at once when copying and hashing an image.
-const COPY_CHUNK: usize = 256 * 1024;
 
 /// The facts about a file that change when its content is rewritten: compared before the
 /// digest check and after the mount when an image is mounted in place.
@@ -97,9 +95,9 @@ impl Read for Tee<'_> {
     }
 }
 
-/// Hashes everything `reader` yields with a large buffer.
+/// Hashes everything `reader` yields (it reads in large blocks itself).
 fn digest_of(reader: impl Read) -> io::Result<Sha256Digest> {
-    sha256_digest_reader(io::BufReader::with_capacity(COPY_CHUNK, reader))
+    sha256_digest_reader(reader)
 }
 
 /// Makes an unnamed file in `dir` (`O_TMPFILE`) holding the bytes of `source`, and returns it
@@ -114,8 +112,8 @@ fn private_copy(source: &File, dir: &Path) -> io::Result<(File, Sha256Digest)> {
     )?;
     let copy = File::from(fd);
     let digest = if ioctl_ficlone(&copy, source).is_ok() {
-        // A reflink: hash what the copy holds.
-        digest_of(&copy)?
+        // A reflink: hash what the copy holds (positional reads: no offset to trust).
+        sha256_digest_file(&copy)?
     } else {
         // `source` was just opened by us, so its offset is at the start.
         digest_of(Tee {
@@ -183,7 +181,8 @@ pub(crate) fn open_image(
                         });
                     }
                     let before = Fingerprint::of(&image).map_err(read_err)?;
-                    let digest = digest_of(&image).map_err(read_err)?;
+                    // Positional reads: a failed copy may have moved the file offset.
+                    let digest = sha256_digest_file(&image).map_err(read_err)?;
                     (image, digest, Some(before))
                 }
             };
