@@ -363,3 +363,71 @@ fn unstorable_trees_are_refused_by_path() {
     let err = split(&tree).unwrap_err().to_string();
     assert!(err.starts_with("/big: "), "{err}");
 }
+
+/// A dirtree of `lines` (after the header).
+fn dirtree_of(lines: &str) -> Vec<u8> {
+    format!("sealroot-dirtree 1\n{lines}").into_bytes()
+}
+
+#[test]
+fn a_hard_link_target_has_one_spelling() {
+    let f = "f f 100644 0 0 0.0 1 - x\n";
+    for bad in [
+        "h g //f\n",
+        "h g /f/\n",
+        "h g f\n",
+        "h g /./f\n",
+        "h g /a/../f\n",
+    ] {
+        let text = format!("{f}{bad}");
+        let err = DirTree::parse(&dirtree_of(&text)).unwrap_err().to_string();
+        assert!(err.contains("hard link target"), "{bad:?}: {err}");
+    }
+    assert!(DirTree::parse(&dirtree_of(&format!("{f}h g /f\n"))).is_ok());
+    // Through another hard link: refused when assembled.
+    let root = dirtree_of(&format!("{f}h g /z/f\nh z /f\n"));
+    let meta = Attrs {
+        mode: 0o40755,
+        ..Default::default()
+    }
+    .encode_dirmeta();
+    let store: Store = [
+        (objects::object_id(&root), root.clone()),
+        (objects::object_id(&meta), meta.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let err = assemble(
+        &objects::object_id(&root),
+        &objects::object_id(&meta),
+        &mut fetcher(&store),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("/g") && err.contains("another hard link"),
+        "{err}"
+    );
+}
+
+#[test]
+fn modes_are_16_bits() {
+    let err = DirTree::parse(&dirtree_of("f f 77100644 0 0 0.0 1 - x\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mode"), "{err}");
+    // A tree carrying higher bits (the C image keeps 16) splits into the 16-bit objects.
+    let mut tree =
+        dumpfile::parse(b"/ 0 40755 2 0 0 0 0.0 - - -\n/f 1 100644 1 0 0 0 0.0 - x -\n").unwrap();
+    let plain = split(&tree).unwrap();
+    tree.inodes[1].stat.mode |= 0o77000000;
+    assert_eq!(split(&tree).unwrap().tree, plain.tree);
+}
+
+#[test]
+fn empty_version_and_metadata_values_survive() {
+    let mut c = sample_commit();
+    c.version = Some(String::new());
+    c.metadata.insert("empty".into(), String::new());
+    assert_eq!(Commit::parse(&c.encode()).unwrap(), c);
+}

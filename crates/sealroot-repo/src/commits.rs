@@ -665,13 +665,8 @@ impl Transaction<'_> {
             image: image_digest,
             image_format: format,
             timestamp: options.timestamp,
-            version: options.version.clone().filter(|v| !v.is_empty()),
-            metadata: options
-                .metadata
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            version: options.version.clone(),
+            metadata: options.metadata.clone(),
             subject: options.subject.clone(),
             body: options.body.clone(),
         };

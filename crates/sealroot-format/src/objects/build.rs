@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use sealroot_verity::{Hasher, Params, Sha256Digest};
 
-use super::dirtree::{check_name, Attrs, DirTree, EntryKind, TreeEntry};
+use super::dirtree::{self, check_name, Attrs, DirTree, EntryKind, TreeEntry};
 use super::error::ParseError;
 use super::{limits, object_id, text, ObjectKind};
 use crate::erofs::{WriteError, WriteOptions};
@@ -55,7 +55,8 @@ fn attrs_of(inode: &Inode, path: &[u8]) -> Result<Attrs, SplitError> {
         reason: p.to_string(),
     })?;
     Ok(Attrs {
-        mode: inode.stat.mode,
+        // The image keeps 16 bits of mode (C's `i_mode` is a u16); so do the objects.
+        mode: inode.stat.mode & 0o177777,
         uid: inode.stat.uid,
         gid: inode.stat.gid,
         mtime: inode.stat.mtime,
@@ -102,7 +103,7 @@ pub fn split(tree: &Tree) -> Result<Split, SplitError> {
     let mut stack = vec![(InodeId::ROOT, Vec::new(), false)];
     while let Some((dir, path, children_done)) = stack.pop() {
         let malformed = |reason: String| SplitError::Malformed {
-            path: text::name(if path.is_empty() { b"/" } else { &path }),
+            path: shown_path(&path),
             reason,
         };
         let inode = tree
@@ -147,6 +148,10 @@ pub fn split(tree: &Tree) -> Result<Split, SplitError> {
                         path: text::name(&p),
                         reason: "hard link to an inode no entry owns".into(),
                     })?;
+                dirtree::check_link_target(target).map_err(|pr| SplitError::Malformed {
+                    path: text::name(&p),
+                    reason: pr.to_string(),
+                })?;
                 EntryKind::Hardlink {
                     target: target.clone(),
                 }
@@ -157,6 +162,12 @@ pub fn split(tree: &Tree) -> Result<Split, SplitError> {
                         EntryKind::Dir { tree, meta }
                     }
                     Content::Regular(f) => file_kind(child, f, &p, &mut out, &mut seen_files)?,
+                    Content::Symlink(target) if target.len() >= limits::TARGET_MAX => {
+                        return Err(SplitError::Malformed {
+                            path: text::name(&p),
+                            reason: "symlink target not shorter than 4096 bytes".into(),
+                        })
+                    }
                     Content::Symlink(target) => EntryKind::Symlink {
                         attrs: attrs_of(child, &p)?,
                         target: target.clone(),
@@ -317,7 +328,7 @@ impl Assembler<'_, '_> {
         id: &Sha256Digest,
         path: &[u8],
     ) -> Result<Vec<u8>, AssembleError> {
-        let p = || text::name(if path.is_empty() { b"/" } else { path });
+        let p = || shown_path(path);
         let bytes = (self.fetch)(kind, id).map_err(|source| AssembleError::Fetch {
             kind,
             id: *id,
@@ -348,7 +359,7 @@ impl Assembler<'_, '_> {
         let t = Rc::new(
             DirTree::parse(&bytes).map_err(|source| AssembleError::Parse {
                 id: *id,
-                path: text::name(if path.is_empty() { b"/" } else { path }),
+                path: shown_path(path),
                 source,
             })?,
         );
@@ -368,7 +379,7 @@ impl Assembler<'_, '_> {
         let m = Rc::new(
             Attrs::parse_dirmeta(&bytes).map_err(|source| AssembleError::Parse {
                 id: *id,
-                path: text::name(if path.is_empty() { b"/" } else { path }),
+                path: shown_path(path),
                 source,
             })?,
         );
@@ -416,21 +427,29 @@ pub fn assemble(
     // (directory inode, its dirtree, its path, depth)
     let mut queue = vec![(InodeId::ROOT, *tree, Vec::<u8>::new(), 0usize)];
     let mut links: Vec<(InodeId, usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut total = 0usize;
     while let Some((dir, tree_id, path, depth)) = queue.pop() {
         let dt = a.dirtree(&tree_id, &path)?;
-        let mut entries = Vec::with_capacity(dt.entries.len());
-        for (index, e) in dt.entries.iter().enumerate() {
-            if out.inodes.len() >= limits::TREE_INODES_MAX {
-                return Err(AssembleError::TooLarge {
-                    path: text::name(&path),
-                    reason: format!("more than {} inodes", limits::TREE_INODES_MAX),
-                });
-            }
-            let mut p = path.clone();
+        total = total.saturating_add(dt.entries.len());
+        if total > limits::TREE_ENTRIES_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(&path),
+                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
+            });
+        }
+        let child_path = |name: &[u8]| {
+            let mut p = Vec::with_capacity(path.len() + 1 + name.len());
+            p.extend_from_slice(&path);
             p.push(b'/');
-            p.extend_from_slice(&e.name);
+            p.extend_from_slice(name);
+            p
+        };
+        let mut entries = Vec::with_capacity(dt.entries.len());
+        let mut subdirs = 0u32;
+        for (index, e) in dt.entries.iter().enumerate() {
             let inode = match &e.kind {
                 EntryKind::Dir { tree, meta } => {
+                    let p = child_path(&e.name);
                     if depth + 1 > limits::DEPTH_MAX {
                         return Err(AssembleError::TooLarge {
                             path: text::name(&p),
@@ -440,6 +459,7 @@ pub fn assemble(
                     let m = a.dirmeta(meta, &p)?;
                     let id = out.push(inode_from(&m, Content::Directory(Vec::new()), 0, 0));
                     queue.push((id, *tree, p, depth + 1));
+                    subdirs = subdirs.saturating_add(1);
                     id
                 }
                 EntryKind::File {
@@ -464,7 +484,7 @@ pub fn assemble(
                     out.push(inode_from(attrs, Content::Special, 0, *rdev))
                 }
                 EntryKind::Hardlink { target } => {
-                    links.push((dir, index, target.clone(), p));
+                    links.push((dir, index, target.clone(), child_path(&e.name)));
                     InodeId::ROOT // fixed below
                 }
             };
@@ -474,15 +494,10 @@ pub fn assemble(
                 hardlink: matches!(e.kind, EntryKind::Hardlink { .. }),
             });
         }
-        let subdirs = dt
-            .entries
-            .iter()
-            .filter(|e| matches!(e.kind, EntryKind::Dir { .. }))
-            .count();
         let d = out.inode_mut(dir);
         d.content = Content::Directory(entries);
         // As the directory builders count them (the image writer recomputes it anyway).
-        d.stat.nlink = u32::try_from(subdirs).map_or(u32::MAX, |n| n.saturating_add(2));
+        d.stat.nlink = subdirs.saturating_add(2);
     }
     for (dir, index, target, path) in links {
         let bad = |reason| AssembleError::BadHardlink {
@@ -490,20 +505,26 @@ pub fn assemble(
             target: text::name(&target),
             reason,
         };
-        let (parent, name) = match target.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&target[..i], &target[i + 1..]),
-            None => return Err(bad("not an absolute path")),
-        };
-        let parent = out
-            .resolve(parent)
-            .ok_or_else(|| bad("no such directory"))?;
-        let entry = out
-            .lookup(parent, name)
-            .ok_or_else(|| bad("no such file"))?;
-        if entry.hardlink {
-            return Err(bad("the target is itself a hard link"));
+        // Through directories only (never through another, not yet resolved, hard link):
+        // the parser made sure the spelling is canonical.
+        let mut at = InodeId::ROOT;
+        let mut owner = None;
+        let rel = target.strip_prefix(b"/").unwrap_or(&target);
+        let components: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+        for (i, name) in components.iter().enumerate() {
+            let entry = out.lookup(at, name).ok_or_else(|| bad("no such file"))?;
+            if entry.hardlink {
+                return Err(bad("the path goes through, or ends at, another hard link"));
+            }
+            if i + 1 == components.len() {
+                owner = Some(entry.inode);
+            } else if out.inode(entry.inode).entries().is_none() {
+                return Err(bad("no such directory"));
+            } else {
+                at = entry.inode;
+            }
         }
-        let target_inode = entry.inode;
+        let target_inode = owner.ok_or_else(|| bad("no such file"))?;
         let t = out.inode_mut(target_inode);
         if t.stat.file_type() == Some(FileType::Directory) {
             return Err(bad("the target is a directory"));
@@ -514,6 +535,11 @@ pub fn assemble(
         }
     }
     Ok(out)
+}
+
+/// A path for a message: `/` for the root.
+pub(super) fn shown_path(path: &[u8]) -> String {
+    text::name(if path.is_empty() { b"/" } else { path })
 }
 
 /// Writes the image of `tree` in composefs format `format` into `sink`, returning its

@@ -76,11 +76,9 @@ impl Commit {
             .as_bytes(),
         );
         let mut line = |key: &str, value: &str| {
-            if !value.is_empty() {
-                out.extend_from_slice(key.as_bytes());
-                text::push_field(&mut out, value.as_bytes());
-                out.push(b'\n');
-            }
+            out.extend_from_slice(key.as_bytes());
+            text::push_field(&mut out, value.as_bytes());
+            out.push(b'\n');
         };
         if let Some(v) = &self.version {
             line("version", v);
@@ -88,8 +86,13 @@ impl Commit {
         for (k, v) in &self.metadata {
             line(&format!("meta {k}"), v);
         }
-        line("subject", &self.subject);
-        line("body", &self.body);
+        // Subject and body are text that is there or not: empty means absent.
+        if !self.subject.is_empty() {
+            line("subject", &self.subject);
+        }
+        if !self.body.is_empty() {
+            line("body", &self.body);
+        }
         out
     }
 

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use sealroot_verity::Sha256Digest;
 
-use super::build::{AssembleError, Assembler, Fetch};
+use super::build::{shown_path, AssembleError, Assembler, Fetch};
 use super::dirtree::EntryKind;
+use super::limits;
 
 /// How a path differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,6 +44,7 @@ pub fn diff(
         trees: HashMap::new(),
         metas: HashMap::new(),
     };
+    let mut budget = Budget(0);
     let mut out = Vec::new();
     if a.1 != b.1 {
         out.push(Change {
@@ -50,13 +52,15 @@ pub fn diff(
             kind: ChangeKind::Modified,
         });
     }
-    let mut queue = vec![(Vec::new(), *a.0, *b.0)];
-    while let Some((path, ta, tb)) = queue.pop() {
+    let mut queue = vec![(Vec::new(), *a.0, *b.0, 0usize)];
+    while let Some((path, ta, tb, depth)) = queue.pop() {
         if ta == tb {
             continue;
         }
+        budget.depth(depth, &path)?;
         let da = asm.dirtree(&ta, &path)?;
         let db = asm.dirtree(&tb, &path)?;
+        budget.spend(da.entries.len() + db.entries.len(), &path)?;
         let (mut i, mut j) = (0, 0);
         while i < da.entries.len() || j < db.entries.len() {
             let ea = da.entries.get(i);
@@ -77,8 +81,10 @@ pub fn diff(
                 std::cmp::Ordering::Less => {
                     everything(
                         &mut asm,
+                        &mut budget,
                         &da.entries[i].kind,
                         p,
+                        depth,
                         ChangeKind::Removed,
                         &mut out,
                     )?;
@@ -87,8 +93,10 @@ pub fn diff(
                 std::cmp::Ordering::Greater => {
                     everything(
                         &mut asm,
+                        &mut budget,
                         &db.entries[j].kind,
                         p,
+                        depth,
                         ChangeKind::Added,
                         &mut out,
                     )?;
@@ -107,11 +115,27 @@ pub fn diff(
                                     kind: ChangeKind::Modified,
                                 });
                             }
-                            queue.push((p, *ta, *tb));
+                            queue.push((p, *ta, *tb, depth + 1));
                         }
                         (EntryKind::Dir { .. }, _) | (_, EntryKind::Dir { .. }) => {
-                            everything(&mut asm, ka, p.clone(), ChangeKind::Removed, &mut out)?;
-                            everything(&mut asm, kb, p, ChangeKind::Added, &mut out)?;
+                            everything(
+                                &mut asm,
+                                &mut budget,
+                                ka,
+                                p.clone(),
+                                depth,
+                                ChangeKind::Removed,
+                                &mut out,
+                            )?;
+                            everything(
+                                &mut asm,
+                                &mut budget,
+                                kb,
+                                p,
+                                depth,
+                                ChangeKind::Added,
+                                &mut out,
+                            )?;
                         }
                         _ if ka != kb => out.push(Change {
                             path: p,
@@ -129,23 +153,59 @@ pub fn diff(
     Ok(out)
 }
 
+/// How much a diff may read: as much as an assembled tree may hold.
+struct Budget(usize);
+
+impl Budget {
+    fn spend(&mut self, entries: usize, path: &[u8]) -> Result<(), AssembleError> {
+        self.0 = self.0.saturating_add(entries);
+        if self.0 > limits::TREE_ENTRIES_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(path),
+                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
+            });
+        }
+        Ok(())
+    }
+
+    fn depth(&self, depth: usize, path: &[u8]) -> Result<(), AssembleError> {
+        if depth > limits::DEPTH_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(path),
+                reason: format!("nested deeper than {}", limits::DEPTH_MAX),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Lists `path` and, for a directory, everything below it, as `kind`.
+#[allow(clippy::too_many_arguments)]
 fn everything(
     asm: &mut Assembler<'_, '_>,
+    budget: &mut Budget,
     entry: &EntryKind,
     path: Vec<u8>,
+    depth: usize,
     kind: ChangeKind,
     out: &mut Vec<Change>,
 ) -> Result<(), AssembleError> {
-    let mut stack = vec![(path, entry.clone())];
-    while let Some((path, entry)) = stack.pop() {
-        if let EntryKind::Dir { tree, .. } = &entry {
-            let dt = asm.dirtree(tree, &path)?;
+    // Only a directory's dirtree is needed to go on, not the entry.
+    let dir_of = |e: &EntryKind| match e {
+        EntryKind::Dir { tree, .. } => Some(*tree),
+        _ => None,
+    };
+    let mut stack = vec![(path, dir_of(entry), depth)];
+    while let Some((path, dir, depth)) = stack.pop() {
+        if let Some(tree) = dir {
+            budget.depth(depth + 1, &path)?;
+            let dt = asm.dirtree(&tree, &path)?;
+            budget.spend(dt.entries.len(), &path)?;
             for e in &dt.entries {
                 let mut p = path.clone();
                 p.push(b'/');
                 p.extend_from_slice(&e.name);
-                stack.push((p, e.kind.clone()));
+                stack.push((p, dir_of(&e.kind), depth + 1));
             }
         }
         out.push(Change { path, kind });

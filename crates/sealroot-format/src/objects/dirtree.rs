@@ -81,9 +81,6 @@ pub struct DirTree {
     pub entries: Vec<TreeEntry>,
 }
 
-/// The most entries one dirtree may hold.
-const ENTRIES_MAX: usize = 1 << 20;
-
 impl Attrs {
     /// The dirmeta object's bytes.
     pub fn encode_dirmeta(&self) -> Vec<u8> {
@@ -151,10 +148,10 @@ fn parse_attrs(
         });
     }
     let mode = text::octal("mode", f[at])?;
-    if FileType::from_mode(mode).is_none() {
+    if FileType::from_mode(mode).is_none() || mode > 0o177777 {
         return Err(Problem::BadField {
             field: "mode",
-            reason: format!("{mode:o} has no known file type"),
+            reason: format!("{mode:o} is not a file type with 12 permission bits"),
         });
     }
     let xattrs = f[xattrs_from.max(at + 4)..]
@@ -218,8 +215,10 @@ impl DirTree {
         let mut again = Vec::with_capacity(256);
         for (n, line) in text::body_lines(kind, bytes)? {
             let err = |p| ParseError::new(kind, n, p);
-            if entries.len() >= ENTRIES_MAX {
-                return Err(err(Problem::TooManyEntries(ENTRIES_MAX)));
+            if entries.len() >= super::limits::DIRTREE_ENTRIES_MAX {
+                return Err(err(Problem::TooManyEntries(
+                    super::limits::DIRTREE_ENTRIES_MAX,
+                )));
             }
             let entry = TreeEntry::parse(line).map_err(err)?;
             again.clear();
@@ -371,7 +370,10 @@ impl TreeEntry {
                     return Err(mode_mismatch("a symlink"));
                 }
                 let target = text::unescape("symlink target", f[6])?;
-                if target.is_empty() || target.len() >= 4096 || target.contains(&0) {
+                if target.is_empty()
+                    || target.len() >= super::limits::TARGET_MAX
+                    || target.contains(&0)
+                {
                     return Err(Problem::BadField {
                         field: "symlink target",
                         reason: "empty, not shorter than 4096 bytes, or with a NUL".into(),
@@ -401,18 +403,32 @@ impl TreeEntry {
             b"h" => {
                 count("hard link entry", 3, true)?;
                 let target = text::unescape("hard link target", f[2])?;
-                if !target.starts_with(b"/") || target.len() >= 4096 || target.contains(&0) {
-                    return Err(Problem::BadField {
-                        field: "hard link target",
-                        reason: "not an absolute path shorter than 4096 bytes".into(),
-                    });
-                }
+                check_link_target(&target)?;
                 EntryKind::Hardlink { target }
             }
             other => return Err(Problem::UnexpectedLine(text::shown(other))),
         };
         Ok(TreeEntry { name, kind })
     }
+}
+
+/// A hard link's target: `/NAME[/NAME]...`, each a valid name, shorter than `TARGET_MAX`:
+/// one spelling per path.
+pub(crate) fn check_link_target(target: &[u8]) -> Result<(), Problem> {
+    let bad = |reason: &str| Problem::BadField {
+        field: "hard link target",
+        reason: format!("\"{}\": {reason}", text::shown(target)),
+    };
+    if target.len() >= super::limits::TARGET_MAX {
+        return Err(bad("not shorter than 4096 bytes"));
+    }
+    let Some(rest) = target.strip_prefix(b"/") else {
+        return Err(bad("not an absolute path"));
+    };
+    for component in rest.split(|&b| b == b'/') {
+        check_name(component).map_err(|_| bad("not / and names joined by single /"))?;
+    }
+    Ok(())
 }
 
 fn mode_mismatch(expected: &str) -> Problem {

@@ -45,8 +45,10 @@
 //! name. A regular file has either a digest (its content is the file object of that
 //! digest; the image's payload is the object's path) or inline content (1 to 64 bytes at
 //! most as `mkcomposefs` inlines; any length the image allows), or neither when it is
-//! empty. A hard link names, by its absolute path from the commit's root, the entry that
-//! owns the inode.
+//! empty; a content that is exactly `-` is written `\x2d`. A hard link names, by its
+//! absolute path from the commit's root (`/` and names joined by single `/`, through
+//! directories only), the entry that owns the inode. Modes are 16 bits (the image stores
+//! no more; [`split`] drops higher bits a tree may carry).
 //!
 //! ```text
 //! sealroot-commit 1
@@ -56,10 +58,10 @@
 //! image sha256:DIGEST
 //! image-format VERSION
 //! timestamp SECONDS
-//! [version TEXT]
-//! [meta KEY TEXT]...          sorted by KEY, keys unique, [A-Za-z0-9._:-]{1,128}
-//! [subject TEXT]
-//! [body TEXT]
+//! [version TEXT]             present when set, even empty
+//! [meta KEY TEXT]...          sorted by KEY, keys unique, [A-Za-z0-9._:-]{1,128}; TEXT may be empty
+//! [subject TEXT]              absent when empty
+//! [body TEXT]                 absent when empty
 //! ```
 //!
 //! Every encoding is **canonical**: each object has exactly one byte form, and the parsers
@@ -131,12 +133,18 @@ pub mod limits {
     pub const DIRTREE_MAX: usize = 64 << 20;
     /// The largest dirmeta object: 1 MiB (an image allows 32 KiB of xattrs per inode).
     pub const DIRMETA_MAX: usize = 1 << 20;
-    /// The most inodes an assembled tree may have: 2^23 (/usr of a desktop has about 2^17).
-    /// Shared subtrees are expanded once per place they appear, so this also stops a small
-    /// set of objects that references itself many times from exploding.
-    pub const TREE_INODES_MAX: usize = 1 << 23;
-    /// The deepest directory nesting: a path to it would exceed `PATH_MAX` (4096) anyway.
+    /// The most entries (names, hard links included) an assembled tree, or the two trees a
+    /// diff compares, may have: 2^23 (/usr of a desktop has about 2^17). Shared subtrees
+    /// are expanded once per place they appear, so this also stops a small set of objects
+    /// that references itself many times from exploding.
+    pub const TREE_ENTRIES_MAX: usize = 1 << 23;
+    /// The deepest directory nesting [`assemble`](super::assemble) and
+    /// [`diff`](super::diff) follow.
     pub const DEPTH_MAX: usize = 2048;
+    /// The most entries one dirtree may hold: 2^20.
+    pub const DIRTREE_ENTRIES_MAX: usize = 1 << 20;
+    /// Hard link and symlink targets are shorter than this (`PATH_MAX`).
+    pub const TARGET_MAX: usize = 4096;
 }
 
 /// The fs-verity sha256 digest naming an object with these bytes.
