@@ -1,11 +1,11 @@
 //! The sealroot repository: file contents stored as objects named by their fs-verity digest,
-//! composefs images (stored as objects too), and named refs to images; with locking, crash
-//! safety, `fsck` and `gc`.
+//! composefs images (stored as objects too), commits with their tree objects and signatures,
+//! and named refs to images and commits; with locking, crash safety, `fsck` and `gc`.
 //!
 //! # Layout
 //!
-//! The layout is composefs-rs's (0.9), so its `cfsctl` can list, check, mount and collect a
-//! repository sealroot wrote, and the other way round:
+//! The layout is composefs-rs's (0.9), so its `cfsctl` can list, check and mount a repository
+//! sealroot wrote, and collect one without commits, and the other way round:
 //!
 //! ```text
 //! REPO/                       mode 0700
@@ -13,7 +13,11 @@
 //! ├── objects/XX/REST         file contents and images, named by fs-verity digest (hex, XX = first byte)
 //! ├── images/HEX              -> ../objects/XX/REST : the objects that are composefs images
 //! ├── images/refs/NAME        -> ../HEX (one ../ per component of NAME): named images, the gc roots
+//! ├── commits/HEX             -> ../objects/XX/REST : the objects that are commits
+//! ├── commits/HEX.sig, .p7s   a commit's ed25519 signatures, its image's kernel signature
+//! ├── commits/refs/NAME       -> ../HEX: named commits, gc roots (images/refs/NAME follows)
 //! ├── streams/                cfsctl's split streams; sealroot never writes there
+//! ├── cache/devino            the digest cache of directory commits
 //! └── tmp/                    sealroot's scratch space: transaction markers, temporary files
 //! ```
 //!
