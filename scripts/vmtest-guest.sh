@@ -178,8 +178,8 @@ elif KID=$(keyctl padd asymmetric '' %keyring:.fs-verity </keys/cert.der 2>/tmp/
         sealroot sign --fsverity-key /keys/key.pem --fsverity-cert /keys/cert.pem os
     check "verify --fsverity-cert: that signature checked in userspace" \
         sealroot verify --keys /tmp/k.pub --fsverity-cert /keys/cert.pem os
-    IMG=$(sealroot show --json os | sed 's/.*"image":"\([0-9a-f]*\)".*/\1/')
-    CID=$(sealroot show --json os | sed 's/.*"commit":"\([0-9a-f]*\)".*/\1/')
+    IMG=$(basename "$(readlink /data/repo/images/refs/os)")
+    CID=$(basename "$(readlink /data/repo/commits/refs/os)")
     for R2 in /data/repo2 /data/repo3; do
         SEALROOT_REPO=$R2 sealroot init >/dev/null
         (cd /data/repo/objects && find . -type f) | while read -r o; do

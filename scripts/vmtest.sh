@@ -30,7 +30,7 @@ flock 9 # one run at a time in this tree
 
 echo "== vmtest: host packages"
 need=()
-for p in qemu-system-x86 busybox-static kmod cpio e2fsprogs fsverity xz-utils keyutils openssl; do
+for p in qemu-system-x86 busybox-static kmod cpio e2fsprogs fsverity xz-utils zstd keyutils openssl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
