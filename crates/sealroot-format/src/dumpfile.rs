@@ -68,9 +68,12 @@
 //! Inodes are numbered in dump order (depth first, names sorted), whatever order the lines
 //! came in, so equal trees compare equal.
 //!
-//! Two deliberate differences from C: a hard link whose target is a directory is refused (C
+//! Three deliberate differences from C: a hard link whose target is a directory is refused (C
 //! writes an image where the directory has two names: its check for this is never reached),
-//! and hard links that loop are refused here rather than when writing (`ELOOP` in C).
+//! hard links that loop are refused here rather than when writing (`ELOOP` in C), and
+//! [`validate`] refuses directories nested more than [`limits::DEPTH_MAX`] (2048) deep, which
+//! C writes but sealroot's reader would not read back (C's own reader recurses once per level
+//! with a `PATH_MAX` buffer on the stack, and nothing that deep has a usable absolute path).
 //!
 //! # Checking before writing: [`validate`]
 //!
@@ -106,33 +109,41 @@ mod tests;
 pub use error::{DumpfileError, ErrorKind, EscapeError, Field};
 pub use parse::ParseOptions;
 
-/// The limits C composefs applies, by their C names.
-pub(crate) mod limits {
+/// The limits C composefs applies, by their C names, and the nesting limit of sealroot's own
+/// reader. Other crates check against these rather than copies (sealroot-tree's xattr
+/// limits, for one).
+pub mod limits {
     /// `LCFS_MAX_NAME_LENGTH`: the longest file name.
-    pub(crate) const NAME_MAX: usize = 255;
+    pub const NAME_MAX: usize = 255;
     /// `PATH_MAX`: payloads and symlink targets must be shorter.
-    pub(crate) const PATH_MAX: usize = 4096;
+    pub const PATH_MAX: usize = 4096;
     /// `LCFS_INLINE_CONTENT_MAX`: the most content a file can carry inline.
-    pub(crate) const INLINE_CONTENT_MAX: usize = 5000;
+    pub const INLINE_CONTENT_MAX: usize = 5000;
     /// `XATTR_NAME_MAX`.
-    pub(crate) const XATTR_NAME_MAX: usize = 255;
+    pub const XATTR_NAME_MAX: usize = 255;
     /// The largest xattr value (its size is a `u16` in EROFS).
-    pub(crate) const XATTR_VALUE_MAX: usize = u16::MAX as usize;
+    pub const XATTR_VALUE_MAX: usize = u16::MAX as usize;
     /// `LCFS_INODE_EXTERNAL_XATTR_MAX`: one inode's xattr budget, half of what EROFS allows.
-    pub(crate) const XATTR_BUDGET_MAX: u64 = (u16::MAX / 2) as u64;
+    pub const XATTR_BUDGET_MAX: u64 = (u16::MAX / 2) as u64;
     /// What the budget charges per xattr beyond name and value (`2 * 4 - 1`: an
     /// `erofs_xattr_entry` and the worst alignment).
-    pub(crate) const XATTR_ENTRY_COST: u64 = 7;
+    pub const XATTR_ENTRY_COST: u64 = 7;
     /// What the budget charges for the first xattr (`erofs_xattr_ibody_header`).
-    pub(crate) const XATTR_HEADER_COST: u64 = 12;
+    pub const XATTR_HEADER_COST: u64 = 12;
     /// The most xattr text on one line (`UINT16_MAX`): C caps it because setting each xattr
     /// scans the ones before it.
-    pub(crate) const XATTR_TEXT_MAX: usize = u16::MAX as usize;
+    pub const XATTR_TEXT_MAX: usize = u16::MAX as usize;
     /// `LCFS_MAX_NONINLINE_CHUNKS`: a file stored outside the image gets at most one block
     /// of chunk indexes (files up to 2^53 bytes).
-    pub(crate) const MAX_CHUNKS: u64 = crate::erofs::MAX_NONINLINE_CHUNKS;
+    pub const MAX_CHUNKS: u64 = crate::erofs::MAX_NONINLINE_CHUNKS;
     /// `LCFS_VERSION_MAX`: the newest composefs format version.
-    pub(crate) const VERSION_MAX: u32 = crate::erofs::COMPOSEFS_VERSION_MAX;
+    pub const VERSION_MAX: u32 = crate::erofs::COMPOSEFS_VERSION_MAX;
+    /// The deepest a directory may be nested, the root being depth 0: the writer refuses a
+    /// deeper one and the reader stops there. Not a C limit (C has none, in its writer or
+    /// its recursive reader), but a directory this deep already has an absolute path of at
+    /// least `PATH_MAX` bytes. The same value bounds trees assembled from objects
+    /// ([`crate::objects::limits::DEPTH_MAX`]).
+    pub const DEPTH_MAX: usize = crate::objects::limits::DEPTH_MAX;
 }
 
 /// How [`escape`] escapes a field, as the flags of C `print_escaped`.
@@ -203,7 +214,9 @@ pub fn validate(tree: &Tree) -> Result<(), DumpfileError> {
 /// - the xattrs the writer adds for overlayfs (`trusted.overlay.metacopy` and `.redirect` on
 ///   external files, the whiteout marks on a character device 0:0 and on its directory, the
 ///   `opaque` mark on the root) must fit C's budget as C counts it (see the source);
-/// - the versions must be 0 or 1.
+/// - the versions must be 0 or 1;
+/// - (not a C rule) no directory may be nested deeper than [`limits::DEPTH_MAX`], the depth
+///   [`erofs::read`](crate::erofs::read) follows.
 ///
 /// # Errors
 ///

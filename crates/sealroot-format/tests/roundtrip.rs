@@ -922,42 +922,120 @@ fn whiteout_marks_in_a_tree_read_back_as_c_reads_them() {
     }
 }
 
-/// A chain of directories as deep as the reader follows reads back (on a test thread's small
-/// stack, in a debug build); one level deeper is refused, not a stack overflow.
+/// A chain of directories as deep as the writer writes reads back (on a test thread's small
+/// stack, in a debug build): the writer and the reader share one limit,
+/// `dumpfile::limits::DEPTH_MAX`. One level deeper is refused by validation and the writer,
+/// and an image made that deep by hand is refused by the reader, not a stack overflow.
 #[test]
 fn deep_directories() {
-    fn chain(depth: usize) -> Tree {
-        let stat = Stat {
-            mode: S_IFDIR | 0o755,
-            nlink: 2,
-            ..Stat::default()
+    use dumpfile::limits::DEPTH_MAX;
+    let dir_stat = Stat {
+        mode: S_IFDIR | 0o755,
+        nlink: 2,
+        ..Stat::default()
+    };
+    let link = |tree: &mut Tree, dir: InodeId, name: &[u8], id: InodeId| {
+        let Content::Directory(entries) = &mut tree.inode_mut(dir).content else {
+            unreachable!()
         };
-        let mut tree = Tree::new(stat.clone());
+        entries.push(DirEntry {
+            name: name.to_vec(),
+            inode: id,
+            hardlink: false,
+        });
+    };
+    // Directories `a/d/d/…` down to `depth` (the root is depth 0); returns the deepest.
+    let chain = |tree: &mut Tree, depth: usize| {
         let mut dir = InodeId::ROOT;
-        for _ in 0..depth {
-            let id = tree.push(Inode::new(stat.clone(), Content::Directory(Vec::new())));
-            tree.inode_mut(dir).content = Content::Directory(vec![DirEntry {
-                name: b"d".to_vec(),
-                inode: id,
-                hardlink: false,
-            }]);
+        for level in 0..depth {
+            let id = tree.push(Inode::new(dir_stat.clone(), Content::Directory(Vec::new())));
+            link(tree, dir, if level == 0 { b"a" } else { b"d" }, id);
             dir = id;
         }
-        tree
-    }
-    // The root is depth 0; the reader follows directories up to depth 2047.
-    let ok = chain(2047);
+        dir
+    };
+
+    let mut ok = Tree::new(dir_stat.clone());
+    chain(&mut ok, DEPTH_MAX);
+    dumpfile::validate(&ok).expect("as deep as the limit validates");
     let image = erofs::write(&ok, &WriteOptions::default()).unwrap();
-    let back = erofs::read(&image).expect("2047 nested directories read back");
-    assert_eq!(back.inodes.len(), 2048);
+    let back = erofs::read(&image).expect("the deepest tree the writer writes reads back");
+    assert_eq!(back.inodes.len(), DEPTH_MAX + 1);
     // What consumers of a read tree do with it works at that depth too.
     let mut names = 0;
     back.walk(|_, _| names += 1);
-    assert_eq!(names, 2047);
+    assert_eq!(names, DEPTH_MAX);
     dumpfile::to_vec(&back).expect("the tree prints");
-    let too_deep = erofs::write(&chain(2048), &WriteOptions::default()).unwrap();
-    let err = erofs::read(&too_deep).unwrap_err();
-    assert!(err.to_string().contains("nested too deeply"), "{err}");
+
+    // One level deeper: refused before writing, naming the directory and the limit.
+    let mut deep = Tree::new(dir_stat.clone());
+    chain(&mut deep, DEPTH_MAX + 1);
+    let want = format!(
+        "nested {} levels deep; images hold at most {DEPTH_MAX}",
+        DEPTH_MAX + 1
+    );
+    let err = dumpfile::validate(&deep).unwrap_err().to_string();
+    assert!(
+        err.contains(&want),
+        "{}",
+        &err[err.len().saturating_sub(200)..]
+    );
+    assert!(err.starts_with("/a/d/d/"), "{}", &err[..40]);
+    let err = erofs::write(&deep, &WriteOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&want),
+        "{}",
+        &err[err.len().saturating_sub(200)..]
+    );
+
+    // An image one level deeper than the limit, made by hand: the deepest directory's one
+    // entry, a fifo, is pointed at the directory `/z/zz-target-dir` (read first down there,
+    // the walk being depth first in name order).
+    let mut tree = Tree::new(dir_stat.clone());
+    let leaf = chain(&mut tree, DEPTH_MAX);
+    let fifo = tree.push(Inode::new(
+        Stat {
+            mode: S_IFIFO | 0o644,
+            nlink: 1,
+            ..Stat::default()
+        },
+        Content::Special,
+    ));
+    link(&mut tree, leaf, b"leaf-fifo-entry", fifo);
+    let parent = tree.push(Inode::new(dir_stat.clone(), Content::Directory(Vec::new())));
+    link(&mut tree, InodeId::ROOT, b"z", parent);
+    let target = tree.push(Inode::new(dir_stat.clone(), Content::Directory(Vec::new())));
+    link(&mut tree, parent, b"zz-target-dir", target);
+    let mut image = erofs::write(&tree, &WriteOptions::default()).unwrap();
+    erofs::read(&image).expect("the unpatched image reads");
+    let find = |image: &[u8], name: &[u8]| {
+        let at: Vec<usize> = image
+            .windows(name.len())
+            .enumerate()
+            .filter(|(_, w)| *w == name)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 1, "{}", String::from_utf8_lossy(name));
+        at[0]
+    };
+    let u16_at = |image: &[u8], at: usize| u16::from_le_bytes([image[at], image[at + 1]]);
+    // `/z`'s entries `.`, `..`, `zz-target-dir`: three 12-byte dirents, then the names.
+    let names = find(&image, b"zz-target-dir") - (36 + 1 + 2);
+    assert_eq!(u16_at(&image, names + 8), 36, "/z dirents where expected");
+    let target_nid: [u8; 8] = image[names + 24..names + 32].try_into().unwrap();
+    // The leaf's `.`, `..`, `leaf-fifo-entry` likewise.
+    let names = find(&image, b"leaf-fifo-entry") - (36 + 1 + 2);
+    assert_eq!(u16_at(&image, names + 8), 36, "leaf dirents where expected");
+    assert_eq!(u16_at(&image, names + 24 + 8), 39);
+    image[names + 24..names + 32].copy_from_slice(&target_nid);
+    image[names + 24 + 10] = 2; // EROFS_FT_DIR
+    let err = erofs::read(&image).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("directories nested too deeply (over {DEPTH_MAX})")),
+        "{err}"
+    );
 }
 
 /// Corruptions of valid trees, each of which the writer must refuse for the same reason as
@@ -1455,4 +1533,67 @@ fn shared_xattr_expansion_is_bounded() {
     );
     let err = erofs::read(&hostile).unwrap_err().to_string();
     assert!(err.contains("xattrs expand"), "{err}");
+}
+
+/// An inode's inline xattr area can hold thousands of entries of the same name (C writes
+/// one of each, but a hostile image need not): the reader merges them as C does, the first
+/// keeping its place and the last giving the value, without comparing each to all before it.
+#[test]
+fn duplicate_inline_xattrs_are_merged() {
+    // One fifo with `user.a` of 32003 bytes: its entry, header (4), suffix `a` and value,
+    // takes 32008 bytes of the inline area, room for 4001 entries of 8 bytes.
+    let value_len = 32_003;
+    let mut tree = Tree::new(Stat {
+        mode: S_IFDIR | 0o755,
+        ..Stat::default()
+    });
+    let mut fifo = Inode::new(
+        Stat {
+            mode: S_IFIFO | 0o644,
+            nlink: 1,
+            ..Stat::default()
+        },
+        Content::Special,
+    );
+    fifo.xattrs.push(Xattr {
+        name: b"user.a".to_vec(),
+        value: vec![0xa5; value_len],
+    });
+    let id = tree.push(fifo);
+    tree.inode_mut(InodeId::ROOT).content = Content::Directory(vec![DirEntry {
+        name: b"f".to_vec(),
+        inode: id,
+        hardlink: false,
+    }]);
+    let mut image = erofs::write(&tree, &WriteOptions::default()).unwrap();
+    let value_at = image
+        .windows(value_len)
+        .position(|w| w.iter().all(|&b| b == 0xa5))
+        .unwrap();
+    let entry_at = value_at - 5;
+    assert_eq!(&image[entry_at..entry_at + 5], &[1, 1, 0x03, 0x7d, b'a']);
+    // Entries `user.a` (index 1, suffix `a`) and `user.b`, alternating, each with a one-byte
+    // value: its number modulo 251.
+    let count = 4001;
+    for i in 0..count {
+        let at = entry_at + 8 * i;
+        let suffix = if i % 2 == 0 { b'a' } else { b'b' };
+        image[at..at + 8].copy_from_slice(&[1, 1, 1, 0, suffix, (i % 251) as u8, 0, 0]);
+    }
+    let back = erofs::read(&image).unwrap();
+    let last_a = ((count - 1) % 251) as u8;
+    let last_b = ((count - 2) % 251) as u8;
+    assert_eq!(
+        back.inodes[1].xattrs,
+        [
+            Xattr {
+                name: b"user.a".to_vec(),
+                value: vec![last_a],
+            },
+            Xattr {
+                name: b"user.b".to_vec(),
+                value: vec![last_b],
+            },
+        ]
+    );
 }

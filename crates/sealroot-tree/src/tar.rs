@@ -62,7 +62,9 @@
 //! that ends inside a header or a content, or before the end-of-archive marker; after the
 //! marker up to 1 MiB more of the input is read (so that gzip and zstd check their own
 //! checksums) and ignored. Sizes are never trusted for allocation: contents stream, and extended headers
-//! are limited to 1 MiB.
+//! are limited to 1 MiB each and to 64 in a row before one entry; the xattrs they give one
+//! entry (`g` defaults included, those the options drop not) are refused as soon as they pass
+//! the 32767 bytes composefs allows a file, so no archive makes the reader hold more.
 //!
 //! [`build_from_dir`]: crate::build_from_dir
 //! [`INLINE_CONTENT_MAX`]: crate::INLINE_CONTENT_MAX
@@ -188,7 +190,8 @@ pub fn build_from_tar(
     if opts.skip_xattrs && opts.user_xattrs {
         return Err(TarError::ConflictingOptions);
     }
-    let mut archive = archive::Archive::open(input)?;
+    let keep = pax::KeepXattrs::from_options(opts.skip_xattrs, opts.user_xattrs);
+    let mut archive = archive::Archive::open(input, keep)?;
     let (builder, digests) = content::run(sink, opts.thread_count(), |pipeline| {
         let mut builder = builder::Builder::new(opts);
         while let Some(entry) = archive.next_entry()? {

@@ -5,18 +5,14 @@ use std::os::fd::BorrowedFd;
 use rustix::io::Errno;
 use sealroot_format::Xattr;
 
-/// The longest xattr name Linux allows (`XATTR_NAME_MAX`); C composefs refuses longer ones.
-const XATTR_NAME_MAX: usize = 255;
-/// The longest xattr value composefs stores: the image keeps value sizes in 16 bits.
-const XATTR_VALUE_MAX: usize = u16::MAX as usize;
-/// The most xattr space one inode may use when the xattrs come from outside, as C
-/// `lcfs_node_set_xattr` counts it (`LCFS_INODE_EXTERNAL_XATTR_MAX`, `UINT16_MAX / 2`).
-const INODE_XATTR_SPACE_MAX: usize = u16::MAX as usize / 2;
-/// What C counts for the xattr header of an inode with any xattrs (`LCFS_XATTR_HEADER_SIZE`).
-pub(crate) const XATTR_HEADER_SPACE: usize = 12;
-/// What C counts per xattr besides its name and value: twice the 4-byte entry header, less
-/// one, to allow for the worst alignment (`2 * LCFS_INODE_XATTRMETA_SIZE - 1`).
-const XATTR_ENTRY_OVERHEAD: usize = 2 * 4 - 1;
+/// C composefs's xattr limits: `XATTR_NAME_MAX` (255) for names, 65535 bytes for values (the
+/// image keeps their sizes in 16 bits), and per inode `LCFS_INODE_EXTERNAL_XATTR_MAX`
+/// (32767) of space as C `lcfs_node_set_xattr` counts it: `LCFS_XATTR_HEADER_SIZE` (12) for
+/// an inode with any xattrs, and per xattr its name, its value and `2 * 4 - 1` for the entry
+/// header and the worst alignment.
+pub(crate) use sealroot_format::dumpfile::limits::{
+    XATTR_BUDGET_MAX, XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
+};
 /// The largest buffer `listxattr` and `getxattr` can need on Linux (`XATTR_LIST_MAX` and
 /// `XATTR_SIZE_MAX`); starting there means one call almost always does.
 const XATTR_BUF_SIZE: usize = 64 * 1024;
@@ -98,7 +94,7 @@ impl XattrReader {
         }
 
         let mut out = Vec::new();
-        let mut space = XATTR_HEADER_SPACE;
+        let mut space = XATTR_HEADER_COST;
         let list = std::mem::take(&mut self.list);
         let result = (|| {
             for name in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
@@ -142,11 +138,11 @@ impl XattrReader {
 }
 
 /// Applies C `lcfs_node_set_xattr`'s limits to one more xattr, `space` being what the
-/// previous ones used.
+/// previous ones used (starting at [`XATTR_HEADER_COST`]).
 pub(crate) fn check_limits(
     name: &[u8],
     value_len: usize,
-    space: &mut usize,
+    space: &mut u64,
 ) -> Result<(), XattrError> {
     let too_large = |reason| {
         Err(XattrError::TooLarge {
@@ -160,8 +156,8 @@ pub(crate) fn check_limits(
     if value_len > XATTR_VALUE_MAX {
         return too_large("value longer than 65535 bytes");
     }
-    *space += XATTR_ENTRY_OVERHEAD + name.len() + value_len;
-    if *space > INODE_XATTR_SPACE_MAX {
+    *space += XATTR_ENTRY_COST + (name.len() + value_len) as u64;
+    if *space > XATTR_BUDGET_MAX {
         return too_large("all xattrs of the file together exceed 32767 bytes");
     }
     Ok(())
@@ -173,17 +169,17 @@ mod tests {
 
     #[test]
     fn limits_follow_c() {
-        let mut space = XATTR_HEADER_SPACE;
+        let mut space = XATTR_HEADER_COST;
         assert!(check_limits(b"user.a", 100, &mut space).is_ok());
         assert_eq!(space, 12 + 7 + 6 + 100);
         assert!(check_limits(&[b'a'; 256], 0, &mut 0).is_err());
         assert!(check_limits(&[b'a'; 255], 0, &mut 0).is_ok());
         assert!(check_limits(b"user.a", 65536, &mut 0).is_err());
         // One xattr filling the space exactly is accepted, one byte more is not.
-        let fits = INODE_XATTR_SPACE_MAX - XATTR_HEADER_SPACE - XATTR_ENTRY_OVERHEAD - 6;
-        let mut space = XATTR_HEADER_SPACE;
+        let fits = (32767 - 12 - 7 - 6) as usize;
+        let mut space = XATTR_HEADER_COST;
         assert!(check_limits(b"user.a", fits, &mut space).is_ok());
-        let mut space = XATTR_HEADER_SPACE;
+        let mut space = XATTR_HEADER_COST;
         assert!(check_limits(b"user.a", fits + 1, &mut space).is_err());
     }
 }

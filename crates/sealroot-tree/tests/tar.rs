@@ -1293,8 +1293,18 @@ fn bad_archives_are_refused_with_the_entry_and_offset() {
             .pax(b'x', &[(b"SCHILY.xattr.user.big", &[b'v'; 40_000][..])])
             .file("x", b"")
             .end(),
-        |e| matches!(e, TarError::XattrTooLarge { .. }),
-        &["user.big", "x"],
+        |e| matches!(e, TarError::BadPax { offset: 0, .. }),
+        &["byte 0", "user.big", "32767 bytes"],
+    );
+    let long_name = format!("SCHILY.xattr.user.{}", "n".repeat(300));
+    assert_fails(
+        "xattr name too long",
+        &Tar::default()
+            .pax(b'x', &[(long_name.as_bytes(), b"v")])
+            .file("x", b"")
+            .end(),
+        |e| matches!(e, TarError::XattrTooLarge { offset: 0, .. }),
+        &["x: extended attribute user.nnn", "longer than 255"],
     );
     assert_fails(
         "sparse",
@@ -1462,6 +1472,138 @@ fn bad_archives_are_refused_with_the_entry_and_offset() {
     from_tar(&ok, &TarOptions::default()).unwrap();
     let empty = from_tar(&[0u8; 10240], &TarOptions::default()).unwrap();
     assert_eq!(names(&empty), Vec::<String>::new());
+}
+
+/// Extended headers cannot make one entry cost more than its share: at most 64 headers
+/// (`x`, `g`, `L`, `K`, `V`) may precede an entry, and the xattrs they give one entry, `g`
+/// defaults included, may not pass the 32767 bytes composefs allows a file, counted as the
+/// records are read (so four headers of 20 000 xattrs each stop in the first). Xattrs the
+/// options drop do not count.
+#[test]
+fn many_extended_headers_and_xattrs_are_refused_early() {
+    let uid = |tar: &mut Tar, n: usize, typeflag: u8| {
+        for i in 0..n {
+            tar.pax(typeflag, &[(b"uid", i.to_string().as_bytes())]);
+        }
+    };
+    // 64 are fine.
+    let mut tar = Tar::default();
+    uid(&mut tar, 32, b'g');
+    uid(&mut tar, 32, b'x');
+    let tree = from_tar(&tar.file("f", b"").end(), &TarOptions::default()).unwrap();
+    assert_eq!(get(&tree, "f").stat.uid, 31);
+    // 65 are not, whatever their kind; the error names where the run began.
+    for (kind, typeflag) in [("x", b'x'), ("g", b'g')] {
+        let mut tar = Tar::default();
+        tar.file("first", b"");
+        uid(&mut tar, 65, typeflag);
+        assert_fails(
+            &format!("65 {kind} headers"),
+            &tar.file("f", b"").end(),
+            // `first` is one block; each header two (its records fit one).
+            |e| matches!(e, TarError::BadHeader { offset, .. } if *offset == 512 + 64 * 1024),
+            &[
+                "byte 66048",
+                "more than 64 extended headers",
+                "from byte 512, before one entry",
+            ],
+        );
+    }
+    let mut tar = Tar::default();
+    for _ in 0..65 {
+        tar.gnu_long(b'L', b"long-name");
+    }
+    assert_fails(
+        "65 long names",
+        &tar.file("f", b"").end(),
+        |e| matches!(e, TarError::BadHeader { .. }),
+        &["more than 64 extended headers", "from byte 0"],
+    );
+
+    // Four headers of 20 000 xattrs each: the first is refused at the xattr that passes
+    // the limit (12 + 1926 × (7 + 10) bytes fit).
+    let names: Vec<Vec<u8>> = (0..20_000)
+        .map(|i| format!("SCHILY.xattr.user.{i:05}").into_bytes())
+        .collect();
+    let records: Vec<(&[u8], &[u8])> = names.iter().map(|n| (n.as_slice(), &b""[..])).collect();
+    let mut tar = Tar::default();
+    for _ in 0..4 {
+        tar.pax(b'x', &records);
+    }
+    let archive = tar.file("f", b"").end();
+    assert_fails(
+        "80 000 xattrs",
+        &archive,
+        |e| matches!(e, TarError::BadPax { offset: 0, .. }),
+        &[
+            "bad PAX header at byte 0",
+            "extended attribute user.01926",
+            "past the 32767 bytes composefs allows one file",
+        ],
+    );
+    // Dropped by the options, they cost nothing.
+    for opts in [
+        TarOptions {
+            skip_xattrs: true,
+            ..TarOptions::default()
+        },
+        TarOptions {
+            user_xattrs: true,
+            ..TarOptions::default()
+        },
+    ] {
+        let big = Tar::default()
+            .pax(
+                b'x',
+                &[
+                    (b"SCHILY.xattr.trusted.big", &[b'v'; 40_000][..]),
+                    (b"SCHILY.xattr.user.a", b"1"),
+                ],
+            )
+            .file("f", b"")
+            .end();
+        let tree = from_tar(&big, &opts).unwrap();
+        let kept: Vec<&[u8]> = get(&tree, "f").xattrs.iter().map(|x| &x.name[..]).collect();
+        let want: &[&[u8]] = if opts.skip_xattrs { &[] } else { &[b"user.a"] };
+        assert_eq!(kept, want);
+    }
+
+    // `g` defaults count with the entry's own: each fits, together they do not.
+    let half = [b'v'; 20_000];
+    let archive = Tar::default()
+        .pax(b'g', &[(b"SCHILY.xattr.user.global", &half[..])])
+        .pax(b'x', &[(b"SCHILY.xattr.user.own", &half[..])])
+        .file("f", b"")
+        .end();
+    assert_fails(
+        "global and own xattrs",
+        &archive,
+        // The `x` header, after the `g` header and its 20 033 bytes of records (40 blocks).
+        |e| matches!(e, TarError::BadPax { offset: 20_992, .. }),
+        &["byte 20992", "user.own", "32767"],
+    );
+    // And `g` headers one after another add up too.
+    let archive = Tar::default()
+        .pax(b'g', &[(b"SCHILY.xattr.user.g1", &half[..])])
+        .file("a", b"")
+        .pax(b'g', &[(b"SCHILY.xattr.user.g2", &half[..])])
+        .file("b", b"")
+        .end();
+    assert_fails(
+        "global xattrs",
+        &archive,
+        |e| matches!(e, TarError::BadPax { .. }),
+        &["user.g2", "32767"],
+    );
+    // A value set again replaces the old one in the count.
+    let archive = Tar::default()
+        .pax(b'g', &[(b"SCHILY.xattr.user.g", &half[..])])
+        .file("a", b"")
+        .pax(b'g', &[(b"SCHILY.xattr.user.g", &half[..])])
+        .file("b", b"")
+        .end();
+    let tree = from_tar(&archive, &TarOptions::default()).unwrap();
+    assert_eq!(get(&tree, "b").xattrs.len(), 1);
 }
 
 #[test]

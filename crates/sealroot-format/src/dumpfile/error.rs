@@ -308,6 +308,15 @@ pub enum ErrorKind {
         /// The size.
         size: u64,
     },
+    /// A directory nested deeper than [`limits::DEPTH_MAX`](super::limits::DEPTH_MAX), which
+    /// the image reader would refuse (not a C rule).
+    #[error("directory nested {depth} levels deep; images hold at most {max}")]
+    TooDeep {
+        /// Its depth (the root is 0).
+        depth: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why a dumpfile could not be parsed, or a tree is not one C `mkcomposefs` would write.

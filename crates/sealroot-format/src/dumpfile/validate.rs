@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use super::error::{DumpfileError, ErrorKind};
 use super::escape::display_path;
 use super::limits::{
-    INLINE_CONTENT_MAX, MAX_CHUNKS, NAME_MAX, PATH_MAX, VERSION_MAX, XATTR_BUDGET_MAX,
+    DEPTH_MAX, INLINE_CONTENT_MAX, MAX_CHUNKS, NAME_MAX, PATH_MAX, VERSION_MAX, XATTR_BUDGET_MAX,
     XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
 };
 use crate::erofs::WriteOptions;
@@ -332,6 +332,17 @@ pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<u32, Dumpf
             }
         }
         if inode.entries().is_some() {
+            // The stack holds this directory's ancestors, the root at depth 0.
+            let depth = stack.len();
+            if depth > DEPTH_MAX {
+                return Err(fail(
+                    &path,
+                    ErrorKind::TooDeep {
+                        depth,
+                        max: DEPTH_MAX,
+                    },
+                ));
+            }
             stack.push((id, 0, path.len()));
         }
     }

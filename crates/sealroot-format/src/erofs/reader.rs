@@ -23,6 +23,7 @@
 //! with what `composefs-info dump` prints; the image written then is stable.
 
 use super::layout::*;
+use crate::dumpfile::limits;
 use crate::tree::{
     Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR,
     S_IFMT,
@@ -69,13 +70,15 @@ fn corrupt(offset: u64, what: impl Into<String>) -> ReadError {
     }
 }
 
-/// The most nested directories the reader follows (`PATH_MAX / 2`: each level costs at least
-/// a one-byte name and a slash).
-const MAX_DEPTH: usize = 2048;
 /// `LCFS_INLINE_CONTENT_MAX`.
-const INLINE_CONTENT_MAX: u64 = 5000;
+const INLINE_CONTENT_MAX: u64 = limits::INLINE_CONTENT_MAX as u64;
 /// `PATH_MAX`.
-const PATH_MAX: u64 = 4096;
+const PATH_MAX: u64 = limits::PATH_MAX as u64;
+/// What an xattr costs against [`Reader::xattr_left`] beyond its name and value: the
+/// `Xattr` that holds them (three words each for the two vectors), which an entry of four
+/// bytes in the image (a prefix index with no suffix and no value) costs as much as any.
+/// The name's prefix is charged too, as the bytes of the name it expands to.
+const XATTR_ENTRY_CHARGE: u64 = std::mem::size_of::<Xattr>() as u64;
 
 /// The parsed superblock fields the reader uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,10 +230,13 @@ struct Reader<'a> {
     /// bytes of its own in an image composefs writes, so all of it fits in the image; without
     /// this, inodes pointing at the same blocks would make a small image read as a huge tree.
     data_left: u64,
-    /// How many more bytes of xattr names and values may be decoded. Shared xattrs (and, in
-    /// a hostile image, overlapping inodes) let a few bytes stand for many copies; an OS tree
-    /// decodes a fraction of its image size, so 16 times the image plus 64 MiB is generous
-    /// for every image composefs writes and bounds what a hostile one costs.
+    /// How many more bytes of xattrs may be decoded: each costs its name, its value and
+    /// [`XATTR_ENTRY_CHARGE`], duplicates included (they are merged only once the inode's
+    /// xattrs are all read). Shared xattrs (and, in a hostile image, overlapping inodes) let
+    /// a few bytes stand for many copies; an OS tree decodes a fraction of its image size, so
+    /// 16 times the image plus 64 MiB is generous for every image composefs writes and bounds
+    /// what a hostile one costs. (An inline entry takes at least 4 bytes of the image, whose
+    /// 64 bytes of budget cover its charge with any prefix but the two ACL ones.)
     xattr_left: std::cell::Cell<u64>,
 }
 
@@ -312,6 +318,12 @@ pub fn read(image: &[u8]) -> Result<Tree, ReadError> {
 
 /// Like [`read`], also returning the superblock (for the format version and flags).
 pub fn read_with_superblock(image: &[u8]) -> Result<(Tree, Superblock), ReadError> {
+    let xattr_budget = (image.len() as u64).saturating_mul(16) + (64 << 20);
+    read_with_budget(image, xattr_budget)
+}
+
+/// [`read_with_superblock`] with `xattr_budget` for [`Reader::xattr_left`].
+fn read_with_budget(image: &[u8], xattr_budget: u64) -> Result<(Tree, Superblock), ReadError> {
     let sb = read_superblock(image)?;
     let mut r = Reader {
         image,
@@ -319,7 +331,7 @@ pub fn read_with_superblock(image: &[u8]) -> Result<(Tree, Superblock), ReadErro
         tree: Tree { inodes: Vec::new() },
         seen: std::collections::HashMap::new(),
         data_left: image.len() as u64,
-        xattr_left: std::cell::Cell::new((image.len() as u64).saturating_mul(16) + (64 << 20)),
+        xattr_left: std::cell::Cell::new(xattr_budget),
     };
     let root = r.inode(sb.root_nid)?;
     if root.mode & S_IFMT != crate::tree::S_IFDIR {
@@ -510,8 +522,11 @@ impl<'a> Reader<'a> {
                 if ino.layout == LAYOUT_CHUNK_BASED {
                     return Err(corrupt(ino.offset, "chunk-based directory"));
                 }
-                if depth >= MAX_DEPTH {
-                    return Err(corrupt(ino.offset, "directories nested too deeply"));
+                if depth > limits::DEPTH_MAX {
+                    return Err(corrupt(
+                        ino.offset,
+                        format!("directories nested too deeply (over {})", limits::DEPTH_MAX),
+                    ));
                 }
                 let (blocks, tail) = self.flat_data(ino)?;
                 open = Some(OpenDir {
@@ -616,16 +631,19 @@ impl<'a> Reader<'a> {
             entries.push(entry);
         }
         for (index, suffix, value) in entries {
-            let cost = (suffix.len() + value.len()) as u64;
-            match self.xattr_left.get().checked_sub(cost) {
-                Some(left) => self.xattr_left.set(left),
-                None => return Err(bad("xattrs expand to far more than the image holds")),
-            }
             let prefix = if index == 0 {
                 &b""[..]
             } else {
                 xattr_prefix(index).ok_or_else(|| bad("unknown name index"))?
             };
+            match self
+                .xattr_left
+                .get()
+                .checked_sub(xattr_charge(prefix, suffix, value))
+            {
+                Some(left) => self.xattr_left.set(left),
+                None => return Err(bad("xattrs expand to far more than the image holds")),
+            }
             let mut name = Vec::with_capacity(prefix.len() + suffix.len());
             name.extend_from_slice(prefix);
             name.extend_from_slice(suffix);
@@ -668,14 +686,12 @@ impl<'a> Reader<'a> {
                     None => continue,
                 }
             }
-            match out.iter_mut().find(|x: &&mut Xattr| x.name == name) {
-                Some(x) => x.value = value.to_vec(),
-                None => out.push(Xattr {
-                    name,
-                    value: value.to_vec(),
-                }),
-            }
+            out.push(Xattr {
+                name,
+                value: value.to_vec(),
+            });
         }
+        dedup_xattrs(out);
         Ok(())
     }
 
@@ -780,6 +796,43 @@ fn parse_entry(b: &[u8], pos: u64) -> Option<(RawXattr<'_>, u64)> {
     ))
 }
 
+/// What one decoded xattr costs against the reader's xattr budget.
+fn xattr_charge(prefix: &[u8], suffix: &[u8], value: &[u8]) -> u64 {
+    XATTR_ENTRY_CHARGE + (prefix.len() + suffix.len() + value.len()) as u64
+}
+
+/// Merges xattrs of the same name as C's reader does (`lcfs_node_set_xattr` of each in
+/// turn): the first keeps its place and takes the last one's value. Sorting an index makes
+/// this O(n log n); an inode's inline area alone can hold some 65 000 entries.
+fn dedup_xattrs(xattrs: &mut Vec<Xattr>) {
+    if xattrs.len() < 2 {
+        return;
+    }
+    let mut order: Vec<usize> = (0..xattrs.len()).collect();
+    // Stable: equal names stay in image order.
+    order.sort_by(|&a, &b| xattrs[a].name.cmp(&xattrs[b].name));
+    let mut keep = vec![true; xattrs.len()];
+    let mut any = false;
+    let mut start = 0;
+    while start < order.len() {
+        let first = order[start];
+        let mut end = start + 1;
+        while end < order.len() && xattrs[order[end]].name == xattrs[first].name {
+            keep[order[end]] = false;
+            end += 1;
+        }
+        if end - start > 1 {
+            xattrs[first].value = std::mem::take(&mut xattrs[order[end - 1]].value);
+            any = true;
+        }
+        start = end;
+    }
+    if any {
+        let mut keep = keep.into_iter();
+        xattrs.retain(|_| keep.next().unwrap_or(true));
+    }
+}
+
 /// The number of dirents in one directory block (or tail), from the first name offset.
 fn dirent_count(block: &[u8]) -> Result<usize, String> {
     if block.is_empty() {
@@ -816,4 +869,92 @@ fn dirent(block: &[u8], i: usize, n: usize) -> Result<Dirent<'_>, String> {
         return Err(format!("bad name offsets {nameoff}..{end}"));
     }
     Ok((&block[nameoff..end], nid, ft))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erofs::{write, WriteOptions};
+    use crate::tree::{DirEntry, S_IFDIR, S_IFIFO};
+
+    fn xattr(name: &str, value: &str) -> Xattr {
+        Xattr {
+            name: name.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn duplicate_xattrs_keep_the_first_place_and_the_last_value() {
+        let mut xattrs = vec![
+            xattr("user.b", "1"),
+            xattr("user.a", "2"),
+            xattr("user.b", "3"),
+            xattr("user.c", "4"),
+            xattr("user.a", "5"),
+            xattr("user.b", "6"),
+        ];
+        dedup_xattrs(&mut xattrs);
+        assert_eq!(
+            xattrs,
+            [
+                xattr("user.b", "6"),
+                xattr("user.a", "5"),
+                xattr("user.c", "4")
+            ]
+        );
+        let mut unique = vec![xattr("user.z", "1"), xattr("user.a", "2")];
+        dedup_xattrs(&mut unique);
+        assert_eq!(unique, [xattr("user.z", "1"), xattr("user.a", "2")]);
+    }
+
+    /// Every decoded xattr is charged its name (prefix included), its value and a fixed
+    /// overhead, so an empty entry of four image bytes is not free; a budget one byte short
+    /// of what an image decodes refuses it.
+    #[test]
+    fn xattr_budget_charges_each_entry() {
+        assert_eq!(xattr_charge(b"", b"", b""), XATTR_ENTRY_CHARGE);
+        const { assert!(XATTR_ENTRY_CHARGE >= 32) };
+        assert_eq!(
+            xattr_charge(b"system.posix_acl_default", b"", b""),
+            XATTR_ENTRY_CHARGE + 24
+        );
+
+        let mut tree = Tree::new(Stat {
+            mode: S_IFDIR | 0o755,
+            ..Stat::default()
+        });
+        let mut fifo = Inode::new(
+            Stat {
+                mode: S_IFIFO | 0o644,
+                nlink: 1,
+                ..Stat::default()
+            },
+            Content::Special,
+        );
+        // In the order the writer stores them (sorted by name).
+        fifo.xattrs = vec![xattr("security.b", "value"), xattr("user.a", "")];
+        let id = tree.push(fifo);
+        tree.inodes[0].content = Content::Directory(vec![DirEntry {
+            name: b"f".to_vec(),
+            inode: id,
+            hardlink: false,
+        }]);
+        let image = write(&tree, &WriteOptions::default()).unwrap();
+        // What the image decodes: the fifo's two, and the root's `trusted.overlay.opaque`
+        // (read, then dropped as the writer's own).
+        let decoded = [
+            ("user.a", ""),
+            ("security.b", "value"),
+            ("trusted.overlay.opaque", "y"),
+        ];
+        let need: u64 = decoded
+            .iter()
+            .map(|(n, v)| XATTR_ENTRY_CHARGE + (n.len() + v.len()) as u64)
+            .sum();
+        let (back, _) = read_with_budget(&image, need).unwrap();
+        assert_eq!(back.inodes[1].xattrs, tree.inodes[1].xattrs);
+        let err = read_with_budget(&image, need - 1).unwrap_err();
+        assert!(err.to_string().contains("xattrs expand"), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use sealroot_format::tree::{Mtime, Xattr};
 
 use super::header::{self, Checksum, Field, Header, BLOCK_SIZE};
-use super::pax::{self, Overrides};
+use super::pax::{self, KeepXattrs, Overrides};
 use super::TarError;
 
 /// gzip's magic number (RFC 1952).
@@ -34,6 +34,12 @@ const TRAILER_MAX: u64 = 1 << 20;
 /// The largest PAX extended header or GNU long name accepted. Composefs keeps at most 32 KiB
 /// of xattrs per inode, and paths are far shorter; this only stops absurd sizes.
 pub(crate) const METADATA_MAX: u64 = 1 << 20;
+
+/// The most headers that are not entries (`x`, `g`, `L`, `K`, `V`) accepted in a row before
+/// an entry. Writers put at most one of each kind there (GNU tar: `x` or `L` and `K`); the
+/// cap keeps what one entry costs to read in proportion to its size (at most this many
+/// [`METADATA_MAX`]).
+pub(crate) const EXTENDED_HEADERS_MAX: usize = 64;
 
 /// The kind of an entry, from its type flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +102,8 @@ pub(crate) struct Archive<'a> {
     offset: u64,
     /// What `g` headers said so far.
     global: Overrides,
+    /// The xattrs the build keeps; the others are dropped as the headers are read.
+    keep: KeepXattrs,
     /// Content bytes of the current entry not yet read.
     remaining: u64,
     /// Padding after them, up to the next block.
@@ -105,8 +113,12 @@ pub(crate) struct Archive<'a> {
 }
 
 impl<'a> Archive<'a> {
-    /// Recognises the compression of `input` by its first bytes and opens it.
-    pub(crate) fn open(mut input: impl Read + 'a) -> Result<Archive<'a>, TarError> {
+    /// Recognises the compression of `input` by its first bytes and opens it; entries will
+    /// carry only the xattrs `keep` keeps.
+    pub(crate) fn open(
+        mut input: impl Read + 'a,
+        keep: KeepXattrs,
+    ) -> Result<Archive<'a>, TarError> {
         let mut magic = [0u8; MAGIC_LEN];
         let mut n = 0;
         while n < MAGIC_LEN {
@@ -149,6 +161,7 @@ impl<'a> Archive<'a> {
             input: BufReader::with_capacity(INPUT_BUF_SIZE, decoded),
             offset: 0,
             global: Overrides::default(),
+            keep,
             remaining: 0,
             padding: 0,
             current: None,
@@ -268,6 +281,8 @@ impl<'a> Archive<'a> {
         let mut long_link: Option<Vec<u8>> = None;
         // Whether extended headers were read that belong to an entry still to come.
         let mut pending = false;
+        // Headers read so far that are not the entry's own.
+        let mut extended = 0;
         let (block, block_offset) = loop {
             let block_offset = self.offset;
             let Some(block) = self.read_block()? else {
@@ -304,36 +319,37 @@ impl<'a> Archive<'a> {
                     reason: format!("{} field {e}", field.name),
                 })
             };
-            match h.typeflag() {
+            let typeflag = h.typeflag();
+            if matches!(typeflag, b'x' | b'g' | b'L' | b'K' | b'V') {
+                extended += 1;
+                if extended > EXTENDED_HEADERS_MAX {
+                    return Err(TarError::BadHeader {
+                        offset: block_offset,
+                        path: None,
+                        reason: format!(
+                            "more than {EXTENDED_HEADERS_MAX} extended headers (x, g, L, K or \
+                             V) in a row, from byte {start}, before one entry"
+                        ),
+                    });
+                }
+            }
+            let bad_pax = |reason| TarError::BadPax {
+                offset: block_offset,
+                reason,
+            };
+            match typeflag {
                 b'x' => {
                     let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
-                    pax::apply(&data, &mut ext).map_err(|reason| TarError::BadPax {
-                        offset: block_offset,
-                        reason,
-                    })?;
+                    pax::apply(&data, &mut ext, self.keep).map_err(bad_pax)?;
                     pending = true;
                 }
                 b'g' => {
                     let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
                     let mut global = Overrides::default();
-                    pax::apply(&data, &mut global).map_err(|reason| TarError::BadPax {
-                        offset: block_offset,
-                        reason,
-                    })?;
-                    pax::apply(&data, &mut self.global).map_err(|reason| TarError::BadPax {
-                        offset: block_offset,
-                        reason,
-                    })?;
+                    pax::apply(&data, &mut global, self.keep).map_err(bad_pax)?;
+                    pax::apply(&data, &mut self.global, self.keep).map_err(bad_pax)?;
                     // Defaults for this entry too, below what its own `x` headers say.
-                    let defaults = global.global_defaults();
-                    ext.uid = ext.uid.or(defaults.uid);
-                    ext.gid = ext.gid.or(defaults.gid);
-                    ext.mtime = ext.mtime.or(defaults.mtime);
-                    for x in defaults.xattrs {
-                        if !ext.xattrs.iter().any(|y| y.name == x.name) {
-                            ext.xattrs.push(x);
-                        }
-                    }
+                    ext.fill_in(&global.global_defaults()).map_err(bad_pax)?;
                 }
                 b'L' => {
                     let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
@@ -460,7 +476,7 @@ impl<'a> Archive<'a> {
             mtime,
             size: if kind == Kind::Regular { size } else { 0 },
             rdev,
-            xattrs: ext.xattrs,
+            xattrs: ext.xattrs.into_vec(),
         }))
     }
 

@@ -11,8 +11,9 @@ use sealroot_verity::Sha256Digest;
 
 use super::archive::{path_buf, Archive, Entry, Kind};
 use super::content::Pipeline;
+use super::pax::KeepXattrs;
 use super::{TarError, TarOptions, Whiteouts};
-use crate::xattr::{check_limits, XattrError, XATTR_HEADER_SPACE};
+use crate::xattr::{check_limits, XattrError, XATTR_HEADER_COST};
 use crate::INLINE_CONTENT_MAX;
 
 /// The longest name composefs (and Linux) allows in a directory.
@@ -426,12 +427,12 @@ impl<'o> Builder<'o> {
 
     /// Whether the xattr options keep xattr `name`.
     fn keeps_xattr(&self, name: &[u8]) -> bool {
-        !self.opts.skip_xattrs && (!self.opts.user_xattrs || name.starts_with(b"user."))
+        KeepXattrs::from_options(self.opts.skip_xattrs, self.opts.user_xattrs).keeps(name)
     }
 
     /// The xattrs of `entry` the options keep, checked against composefs's limits.
     fn xattrs(&self, entry: &Entry) -> Result<Vec<Xattr>, TarError> {
-        let mut space = XATTR_HEADER_SPACE;
+        let mut space = XATTR_HEADER_COST;
         let mut out = Vec::new();
         for x in &entry.xattrs {
             if !self.keeps_xattr(&x.name) {

@@ -9,7 +9,108 @@
 //! every other key (times other than mtime, user and group names, comments, charsets) does not
 //! change the tree and is skipped, as POSIX allows.
 
+use std::collections::HashMap;
+
+use sealroot_format::dumpfile::limits::{XATTR_BUDGET_MAX, XATTR_ENTRY_COST, XATTR_HEADER_COST};
 use sealroot_format::tree::{Mtime, Xattr};
+
+/// Which extended attributes the build keeps. The others are checked for a well-formed name
+/// and dropped as they are read, so they cost neither memory nor the per-file limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum KeepXattrs {
+    /// Every one.
+    #[default]
+    All,
+    /// Only `user.*`.
+    User,
+    /// None.
+    None,
+}
+
+impl KeepXattrs {
+    /// What the options `skip_xattrs` and `user_xattrs` keep (`skip` wins).
+    pub(crate) fn from_options(skip: bool, user_only: bool) -> Self {
+        match (skip, user_only) {
+            (true, _) => KeepXattrs::None,
+            (false, true) => KeepXattrs::User,
+            (false, false) => KeepXattrs::All,
+        }
+    }
+
+    /// Whether xattr `name` is kept.
+    pub(crate) fn keeps(self, name: &[u8]) -> bool {
+        match self {
+            KeepXattrs::All => true,
+            KeepXattrs::User => name.starts_with(b"user."),
+            KeepXattrs::None => false,
+        }
+    }
+}
+
+/// The extended attributes of an entry: in the order first given, a later value of the same
+/// name replacing the earlier, with an index by name (so that many of them cost O(n), not
+/// O(n²)) and C composefs's count of the space they take, which may not pass its per-file
+/// limit: an archive cannot make the reader hold more than one file's worth.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Xattrs {
+    list: Vec<Xattr>,
+    /// Each name's place in `list`.
+    index: HashMap<Vec<u8>, usize>,
+    /// `12 + Σ(7 + name + value)` as C `lcfs_node_set_xattr` counts it; 0 with none.
+    space: u64,
+}
+
+impl Xattrs {
+    /// Sets `name` to `value`, replacing an earlier value in its place; refuses it if the
+    /// xattrs would then pass composefs's per-file limit.
+    pub(crate) fn set(&mut self, name: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
+        let space = match self.index.get(&name) {
+            Some(&i) => self.space - self.list[i].value.len() as u64 + value.len() as u64,
+            None => {
+                let header = if self.list.is_empty() {
+                    XATTR_HEADER_COST
+                } else {
+                    0
+                };
+                self.space + header + XATTR_ENTRY_COST + (name.len() + value.len()) as u64
+            }
+        };
+        if space > XATTR_BUDGET_MAX {
+            return Err(format!(
+                "extended attribute {} takes the file's xattrs past the {XATTR_BUDGET_MAX} bytes \
+                 composefs allows one file",
+                String::from_utf8_lossy(&name)
+            ));
+        }
+        self.space = space;
+        match self.index.get(&name) {
+            Some(&i) => self.list[i].value = value,
+            None => {
+                self.index.insert(name.clone(), self.list.len());
+                self.list.push(Xattr { name, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `name` to `value` unless it is set; refuses it as [`Xattrs::set`] does.
+    pub(crate) fn set_default(&mut self, name: &[u8], value: &[u8]) -> Result<(), String> {
+        if self.index.contains_key(name) {
+            return Ok(());
+        }
+        self.set(name.to_vec(), value.to_vec())
+    }
+
+    /// The xattrs, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Xattr> {
+        self.list.iter()
+    }
+
+    /// The xattrs, in order.
+    pub(crate) fn into_vec(self) -> Vec<Xattr> {
+        self.list
+    }
+}
 
 /// What extended headers say about an entry, each field `None` where they say nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,9 +121,8 @@ pub(crate) struct Overrides {
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
     pub(crate) mtime: Option<Mtime>,
-    /// Extended attributes in the order given; a later one of the same name replaced the
-    /// earlier.
-    pub(crate) xattrs: Vec<Xattr>,
+    /// The extended attributes the build keeps.
+    pub(crate) xattrs: Xattrs,
     /// A `GNU.sparse.*` key was seen: the entry is a sparse file.
     pub(crate) sparse: bool,
     /// The first key seen whose meaning the tree cannot hold and must not silently lose.
@@ -30,14 +130,6 @@ pub(crate) struct Overrides {
 }
 
 impl Overrides {
-    /// Sets xattr `name`, replacing an earlier value.
-    fn set_xattr(&mut self, name: Vec<u8>, value: Vec<u8>) {
-        match self.xattrs.iter_mut().find(|x| x.name == name) {
-            Some(x) => x.value = value,
-            None => self.xattrs.push(Xattr { name, value }),
-        }
-    }
-
     /// The overrides of a global header, as they apply to an entry: only the attributes, not
     /// the path, link target or size of one particular file.
     pub(crate) fn global_defaults(&self) -> Overrides {
@@ -49,11 +141,23 @@ impl Overrides {
             ..Overrides::default()
         }
     }
+
+    /// Takes `defaults` (of a global header) where these overrides say nothing.
+    pub(crate) fn fill_in(&mut self, defaults: &Overrides) -> Result<(), String> {
+        self.uid = self.uid.or(defaults.uid);
+        self.gid = self.gid.or(defaults.gid);
+        self.mtime = self.mtime.or(defaults.mtime);
+        for x in defaults.xattrs.iter() {
+            self.xattrs.set_default(&x.name, &x.value)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads the records in `data` into `to`, later records overriding earlier ones. The error
 /// says what is wrong, for the caller to put beside the entry's path and offset.
-pub(crate) fn apply(mut data: &[u8], to: &mut Overrides) -> Result<(), String> {
+/// Only the xattrs `keep` keeps are stored.
+pub(crate) fn apply(mut data: &[u8], to: &mut Overrides, keep: KeepXattrs) -> Result<(), String> {
     while !data.is_empty() {
         // Some writers pad the data with NULs.
         if data.iter().all(|&b| b == 0) {
@@ -89,14 +193,26 @@ pub(crate) fn apply(mut data: &[u8], to: &mut Overrides) -> Result<(), String> {
             ));
         };
         let (key, value) = (&body[..eq], &body[eq + 1..]);
-        apply_record(key, value, to)
+        apply_record(key, value, to, keep)
             .map_err(|e| format!("record {}: {e}", String::from_utf8_lossy(key)))?;
     }
     Ok(())
 }
 
 /// Applies one record.
-fn apply_record(key: &[u8], value: &[u8], to: &mut Overrides) -> Result<(), String> {
+fn apply_record(
+    key: &[u8],
+    value: &[u8],
+    to: &mut Overrides,
+    keep: KeepXattrs,
+) -> Result<(), String> {
+    let set_xattr = |to: &mut Overrides, name: Vec<u8>, value: Vec<u8>| {
+        if keep.keeps(&name) {
+            to.xattrs.set(name, value)
+        } else {
+            Ok(())
+        }
+    };
     match key {
         b"path" => to.path = Some(value.to_vec()),
         b"linkpath" => to.linkpath = Some(value.to_vec()),
@@ -104,17 +220,17 @@ fn apply_record(key: &[u8], value: &[u8], to: &mut Overrides) -> Result<(), Stri
         b"uid" => to.uid = Some(parse_id(value)?),
         b"gid" => to.gid = Some(parse_id(value)?),
         b"mtime" => to.mtime = Some(parse_time(value).ok_or("not a time in seconds")?),
-        b"RHT.security.selinux" => to.set_xattr(b"security.selinux".to_vec(), value.to_vec()),
+        b"RHT.security.selinux" => set_xattr(to, b"security.selinux".to_vec(), value.to_vec())?,
         b"SCHILY.acl.access" | b"SCHILY.acl.default" | b"SCHILY.acl.ace" => {
             to.unsupported.get_or_insert_with(|| key.to_vec());
         }
         _ => {
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                to.set_xattr(xattr_name(name.to_vec())?, value.to_vec());
+                set_xattr(to, xattr_name(name.to_vec())?, value.to_vec())?;
             } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
                 let name = percent_decode(name).ok_or("bad %-escape in the name")?;
                 let value = base64_decode(value).ok_or("value is not base64")?;
-                to.set_xattr(xattr_name(name)?, value);
+                set_xattr(to, xattr_name(name)?, value)?;
             } else if key.starts_with(b"GNU.sparse.") {
                 to.sparse = true;
             }
@@ -259,7 +375,7 @@ mod tests {
 
     fn parse(data: &[u8]) -> Result<Overrides, String> {
         let mut o = Overrides::default();
-        apply(data, &mut o).map(|()| o)
+        apply(data, &mut o, KeepXattrs::All).map(|()| o)
     }
 
     #[test]
@@ -340,6 +456,88 @@ mod tests {
                 (b"security.selinux", b"system_u:object_r:bin_t:s0\0"),
             ]
         );
+    }
+
+    fn names(o: &Overrides) -> Vec<String> {
+        o.xattrs
+            .iter()
+            .map(|x| String::from_utf8_lossy(&x.name).into_owned())
+            .collect()
+    }
+
+    /// The xattrs of one entry may take what composefs allows one file, as C counts it
+    /// (`12 + Σ(7 + name + value)` ≤ 32767), and not a byte more: the record that passes
+    /// the limit is refused, naming it.
+    #[test]
+    fn xattrs_stop_at_the_per_file_limit() {
+        let fits = 32767 - 12 - 7 - "user.a".len();
+        let o = parse(&record("SCHILY.xattr.user.a", &vec![b'v'; fits])).unwrap();
+        assert_eq!(o.xattrs.iter().next().unwrap().value.len(), fits);
+        let err = parse(&record("SCHILY.xattr.user.a", &vec![b'v'; fits + 1])).unwrap_err();
+        assert_eq!(
+            err,
+            "record SCHILY.xattr.user.a: extended attribute user.a takes the file's xattrs past \
+             the 32767 bytes composefs allows one file"
+        );
+
+        // Many small ones: refused at the first that does not fit, whatever follows.
+        let mut data = Vec::new();
+        for i in 0..20_000 {
+            data.extend(record(&format!("SCHILY.xattr.user.{i:05}"), b""));
+        }
+        let err = parse(&data).unwrap_err();
+        // Each takes 7 + 10: 12 + 1926 × 17 = 32754 fits, a 1927th does not.
+        assert!(err.contains("extended attribute user.01926 takes"), "{err}");
+    }
+
+    /// A name set again replaces the value in its place, and the count follows: setting one
+    /// large xattr many times never adds up.
+    #[test]
+    fn replacing_an_xattr_recounts_it() {
+        let mut data = Vec::new();
+        for i in 0..100u8 {
+            data.extend(record("SCHILY.xattr.user.big", &vec![i; 20_000]));
+            data.extend(record("SCHILY.xattr.user.small", &[i]));
+        }
+        let o = parse(&data).unwrap();
+        assert_eq!(names(&o), ["user.big", "user.small"]);
+        let values: Vec<&[u8]> = o.xattrs.iter().map(|x| x.value.as_slice()).collect();
+        assert_eq!(values, [&vec![99u8; 20_000][..], &[99]]);
+        assert_eq!(o.xattrs.space, 12 + 7 + 8 + 20_000 + 7 + 10 + 1);
+
+        // Defaults (from a global header) fill in only what is not set.
+        let mut defaults = Overrides::default();
+        defaults
+            .xattrs
+            .set(b"user.small".to_vec(), b"global".to_vec())
+            .unwrap();
+        defaults
+            .xattrs
+            .set(b"user.other".to_vec(), b"global".to_vec())
+            .unwrap();
+        let mut o = o;
+        o.fill_in(&defaults).unwrap();
+        assert_eq!(names(&o), ["user.big", "user.small", "user.other"]);
+        assert_eq!(o.xattrs.iter().nth(1).unwrap().value, [99]);
+    }
+
+    /// Xattrs the build does not keep are checked for a well-formed name, then dropped: they
+    /// cost no memory and do not count against the limit.
+    #[test]
+    fn xattrs_not_kept_are_dropped() {
+        let mut data = record("SCHILY.xattr.security.big", &vec![b'v'; 40_000]);
+        data.extend(record("SCHILY.xattr.user.a", b"1"));
+        data.extend(record("RHT.security.selinux", b"label"));
+        let mut o = Overrides::default();
+        apply(&data, &mut o, KeepXattrs::User).unwrap();
+        assert_eq!(names(&o), ["user.a"]);
+        let mut o = Overrides::default();
+        apply(&data, &mut o, KeepXattrs::None).unwrap();
+        assert!(names(&o).is_empty());
+        let mut o = Overrides::default();
+        assert!(apply(&data, &mut o, KeepXattrs::All).is_err());
+        let mut o = Overrides::default();
+        assert!(apply(&record("SCHILY.xattr.a\0", b""), &mut o, KeepXattrs::None).is_err());
     }
 
     #[test]
