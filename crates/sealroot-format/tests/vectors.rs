@@ -75,7 +75,10 @@ fn fsck_erofs_accepts_images() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: fsck.erofs (erofs-utils) is not installed");
+        sealroot_testkit::skip(
+            "fsck_erofs_accepts_images",
+            "fsck.erofs (erofs-utils) is not installed",
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -13,8 +13,9 @@
 //! is multi-threaded, a new mount namespace applies to one thread only, and forking a
 //! multi-threaded process to unshare in the child is not something safe Rust can do.
 //!
-//! Without root, each test prints `SKIPPED: needs root` and passes. The tests need `unshare`
-//! (util-linux) and `mkfs.erofs` (erofs-utils); without them they fail, saying so.
+//! Without root, each test skips (`sealroot_testkit::skip`: `SKIPPED: <test>: needs root…`).
+//! The tests need `unshare` (util-linux) and `mkfs.erofs` (erofs-utils); without them they
+//! fail, saying so.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;

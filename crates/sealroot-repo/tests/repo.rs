@@ -837,6 +837,15 @@ fn cfsctl() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|p| p.exists())
 }
 
+/// cfsctl, or `None` after [`sealroot_testkit::skip`]ping `test`.
+fn cfsctl_or_skip(test: &str) -> Option<PathBuf> {
+    let found = cfsctl();
+    if found.is_none() {
+        sealroot_testkit::skip(test, "cfsctl (composefs-rs) is not installed");
+    }
+    found
+}
+
 /// Runs cfsctl; returns stdout, panicking with its output on failure.
 fn run_cfsctl(cfsctl: &Path, args: &[&str]) -> String {
     let out = Command::new(cfsctl).args(args).output().unwrap();
@@ -851,9 +860,7 @@ fn run_cfsctl(cfsctl: &Path, args: &[&str]) -> String {
 
 #[test]
 fn cfsctl_reads_checks_and_collects_our_repository() {
-    let Some(cfsctl) = cfsctl() else {
-        println!("SKIPPED: cfsctl (composefs-rs) is not installed");
-        eprintln!("SKIPPED: cfsctl (composefs-rs) is not installed");
+    let Some(cfsctl) = cfsctl_or_skip("cfsctl_reads_checks_and_collects_our_repository") else {
         return;
     };
     let t = tmpdir();
@@ -908,9 +915,7 @@ fn cfsctl_reads_checks_and_collects_our_repository() {
 
 #[test]
 fn we_read_checks_and_collect_a_cfsctl_repository() {
-    let Some(cfsctl) = cfsctl() else {
-        println!("SKIPPED: cfsctl (composefs-rs) is not installed");
-        eprintln!("SKIPPED: cfsctl (composefs-rs) is not installed");
+    let Some(cfsctl) = cfsctl_or_skip("we_read_checks_and_collect_a_cfsctl_repository") else {
         return;
     };
     let t = tmpdir();
@@ -964,8 +969,7 @@ fn we_read_checks_and_collect_a_cfsctl_repository() {
 mount_test! {
     /// cfsctl mounts an image sealroot committed, and it shows the source.
     fn cfsctl_mounts_our_image() {
-        let Some(cfsctl) = cfsctl() else {
-            println!("SKIPPED: cfsctl (composefs-rs) is not installed");
+        let Some(cfsctl) = cfsctl_or_skip("cfsctl_mounts_our_image") else {
             return;
         };
         let t = tmpdir();

@@ -61,7 +61,7 @@ fn read_only_file(dir: &Path) -> (tempfile::TempPath, std::fs::File) {
 fn tmpfs_has_no_verity() {
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() {
-        println!("SKIPPED: no /dev/shm tmpfs here");
+        sealroot_testkit::skip("tmpfs_has_no_verity", "no /dev/shm tmpfs here");
         return;
     }
     let (_path, file) = read_only_file(shm);

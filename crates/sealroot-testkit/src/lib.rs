@@ -7,8 +7,16 @@
 //! <test> --exact`, with an environment variable telling the child it is the inside run. Every
 //! mount the child makes vanishes when it exits, even after a panic, and nothing reaches the host
 //! or the tests running beside it. Re-executing matters: the harness is multi-threaded and a new
-//! mount namespace would only apply to one thread. Without root the test prints `SKIPPED` and
-//! passes.
+//! mount namespace would only apply to one thread. Without root the test [`skip`]s.
+//!
+//! # Skipping
+//!
+//! A test that cannot run here (no root, a tool missing) calls [`skip`] and returns: it prints
+//! `SKIPPED: <test>: <reason>` on stdout and stderr, appends the line to the file named by
+//! `SEALROOT_SKIP_LOG` (`scripts/test.sh` counts them: the harness captures a passing test's
+//! output and counts it as passed), and panics when `SEALROOT_REQUIRE_ALL=1`, as CI sets it where
+//! everything the tests need is installed. What neither a package nor root gives (a kernel or
+//! filesystem feature) skips with [`skip_even_in_ci`], which that variable does not refuse.
 //!
 //! # Trees
 //!
@@ -21,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -34,6 +43,59 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// The environment variable naming a file that every [`skip`] appends its line to.
+pub const SKIP_LOG: &str = "SEALROOT_SKIP_LOG";
+
+/// The environment variable that, set to `1`, makes every [`skip`] fail its test instead.
+pub const REQUIRE_ALL: &str = "SEALROOT_REQUIRE_ALL";
+
+/// Reports that test `test` (its function's name) skips, wholly or in part, for `reason`; the
+/// caller then returns (or leaves out the part). Prints `SKIPPED: {test}: {reason}` on stdout
+/// and stderr, appends that line to the file named by [`SKIP_LOG`] if set (one `O_APPEND`
+/// write, so lines from tests running in parallel do not mix), and panics if [`REQUIRE_ALL`] is
+/// `1`: where everything is installed and the tests run as root (CI), a skip is a failure.
+pub fn skip(test: &str, reason: &str) {
+    let line = report_skip(test, reason);
+    if std::env::var_os(REQUIRE_ALL).is_some_and(|v| v == "1") {
+        panic!("{line}: {REQUIRE_ALL}=1 says {test} must not be skipped here");
+    }
+}
+
+/// Like [`skip`], but allowed even when [`REQUIRE_ALL`] is `1`: for what neither root nor a
+/// package gives, a feature of this machine's kernel or of the filesystem the test writes to
+/// (fs-verity on the temporary directory's filesystem, which the VM tests of `scripts/vmtest.sh`
+/// check instead; xattr values over 32 KiB). Printed, logged and counted the same.
+pub fn skip_even_in_ci(test: &str, reason: &str) {
+    report_skip(
+        test,
+        &format!("{reason} (a kernel or filesystem feature: allowed in CI)"),
+    );
+}
+
+/// Prints and logs the line of a skip, and returns it.
+fn report_skip(test: &str, reason: &str) -> String {
+    // One line whatever the reason holds: scripts/test.sh counts lines.
+    let line = format!("SKIPPED: {test}: {reason}").replace(['\n', '\r'], " ");
+    println!("{line}");
+    // Straight to the stream, not eprintln!: the harness captures the print! family of a test
+    // that passes, and this line must show in every run.
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if let Some(log) = std::env::var_os(SKIP_LOG).filter(|p| !p.is_empty()) {
+        let written = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            panic!(
+                "{line}: cannot append to {SKIP_LOG}={}: {e}",
+                log.to_string_lossy()
+            );
+        }
+    }
+    line
+}
+
 /// Runs `body` in a private mount namespace (see the crate docs). `name` must be the test
 /// function's name as the harness knows it (`stringify!` of it, without module path when the
 /// test is at the top of its file).
@@ -43,8 +105,7 @@ pub fn in_private_namespace(name: &str, body: impl FnOnce()) {
         return;
     }
     if !is_root() {
-        println!("SKIPPED: needs root: {name} mounts filesystems");
-        eprintln!("SKIPPED: needs root: {name} mounts filesystems");
+        skip(name, "needs root: it mounts filesystems");
         return;
     }
     let exe = std::env::current_exe().expect("the test binary's path");

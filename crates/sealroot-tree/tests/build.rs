@@ -14,14 +14,11 @@ use std::sync::Mutex;
 
 use rustix::fs::{AtFlags, Mode, Timespec, Timestamps, XattrFlags, CWD};
 use sealroot_format::tree::{Content, FileType, Inode, InodeId, Mtime, RegularFile, Tree};
+use sealroot_testkit::{skip, skip_even_in_ci};
 use sealroot_tree::{build_from_dir, BuildError, BuildOptions, NoProgress, Operation, Progress};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-fn skip(what: &str) {
-    eprintln!("SKIPPED: {what}");
 }
 
 /// Bytes 0..n in a pattern that makes every 4 KiB block differ.
@@ -130,6 +127,7 @@ fn regular_files_inline_digest_payload() {
     make_sized_files(dir);
     let tree = build(dir, &BuildOptions::default());
 
+    let mut no_tool = false;
     for &n in SIZES {
         let path = dir.join(format!("f{n}"));
         let inode = get(&tree, format!("f{n}").as_bytes());
@@ -153,9 +151,15 @@ fn regular_files_inline_digest_payload() {
             );
             match fsverity_tool_digest(&path) {
                 Some(tool) => assert_eq!(hex, tool, "f{n} against fsverity digest"),
-                None => skip("fsverity tool not installed: no second opinion on digests"),
+                None => no_tool = true,
             }
         }
+    }
+    if no_tool {
+        skip(
+            "regular_files_inline_digest_payload",
+            "fsverity tool not installed: no second opinion on digests",
+        );
     }
 }
 
@@ -255,7 +259,10 @@ fn every_file_type_and_attribute() {
         .unwrap();
         std::os::unix::fs::chown(dir.join("sub"), Some(42), Some(43)).unwrap();
     } else {
-        skip("not root: no devices, no ownership changes");
+        skip(
+            "every_file_type_and_attribute",
+            "not root: no devices, no ownership changes",
+        );
     }
     set_mtime(dir, 1_111_111_111, 222);
 
@@ -502,16 +509,22 @@ fn xattrs_of_every_namespace() {
         }
         match set_xattr(&p, "security.sealroot", b"sec\0ret") {
             Ok(()) => {}
-            Err(e) => skip(&format!("security.sealroot on {name}: {e}")),
+            Err(e) => skip(
+                "xattrs_of_every_namespace",
+                &format!("security.sealroot on {name}: {e}"),
+            ),
         }
     }
     if !is_root() {
-        skip("not root: no trusted.* xattrs");
+        skip("xattrs_of_every_namespace", "not root: no trusted.* xattrs");
     }
     let mut have_acl = true;
     for name in ["big", "d"] {
         if let Err(e) = set_xattr(&dir.join(name), "system.posix_acl_access", &acl_bytes()) {
-            skip(&format!("POSIX ACLs not supported here: {e}"));
+            skip(
+                "xattrs_of_every_namespace",
+                &format!("POSIX ACLs not supported here: {e}"),
+            );
             have_acl = false;
         }
     }
@@ -618,7 +631,10 @@ fn xattr_limits_are_those_of_c() {
         assert!(build_from_dir(dir, &BuildOptions::default(), &NoProgress).is_err());
         return;
     }
-    skip("no filesystem here takes a 40000-byte xattr: per-inode limit not tested");
+    skip_even_in_ci(
+        "xattr_limits_are_those_of_c",
+        "no filesystem here takes a 40000-byte xattr: per-inode limit not tested",
+    );
 }
 
 #[test]
@@ -796,7 +812,10 @@ fn digest_store() {
     if verity.iter().any(|&v| v) {
         assert!(verity.iter().all(|&v| v), "{verity:?}");
     } else {
-        skip("no fs-verity on the temp directory's filesystem: objects have none");
+        skip_even_in_ci(
+            "digest_store",
+            "no fs-verity on the temp directory's filesystem: objects have none",
+        );
     }
     // Objects stored: at least one per distinct content; a race between two threads copying
     // the same content can count both (one of them finds the object in place).
@@ -915,7 +934,22 @@ fn errors_name_the_path_and_operation() {
     ));
 
     if is_root() {
-        skip("root reads everything: no permission error to provoke");
+        // Root reads everything: the permission error is provoked by this test run again as
+        // nobody, whose uid drops every capability.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&exe)
+            .args(["errors_name_the_path_and_operation", "--exact"])
+            .args(["--nocapture", "--test-threads=1"])
+            .output()
+            .expect("running setpriv (util-linux) to run the test as nobody");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("test result: ok. 1 passed"),
+            "as nobody:\n{stdout}{stderr}"
+        );
     } else {
         let locked = tmp.path().join("locked");
         fs::create_dir(&locked).unwrap();
@@ -1033,7 +1067,10 @@ fn make_everything(dir: &Path) {
 #[test]
 fn matches_cfsctl_mkcomposefs() {
     let Some(cfsctl) = cfsctl() else {
-        skip("cfsctl not installed: no comparison with composefs-rs");
+        skip(
+            "matches_cfsctl_mkcomposefs",
+            "cfsctl not installed: no comparison with composefs-rs",
+        );
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

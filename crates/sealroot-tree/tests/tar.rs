@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags, CWD};
 use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_format::tree::{Content, FileType, Inode, Mtime, RegularFile, Tree, S_IFCHR};
+use sealroot_testkit::skip;
 use sealroot_tree::tar::{
     build_from_tar, DirStore, HashOnly, ObjectSink, TarError, TarOptions, Whiteouts,
 };
@@ -25,11 +26,6 @@ use sealroot_verity::Sha256Digest;
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-fn skip(what: &str) {
-    println!("SKIPPED: {what}");
-    eprintln!("SKIPPED: {what}");
 }
 
 /// Bytes that differ from seed to seed and from block to block.
@@ -290,7 +286,10 @@ fn compare_with_gnu_tar(args: &[&str]) -> Vec<u8> {
 #[test]
 fn pax_archive_gives_the_tree_of_its_extraction() {
     if !is_root() {
-        return skip("needs root for devices, owners and trusted xattrs");
+        return skip(
+            "pax_archive_gives_the_tree_of_its_extraction",
+            "needs root for devices, owners and trusted xattrs",
+        );
     }
     let archive = compare_with_gnu_tar(&["--format=posix", "--xattrs", "--xattrs-include=*"]);
     // It really is the pax encoding: xattrs, sub-second and big values in records.
@@ -305,7 +304,10 @@ fn pax_archive_gives_the_tree_of_its_extraction() {
 #[test]
 fn gnu_archive_gives_the_tree_of_its_extraction() {
     if !is_root() {
-        return skip("needs root for devices and owners");
+        return skip(
+            "gnu_archive_gives_the_tree_of_its_extraction",
+            "needs root for devices and owners",
+        );
     }
     let archive = compare_with_gnu_tar(&["--format=gnu"]);
     // GNU long names and link targets, base-256 numbers.
@@ -325,7 +327,10 @@ fn gnu_archive_gives_the_tree_of_its_extraction() {
 #[test]
 fn ustar_archive_gives_the_tree_of_its_extraction() {
     if !is_root() {
-        return skip("needs root for devices and owners");
+        return skip(
+            "ustar_archive_gives_the_tree_of_its_extraction",
+            "needs root for devices and owners",
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -356,7 +361,10 @@ fn ustar_archive_gives_the_tree_of_its_extraction() {
 #[test]
 fn options_give_what_they_give_for_a_directory() {
     if !is_root() {
-        return skip("needs root for devices, owners and trusted xattrs");
+        return skip(
+            "options_give_what_they_give_for_a_directory",
+            "needs root for devices, owners and trusted xattrs",
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -1102,7 +1110,10 @@ fn whiteouts_kept_in_overlay_form() {
 
     // The same as a directory holding that form, as containers-storage extracts a layer.
     if !is_root() {
-        return skip("needs root for whiteout devices and trusted xattrs");
+        return skip(
+            "whiteouts_kept_in_overlay_form",
+            "needs root for whiteout devices and trusted xattrs",
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

@@ -2,7 +2,7 @@
 //! `openssl`. Keys and certificates are made at test time with the `openssl` CLI; every signature
 //! `sign_digest` makes must equal, byte for byte, the one `fsverity sign` writes for the same file.
 //!
-//! Skips loudly (SKIPPED on stdout and stderr) when `fsverity` or `openssl` is not installed.
+//! Skips loudly ([`sealroot_testkit::skip`]) when `fsverity` or `openssl` is not installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,11 +36,6 @@ fn have(tool: &str, arg: &str) -> bool {
         .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn skip(why: &str) {
-    println!("SKIPPED: {why}");
-    eprintln!("SKIPPED: {why}");
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {
@@ -168,11 +163,14 @@ fn fixture() -> Option<&'static Fixture> {
         .as_ref()
 }
 
-/// The fixture, or `None` after printing SKIPPED.
-fn fixture_or_skip() -> Option<&'static Fixture> {
+/// The fixture, or `None` after [`sealroot_testkit::skip`]ping `test`.
+fn fixture_or_skip(test: &str) -> Option<&'static Fixture> {
     let f = fixture();
     if f.is_none() {
-        skip("fsverity (fsverity-utils) or openssl is not installed");
+        sealroot_testkit::skip(
+            test,
+            "fsverity (fsverity-utils) or openssl is not installed",
+        );
     }
     f
 }
@@ -290,7 +288,9 @@ fn compare(
 
 #[test]
 fn byte_identical_to_fsverity_sign() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("byte_identical_to_fsverity_sign") else {
+        return;
+    };
     let mut count = 0;
     for id in &fx.identities {
         for file in &fx.files {
@@ -308,7 +308,9 @@ fn byte_identical_to_fsverity_sign() {
 
 #[test]
 fn byte_identical_with_block_size_and_salt() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("byte_identical_with_block_size_and_salt") else {
+        return;
+    };
     let salt = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x42];
     let cases: Vec<(Params, Vec<String>, &str)> = vec![
         (
@@ -347,7 +349,10 @@ fn byte_identical_with_block_size_and_salt() {
 
 #[test]
 fn openssl_accepts_our_signature_and_refuses_a_changed_digest() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("openssl_accepts_our_signature_and_refuses_a_changed_digest")
+    else {
+        return;
+    };
     let id = &fx.identities[1];
     let key = SigningKey::read_pem_file(&id.key).unwrap();
     let cert = Certificate::read_file(&id.cert_pem).unwrap();
@@ -375,7 +380,9 @@ fn openssl_accepts_our_signature_and_refuses_a_changed_digest() {
 
 #[test]
 fn wrong_key_for_certificate_is_refused() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("wrong_key_for_certificate_is_refused") else {
+        return;
+    };
     let key = SigningKey::read_pem_file(&fx.identities[0].key).unwrap();
     let cert = Certificate::read_file(&fx.identities[2].cert_pem).unwrap();
     assert!(!cert.matches(&key));
@@ -403,7 +410,9 @@ fn wrong_key_for_certificate_is_refused() {
 
 #[test]
 fn digest_of_the_wrong_length_is_refused() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("digest_of_the_wrong_length_is_refused") else {
+        return;
+    };
     let id = &fx.identities[0];
     let key = SigningKey::read_pem_file(&id.key).unwrap();
     let cert = Certificate::read_file(&id.cert_pem).unwrap();
@@ -426,7 +435,10 @@ fn digest_of_the_wrong_length_is_refused() {
 
 #[test]
 fn verify_refuses_other_digests_certificates_and_algorithms() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("verify_refuses_other_digests_certificates_and_algorithms")
+    else {
+        return;
+    };
     let id = &fx.identities[0];
     let key = SigningKey::read_pem_file(&id.key).unwrap();
     let cert = Certificate::read_file(&id.cert_pem).unwrap();
@@ -458,7 +470,10 @@ fn verify_refuses_other_digests_certificates_and_algorithms() {
 
 #[test]
 fn every_truncation_and_byte_flip_is_refused_without_panic() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("every_truncation_and_byte_flip_is_refused_without_panic")
+    else {
+        return;
+    };
     let id = &fx.identities[0];
     let cert = Certificate::read_file(&id.cert_pem).unwrap();
     let file = &fx.files[1];
@@ -495,7 +510,9 @@ fn every_truncation_and_byte_flip_is_refused_without_panic() {
 
 #[test]
 fn parse_reports_what_fsverity_sign_wrote() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("parse_reports_what_fsverity_sign_wrote") else {
+        return;
+    };
     let id = &fx.identities[1];
     let cert = Certificate::read_file(&id.cert_der).unwrap();
     let (sig, _) = fsverity_sign(fx, id, &fx.files[0].1, &["--hash-alg=sha512"], "info.p7s");
@@ -513,7 +530,9 @@ fn parse_reports_what_fsverity_sign_wrote() {
 
 #[test]
 fn refuses_ec_keys_and_certificates_with_clear_errors() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("refuses_ec_keys_and_certificates_with_clear_errors") else {
+        return;
+    };
     let d = fx.dir.path();
     openssl(
         d,
@@ -604,7 +623,9 @@ fn refuses_ec_keys_and_certificates_with_clear_errors() {
 
 #[test]
 fn refuses_encrypted_missing_and_garbage_keys() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("refuses_encrypted_missing_and_garbage_keys") else {
+        return;
+    };
     let d = fx.dir.path();
     let plain = &fx.identities[0].key;
     openssl(
@@ -717,7 +738,9 @@ fn refuses_encrypted_missing_and_garbage_keys() {
 
 #[test]
 fn certificate_truncations_do_not_panic() {
-    let Some(fx) = fixture_or_skip() else { return };
+    let Some(fx) = fixture_or_skip("certificate_truncations_do_not_panic") else {
+        return;
+    };
     let der = std::fs::read(&fx.identities[0].cert_der).unwrap();
     Certificate::from_der(&der).unwrap();
     for len in 0..der.len() {

@@ -5,7 +5,7 @@
 //! the streaming logic is exercised along with the Merkle-tree arithmetic. The random seed is
 //! printed; set `SEALROOT_ORACLE_SEED` to replay a failure.
 //!
-//! Without the `fsverity` binary the test prints a loud SKIPPED line and passes.
+//! Without the `fsverity` binary the tests skip ([`sealroot_testkit::skip`]).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -72,19 +72,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether the reference tool can be run here; prints the SKIPPED line when it cannot.
-///
-/// The line goes straight to the stderr stream, which the test harness does not capture (it
-/// captures only the `print!` family), so it shows in every `cargo test` run.
-fn oracle_available() -> bool {
+/// Whether the reference tool can be run here; [`sealroot_testkit::skip`]s `test` when it
+/// cannot.
+fn oracle_available(test: &str) -> bool {
     match Command::new("fsverity").arg("--version").output() {
         Ok(out) if out.status.success() => true,
         _ => {
-            let banner = "*".repeat(62);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n{banner}\nSKIPPED: fsverity not installed (apt-get install fsverity)\n\
-                 the fs-verity oracle comparison did not run\n{banner}"
+            sealroot_testkit::skip(
+                test,
+                "fsverity not installed (apt-get install fsverity): no oracle comparison",
             );
             false
         }
@@ -173,7 +169,7 @@ fn salts(rng: &mut Rng) -> [Vec<u8>; 2] {
 
 #[test]
 fn matches_fsverity_utils() {
-    if !oracle_available() {
+    if !oracle_available("matches_fsverity_utils") {
         return;
     }
     let seed = seed();
@@ -235,7 +231,7 @@ fn matches_fsverity_utils() {
 /// where an off-by-one in the level bookkeeping would show.
 #[test]
 fn tree_level_boundaries_match_fsverity_utils() {
-    if !oracle_available() {
+    if !oracle_available("tree_level_boundaries_match_fsverity_utils") {
         return;
     }
     let seed = seed() ^ 0xb0_0da7;

@@ -474,8 +474,10 @@ fn rsa_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 #[test]
 fn the_image_gets_a_kernel_signature_as_fsverity_sign_makes_it() {
     if !have("openssl") || !have("fsverity") {
-        println!("SKIPPED: openssl or fsverity (fsverity-utils) is not installed");
-        eprintln!("SKIPPED: openssl or fsverity (fsverity-utils) is not installed");
+        sealroot_testkit::skip(
+            "the_image_gets_a_kernel_signature_as_fsverity_sign_makes_it",
+            "openssl or fsverity (fsverity-utils) is not installed",
+        );
         return;
     }
     let t = setup("commit-p7s-");

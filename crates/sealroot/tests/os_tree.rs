@@ -17,7 +17,10 @@ mount_test! {
     /// /usr/share as directory and as tar: one image; mounted, it is /usr/share.
     fn usr_share_round_trips_through_the_repository() {
         if !Path::new(SOURCE).is_dir() {
-            println!("SKIPPED: {SOURCE} is not there");
+            sealroot_testkit::skip(
+                "usr_share_round_trips_through_the_repository",
+                &format!("{SOURCE} is not there"),
+            );
             return;
         }
         let tmp = scratch(TMP, "os-tree-");
