@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use sealroot_format::tree::{
-    Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFBLK, S_IFCHR,
-    S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG,
+    Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR, S_IFDIR,
 };
 use sealroot_verity::Sha256Digest;
 
@@ -190,116 +189,21 @@ impl<'o> Builder<'o> {
         archive: &mut Archive<'_>,
         pipeline: &mut Pipeline<'_>,
     ) -> Result<(), TarError> {
-        let opts = self.opts;
-        let bad_path = |path: &[u8], reason| TarError::BadPath {
-            offset: entry.offset,
-            path: path_buf(path),
-            reason,
-        };
-        let comps = components(&entry.path, opts.strip_leading_slash)
-            .map_err(|reason| bad_path(&entry.path, reason))?;
+        let comps = components(&entry.path, self.opts.strip_leading_slash)
+            .map_err(|reason| bad_path(&entry, &entry.path, reason))?;
         let Some((&name, parent)) = comps.split_last() else {
-            // The root itself.
-            if entry.kind != Kind::Directory {
-                return Err(TarError::RootNotDirectory {
-                    offset: entry.offset,
-                    path: entry.display_path(),
-                });
-            }
-            let stat = self.stat(&entry, S_IFDIR);
-            let xattrs = self.xattrs(&entry)?;
-            let root = &mut self.nodes[ROOT];
-            root.stat = stat;
-            root.xattrs = xattrs;
-            return Ok(());
+            return self.set_root(&entry);
         };
-
-        if opts.whiteouts != Whiteouts::Keep && name.starts_with(WHITEOUT_PREFIX) {
+        if self.opts.whiteouts != Whiteouts::Keep && name.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(&entry, parent, name);
         }
-
-        // A hard link's target is looked up before anything is made on the way to the link.
-        let link_target = if entry.kind == Kind::HardLink {
-            let target = components(&entry.link, opts.strip_leading_slash)
-                .map_err(|reason| bad_path(&entry.link, reason))?;
-            let found = self
-                .lookup(&target)
-                .ok_or_else(|| TarError::MissingLinkTarget {
-                    offset: entry.offset,
-                    path: entry.display_path(),
-                    target: path_buf(&entry.link),
-                })?;
-            if self.children(found).is_some() {
-                return Err(TarError::LinkToDirectory {
-                    offset: entry.offset,
-                    path: entry.display_path(),
-                    target: path_buf(&entry.link),
-                });
-            }
-            Some(found)
-        } else {
-            None
-        };
-
-        let dir = self.dir(parent, &entry)?;
-        let existing = self.children(dir).and_then(|ch| ch.get(name)).copied();
-        let node = match entry.kind {
-            Kind::Directory => {
-                let stat = self.stat(&entry, S_IFDIR);
-                let xattrs = self.xattrs(&entry)?;
-                // A directory again: new attributes, the same entries (as `tar -x` and
-                // composefs-rs do).
-                if let Some(id) = existing.filter(|&id| self.children(id).is_some()) {
-                    let node = &mut self.nodes[id];
-                    let mut xattrs = xattrs;
-                    // An opaque marker seen before the directory's own entry stays, as the
-                    // overlay driver's setxattr stays when tar later sets the attributes.
-                    if opts.whiteouts == Whiteouts::Overlay {
-                        if let Some(x) = node.xattrs.iter().find(|x| x.name == OVERLAY_OPAQUE_XATTR)
-                        {
-                            if !xattrs.iter().any(|y| y.name == x.name) {
-                                xattrs.push(x.clone());
-                            }
-                        }
-                    }
-                    node.stat = stat;
-                    node.xattrs = xattrs;
-                    return Ok(());
-                }
-                Node {
-                    stat,
-                    xattrs,
-                    kind: NodeKind::Directory(BTreeMap::new()),
-                }
-            }
-            Kind::HardLink => {
-                let target = link_target.expect("looked up above");
-                if opts.hardlinks {
-                    self.link(dir, name, target);
-                    return Ok(());
-                }
-                // Every name its own inode, as mkcomposefs makes hard links.
-                self.nodes[target].clone()
-            }
+        match entry.kind {
+            Kind::Directory => self.add_directory(&entry, parent, name),
+            Kind::HardLink => self.add_hard_link(&entry, parent, name),
             Kind::Regular => {
-                let mut stat = self.stat(&entry, S_IFREG);
-                stat.size = entry.size;
-                let xattrs = self.xattrs(&entry)?;
-                let content = if entry.size == 0 {
-                    FileContent::Empty
-                } else if entry.size <= INLINE_CONTENT_MAX && !opts.no_inline {
-                    let mut data = vec![0u8; entry.size as usize];
-                    archive.read_content(&mut data)?;
-                    FileContent::Inline(data)
-                } else {
-                    let job = pipeline.submit(archive, entry.size, &entry.path, entry.offset)?;
-                    FileContent::Object(job)
-                };
-                Node {
-                    stat,
-                    xattrs,
-                    kind: NodeKind::Regular(content),
-                }
+                let dir = self.dir(parent, &entry)?;
+                let content = self.content(&entry, archive, pipeline)?;
+                self.add_node(&entry, dir, name, NodeKind::Regular(content))
             }
             Kind::Symlink => {
                 if entry.link.is_empty() {
@@ -308,34 +212,139 @@ impl<'o> Builder<'o> {
                         path: entry.display_path(),
                     });
                 }
-                let mut stat = self.stat(&entry, S_IFLNK);
-                stat.size = entry.link.len() as u64;
-                Node {
-                    stat,
-                    xattrs: self.xattrs(&entry)?,
-                    kind: NodeKind::Symlink(entry.link.clone()),
-                }
+                let dir = self.dir(parent, &entry)?;
+                self.add_node(&entry, dir, name, NodeKind::Symlink(entry.link.clone()))
             }
-            Kind::CharDevice | Kind::BlockDevice if opts.skip_devices => {
+            Kind::CharDevice | Kind::BlockDevice if self.opts.skip_devices => {
+                let dir = self.dir(parent, &entry)?;
                 self.remove(dir, name);
-                return Ok(());
+                Ok(())
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                let ftype = match entry.kind {
-                    Kind::CharDevice => S_IFCHR,
-                    Kind::BlockDevice => S_IFBLK,
-                    _ => S_IFIFO,
-                };
-                let mut stat = self.stat(&entry, ftype);
-                stat.rdev = entry.rdev;
-                Node {
-                    stat,
-                    xattrs: self.xattrs(&entry)?,
-                    kind: NodeKind::Special,
+                let dir = self.dir(parent, &entry)?;
+                self.add_node(&entry, dir, name, NodeKind::Special)
+            }
+        }
+    }
+
+    /// A `.` entry: the root's attributes.
+    fn set_root(&mut self, entry: &Entry) -> Result<(), TarError> {
+        if entry.kind != Kind::Directory {
+            return Err(TarError::RootNotDirectory {
+                offset: entry.offset,
+                path: entry.display_path(),
+            });
+        }
+        self.update_directory(ROOT, entry)
+    }
+
+    /// A directory entry: a new directory, or new attributes for the one already there.
+    fn add_directory(
+        &mut self,
+        entry: &Entry,
+        parent: &[&[u8]],
+        name: &[u8],
+    ) -> Result<(), TarError> {
+        let dir = self.dir(parent, entry)?;
+        match self.children(dir).and_then(|ch| ch.get(name)).copied() {
+            Some(id) if self.children(id).is_some() => self.update_directory(id, entry),
+            _ => self.add_node(entry, dir, name, NodeKind::Directory(BTreeMap::new())),
+        }
+    }
+
+    /// Gives directory `id` the attributes and xattrs of `entry`; its entries stay (as `tar -x`
+    /// and composefs-rs's `merge` do).
+    fn update_directory(&mut self, id: NodeId, entry: &Entry) -> Result<(), TarError> {
+        let stat = self.stat(entry);
+        let mut xattrs = self.xattrs(entry)?;
+        let node = &mut self.nodes[id];
+        // An opaque marker seen before the directory's own entry stays, as the overlay
+        // driver's setxattr stays when tar later sets the attributes.
+        if self.opts.whiteouts == Whiteouts::Overlay {
+            if let Some(x) = node.xattrs.iter().find(|x| x.name == OVERLAY_OPAQUE_XATTR) {
+                if !xattrs.iter().any(|y| y.name == x.name) {
+                    xattrs.push(x.clone());
                 }
             }
+        }
+        node.stat = stat;
+        node.xattrs = xattrs;
+        Ok(())
+    }
+
+    /// A hard link: the inode of an earlier entry under a new name (a copy of it, unless
+    /// `hardlinks`).
+    fn add_hard_link(
+        &mut self,
+        entry: &Entry,
+        parent: &[&[u8]],
+        name: &[u8],
+    ) -> Result<(), TarError> {
+        // The target is looked up before anything is made on the way to the link.
+        let target = components(&entry.link, self.opts.strip_leading_slash)
+            .map_err(|reason| bad_path(entry, &entry.link, reason))?;
+        let found = self
+            .lookup(&target)
+            .ok_or_else(|| TarError::MissingLinkTarget {
+                offset: entry.offset,
+                path: entry.display_path(),
+                target: path_buf(&entry.link),
+            })?;
+        if self.children(found).is_some() {
+            return Err(TarError::LinkToDirectory {
+                offset: entry.offset,
+                path: entry.display_path(),
+                target: path_buf(&entry.link),
+            });
+        }
+        let dir = self.dir(parent, entry)?;
+        let id = if self.opts.hardlinks {
+            found
+        } else {
+            // Every name its own inode, as mkcomposefs makes hard links.
+            let copy = self.nodes[found].clone();
+            self.push(copy)
         };
-        let id = self.push(node);
+        self.link(dir, name, id);
+        Ok(())
+    }
+
+    /// The content of a regular file entry: inline, or handed to the sink.
+    fn content(
+        &self,
+        entry: &Entry,
+        archive: &mut Archive<'_>,
+        pipeline: &mut Pipeline<'_>,
+    ) -> Result<FileContent, TarError> {
+        let size = entry.stat.size;
+        Ok(if size == 0 {
+            FileContent::Empty
+        } else if size <= INLINE_CONTENT_MAX && !self.opts.no_inline {
+            let mut data = vec![0u8; size as usize];
+            archive.read_content(&mut data)?;
+            FileContent::Inline(data)
+        } else {
+            FileContent::Object(pipeline.submit(archive, size, &entry.path, entry.offset)?)
+        })
+    }
+
+    /// Puts a new node of `kind` with the attributes of `entry` in `dir` under `name`.
+    fn add_node(
+        &mut self,
+        entry: &Entry,
+        dir: NodeId,
+        name: &[u8],
+        kind: NodeKind,
+    ) -> Result<(), TarError> {
+        let mut stat = self.stat(entry);
+        if let NodeKind::Symlink(target) = &kind {
+            stat.size = target.len() as u64;
+        }
+        let id = self.push(Node {
+            stat,
+            xattrs: self.xattrs(entry)?,
+            kind,
+        });
         self.link(dir, name, id);
         Ok(())
     }
@@ -391,11 +400,12 @@ impl<'o> Builder<'o> {
                 } else if opts.skip_devices {
                     self.remove(dir, hidden);
                 } else {
-                    let mut stat = self.stat(entry, S_IFCHR);
+                    let mut stat = self.stat(entry);
                     // Permissions 0 and device 0:0, as containers-storage's overlay driver
                     // makes them (mknod(S_IFCHR, 0)), owned as the whiteout entry says.
                     stat.mode = S_IFCHR;
                     stat.rdev = 0;
+                    stat.size = 0;
                     let id = self.push(Node {
                         stat,
                         xattrs: Vec::new(),
@@ -408,21 +418,14 @@ impl<'o> Builder<'o> {
         Ok(())
     }
 
-    /// The attributes of `entry` as a file of type `ftype`.
-    fn stat(&self, entry: &Entry, ftype: u32) -> Stat {
-        Stat {
-            mode: ftype | entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            nlink: 1,
-            rdev: 0,
-            size: 0,
-            mtime: if self.opts.use_epoch {
-                Mtime::default()
-            } else {
-                entry.mtime
-            },
+    /// The attributes of `entry` in the tree: as the archive gives them, the mtime 0 with
+    /// `use_epoch`.
+    fn stat(&self, entry: &Entry) -> Stat {
+        let mut stat = entry.stat.clone();
+        if self.opts.use_epoch {
+            stat.mtime = Mtime::default();
         }
+        stat
     }
 
     /// Whether the xattr options keep xattr `name`.
@@ -566,6 +569,15 @@ fn set_xattr(xattrs: &mut Vec<Xattr>, name: &[u8], value: &[u8]) {
             name: name.to_vec(),
             value: value.to_vec(),
         }),
+    }
+}
+
+/// The error for `path` (the entry's or its link target's) being no path of the tree.
+fn bad_path(entry: &Entry, path: &[u8], reason: &'static str) -> TarError {
+    TarError::BadPath {
+        offset: entry.offset,
+        path: path_buf(path),
+        reason,
     }
 }
 
