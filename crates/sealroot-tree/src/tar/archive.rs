@@ -423,12 +423,18 @@ impl<'a> Archive<'a> {
             path: display.clone(),
             what,
         })?;
-        let bad = |field, e| bad_field(offset, Some(display.clone()), field, e);
+        let at = Place {
+            header: offset,
+            entry: start,
+            path: display,
+        };
         let size = match pax.size {
             Some(size) => size,
-            None => h.unsigned(header::SIZE).map_err(|e| bad(header::SIZE, e))?,
+            None => h
+                .unsigned(header::SIZE)
+                .map_err(|e| at.bad_field(header::SIZE, e))?,
         };
-        let stat = attributes(h, kind, size, &pax, bad)?;
+        let stat = attributes(h, kind, size, &pax, &at)?;
         let link = pax
             .linkpath
             .take()
@@ -562,15 +568,33 @@ fn supported_kind(typeflag: u8, path: &[u8], pax: &Overrides) -> Result<Kind, St
     Ok(kind)
 }
 
-/// The attributes of an entry of `kind` with header `h`, content `size` and PAX overrides
-/// `pax` (see [`Entry::stat`]); `bad` makes the error for a field that cannot be read.
+/// Where an entry is, for its errors.
+struct Place {
+    /// The offset of its own header.
+    header: u64,
+    /// The offset of its first header (extended headers included).
+    entry: u64,
+    /// Its path.
+    path: PathBuf,
+}
+
+impl Place {
+    /// The error for a `field` of its header that cannot be read.
+    fn bad_field(&self, field: Field, e: NumberError) -> TarError {
+        bad_field(self.header, Some(self.path.clone()), field, e)
+    }
+}
+
+/// The attributes of the entry at `at` of `kind` with header `h`, content `size` and PAX
+/// overrides `pax` (see [`Entry::stat`]).
 fn attributes(
     h: &Header<'_>,
     kind: Kind,
     size: u64,
     pax: &Overrides,
-    bad: impl Fn(Field, NumberError) -> TarError,
+    at: &Place,
 ) -> Result<Stat, TarError> {
+    let bad = |field, e| at.bad_field(field, e);
     let mode = h.unsigned(header::MODE).map_err(|e| bad(header::MODE, e))? as u32 & 0o7777;
     let uid = match pax.uid {
         Some(uid) => uid,
@@ -595,7 +619,12 @@ fn attributes(
             let minor = h
                 .u32(header::DEVMINOR)
                 .map_err(|e| bad(header::DEVMINOR, e))?;
-            header::makedev(major, minor)
+            header::makedev(major, minor).ok_or_else(|| TarError::DeviceNumberTooLarge {
+                offset: at.entry,
+                path: at.path.clone(),
+                major,
+                minor,
+            })?
         }
         _ => 0,
     };

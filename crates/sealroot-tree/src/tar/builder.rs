@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use sealroot_format::tree::{
-    Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR, S_IFDIR,
+    Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR,
+    S_IFDIR,
 };
 use sealroot_verity::Sha256Digest;
 
@@ -131,6 +132,11 @@ impl<'o> Builder<'o> {
         }
     }
 
+    /// The entry `name` of directory `dir`, if there is one.
+    fn child(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
+        self.children(dir)?.get(name).copied()
+    }
+
     /// The node at `path`, if there is one.
     fn lookup(&self, path: &[&[u8]]) -> Option<NodeId> {
         let mut cur = ROOT;
@@ -182,6 +188,25 @@ impl<'o> Builder<'o> {
         Ok(cur)
     }
 
+    /// The directory at `parent` (made where missing) in which the non-directory `entry` is
+    /// to take `name`. Refused if `name` there is a directory with entries: `tar -x` removes
+    /// only an empty directory to put something else in its place, and silently dropping
+    /// what the archive put in it would hide a broken archive.
+    fn slot(&mut self, parent: &[&[u8]], name: &[u8], entry: &Entry) -> Result<NodeId, TarError> {
+        let dir = self.dir(parent, entry)?;
+        let full = self
+            .child(dir, name)
+            .and_then(|id| self.children(id))
+            .is_some_and(|children| !children.is_empty());
+        if full {
+            return Err(TarError::ReplacesDirectory {
+                offset: entry.offset,
+                path: entry.display_path(),
+            });
+        }
+        Ok(dir)
+    }
+
     /// Adds one entry of `archive` (its content is still to be read from it).
     pub(crate) fn add(
         &mut self,
@@ -194,16 +219,35 @@ impl<'o> Builder<'o> {
         let Some((&name, parent)) = comps.split_last() else {
             return self.set_root(&entry);
         };
-        if self.opts.whiteouts != Whiteouts::Keep && name.starts_with(WHITEOUT_PREFIX) {
-            return self.whiteout(&entry, parent, name);
+        if self.opts.whiteouts != Whiteouts::Keep {
+            if parent.iter().any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+                return Err(bad_path(
+                    &entry,
+                    &entry.path,
+                    "under a whiteout name (`.wh.`), which holds no entries",
+                ));
+            }
+            if name.starts_with(WHITEOUT_PREFIX) {
+                return self.whiteout(&entry, parent, name);
+            }
         }
         match entry.kind {
-            Kind::Directory => self.add_directory(&entry, parent, name),
-            Kind::HardLink => self.add_hard_link(&entry, parent, name),
-            Kind::Regular => {
+            Kind::Directory => {
                 let dir = self.dir(parent, &entry)?;
+                self.add_directory(&entry, dir, name)
+            }
+            Kind::HardLink => {
+                // The target is looked up before anything is made on the way to the link.
+                let target = self.link_target(&entry)?;
+                let dir = self.slot(parent, name, &entry)?;
+                self.add_hard_link(dir, name, target);
+                Ok(())
+            }
+            Kind::Regular => {
+                let dir = self.slot(parent, name, &entry)?;
                 let content = self.content(&entry, archive, pipeline)?;
                 self.add_node(&entry, dir, name, NodeKind::Regular(content))
+                    .map(drop)
             }
             Kind::Symlink => {
                 if entry.link.is_empty() {
@@ -212,17 +256,19 @@ impl<'o> Builder<'o> {
                         path: entry.display_path(),
                     });
                 }
-                let dir = self.dir(parent, &entry)?;
+                let dir = self.slot(parent, name, &entry)?;
                 self.add_node(&entry, dir, name, NodeKind::Symlink(entry.link.clone()))
+                    .map(drop)
             }
             Kind::CharDevice | Kind::BlockDevice if self.opts.skip_devices => {
-                let dir = self.dir(parent, &entry)?;
+                let dir = self.slot(parent, name, &entry)?;
                 self.remove(dir, name);
                 Ok(())
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                let dir = self.dir(parent, &entry)?;
+                let dir = self.slot(parent, name, &entry)?;
                 self.add_node(&entry, dir, name, NodeKind::Special)
+                    .map(drop)
             }
         }
     }
@@ -238,18 +284,20 @@ impl<'o> Builder<'o> {
         self.update_directory(ROOT, entry)
     }
 
-    /// A directory entry: a new directory, or new attributes for the one already there.
-    fn add_directory(
-        &mut self,
-        entry: &Entry,
-        parent: &[&[u8]],
-        name: &[u8],
-    ) -> Result<(), TarError> {
-        let dir = self.dir(parent, entry)?;
-        match self.children(dir).and_then(|ch| ch.get(name)).copied() {
-            Some(id) if self.children(id).is_some() => self.update_directory(id, entry),
-            _ => self.add_node(entry, dir, name, NodeKind::Directory(BTreeMap::new())),
+    /// A directory entry `name` in `dir`: a new directory, or new attributes for the one
+    /// already there.
+    fn add_directory(&mut self, entry: &Entry, dir: NodeId, name: &[u8]) -> Result<(), TarError> {
+        let existing = self.child(dir, name);
+        if let Some(id) = existing.filter(|&id| self.children(id).is_some()) {
+            return self.update_directory(id, entry);
         }
+        let id = self.add_node(entry, dir, name, NodeKind::Directory(BTreeMap::new()))?;
+        // In overlay form, a directory in the place of a whiteout: the lower directory of that
+        // name is gone, and its entries must not show through the new one.
+        if existing.is_some_and(|id| self.is_whiteout(id)) {
+            self.set_opaque(id);
+        }
+        Ok(())
     }
 
     /// Gives directory `id` the attributes and xattrs of `entry`; its entries stay (as `tar -x`
@@ -272,15 +320,8 @@ impl<'o> Builder<'o> {
         Ok(())
     }
 
-    /// A hard link: the inode of an earlier entry under a new name (a copy of it, unless
-    /// `hardlinks`).
-    fn add_hard_link(
-        &mut self,
-        entry: &Entry,
-        parent: &[&[u8]],
-        name: &[u8],
-    ) -> Result<(), TarError> {
-        // The target is looked up before anything is made on the way to the link.
+    /// The node a hard link `entry` names: an earlier entry, not a directory.
+    fn link_target(&self, entry: &Entry) -> Result<NodeId, TarError> {
         let target = components(&entry.link, self.opts.strip_leading_slash)
             .map_err(|reason| bad_path(entry, &entry.link, reason))?;
         let found = self
@@ -297,16 +338,19 @@ impl<'o> Builder<'o> {
                 target: path_buf(&entry.link),
             });
         }
-        let dir = self.dir(parent, entry)?;
+        Ok(found)
+    }
+
+    /// A hard link `name` in `dir` to node `target`: that inode under a new name, or a copy
+    /// of it unless `hardlinks` (every name its own inode, as mkcomposefs makes hard links).
+    fn add_hard_link(&mut self, dir: NodeId, name: &[u8], target: NodeId) {
         let id = if self.opts.hardlinks {
-            found
+            target
         } else {
-            // Every name its own inode, as mkcomposefs makes hard links.
-            let copy = self.nodes[found].clone();
+            let copy = self.nodes[target].clone();
             self.push(copy)
         };
         self.link(dir, name, id);
-        Ok(())
     }
 
     /// The content of a regular file entry: inline, or handed to the sink.
@@ -328,14 +372,15 @@ impl<'o> Builder<'o> {
         })
     }
 
-    /// Puts a new node of `kind` with the attributes of `entry` in `dir` under `name`.
+    /// Puts a new node of `kind` with the attributes of `entry` in `dir` under `name`, and
+    /// returns it.
     fn add_node(
         &mut self,
         entry: &Entry,
         dir: NodeId,
         name: &[u8],
         kind: NodeKind,
-    ) -> Result<(), TarError> {
+    ) -> Result<NodeId, TarError> {
         let mut stat = self.stat(entry);
         if let NodeKind::Symlink(target) = &kind {
             stat.size = target.len() as u64;
@@ -346,7 +391,7 @@ impl<'o> Builder<'o> {
             kind,
         });
         self.link(dir, name, id);
-        Ok(())
+        Ok(id)
     }
 
     /// Puts `node` in `dir` under `name`, replacing what was there.
@@ -363,59 +408,110 @@ impl<'o> Builder<'o> {
         }
     }
 
-    /// An OCI whiteout `.wh.NAME` or opaque marker `.wh..wh..opq` in directory `parent`.
+    /// An OCI whiteout `.wh.NAME` or opaque marker `.wh..wh..opq` in directory `parent`,
+    /// whatever the entry's type: the OCI image spec allows no file or directory such a name,
+    /// and composefs-rs and containers-storage look at the name alone (umoci takes only
+    /// regular files as whiteouts, and extracts a directory `.wh.x` as it is).
+    ///
+    /// OCI whiteouts apply to lower layers only, and any order of a layer's entries means the
+    /// same. Applied, an archive read alone lies over nothing, so a whiteout removes nothing;
+    /// in overlay form it is kept for the layers below. Either way, a whiteout of what the
+    /// archive itself made is refused ([`TarError::WhiteoutOfOwnEntry`]).
     fn whiteout(&mut self, entry: &Entry, parent: &[&[u8]], name: &[u8]) -> Result<(), TarError> {
-        let opts = self.opts;
-        let opaque = name == OPAQUE_MARKER;
-        let hidden = &name[WHITEOUT_PREFIX.len()..];
-        if !opaque && matches!(hidden, b"" | b"." | b"..") {
-            return Err(TarError::BadPath {
-                offset: entry.offset,
-                path: entry.display_path(),
-                reason: "whiteout of no name, `.` or `..`",
-            });
-        }
-        match opts.whiteouts {
+        let hidden = if name == OPAQUE_MARKER {
+            None
+        } else {
+            match &name[WHITEOUT_PREFIX.len()..] {
+                b"" | b"." | b".." => {
+                    return Err(bad_path(
+                        entry,
+                        &entry.path,
+                        "whiteout of no name, `.` or `..`",
+                    ))
+                }
+                hidden => Some(hidden),
+            }
+        };
+        match self.opts.whiteouts {
             Whiteouts::Keep => unreachable!("whiteouts are ordinary entries then"),
-            Whiteouts::Apply => {
-                // What is not there needs no removing.
-                let Some(dir) = self.existing_dir(parent, entry)? else {
-                    return Ok(());
-                };
-                if opaque {
-                    if let Some(children) = self.children_mut(dir) {
-                        children.clear();
-                    }
-                } else {
-                    self.remove(dir, hidden);
-                }
-            }
-            Whiteouts::Overlay => {
-                let dir = self.dir(parent, entry)?;
-                if opaque {
-                    if self.keeps_xattr(OVERLAY_OPAQUE_XATTR) {
-                        let node = &mut self.nodes[dir];
-                        set_xattr(&mut node.xattrs, OVERLAY_OPAQUE_XATTR, b"y");
-                    }
-                } else if opts.skip_devices {
-                    self.remove(dir, hidden);
-                } else {
-                    let mut stat = self.stat(entry);
-                    // Permissions 0 and device 0:0, as containers-storage's overlay driver
-                    // makes them (mknod(S_IFCHR, 0)), owned as the whiteout entry says.
-                    stat.mode = S_IFCHR;
-                    stat.rdev = 0;
-                    stat.size = 0;
-                    let id = self.push(Node {
-                        stat,
-                        xattrs: Vec::new(),
-                        kind: NodeKind::Special,
-                    });
-                    self.link(dir, hidden, id);
-                }
-            }
+            Whiteouts::Apply => self.check_whiteout(entry, parent, hidden),
+            Whiteouts::Overlay => self.overlay_whiteout(entry, parent, hidden),
+        }
+    }
+
+    /// Applies the whiteout of `hidden` (`None`: the opaque marker) in `parent`: there is
+    /// nothing below the archive to remove, so it only checks that the archive made nothing
+    /// the whiteout would remove (the entry `hidden`; for the marker, any entry of `parent`).
+    fn check_whiteout(
+        &self,
+        entry: &Entry,
+        parent: &[&[u8]],
+        hidden: Option<&[u8]>,
+    ) -> Result<(), TarError> {
+        let Some(dir) = self.existing_dir(parent, entry)? else {
+            return Ok(());
+        };
+        let made = match hidden {
+            Some(name) => self.child(dir, name).is_some(),
+            None => self.children(dir).is_some_and(|ch| !ch.is_empty()),
+        };
+        if made {
+            return Err(whiteout_of_own_entry(entry, parent, hidden));
         }
         Ok(())
+    }
+
+    /// Keeps the whiteout of `hidden` (`None`: the opaque marker) in `parent` in overlay
+    /// form: a whiteout device `hidden` (unless `skip_devices`), or the opaque xattr on
+    /// `parent`. A whiteout may come again, but not replace another entry of the archive.
+    fn overlay_whiteout(
+        &mut self,
+        entry: &Entry,
+        parent: &[&[u8]],
+        hidden: Option<&[u8]>,
+    ) -> Result<(), TarError> {
+        let dir = self.dir(parent, entry)?;
+        let Some(hidden) = hidden else {
+            self.set_opaque(dir);
+            return Ok(());
+        };
+        if self
+            .child(dir, hidden)
+            .is_some_and(|id| !self.is_whiteout(id))
+        {
+            return Err(whiteout_of_own_entry(entry, parent, Some(hidden)));
+        }
+        if self.opts.skip_devices {
+            return Ok(());
+        }
+        let mut stat = self.stat(entry);
+        // Permissions 0 and device 0:0, as containers-storage's overlay driver makes them
+        // (mknod(S_IFCHR, 0)), owned as the whiteout entry says.
+        stat.mode = S_IFCHR;
+        stat.rdev = 0;
+        stat.size = 0;
+        let id = self.push(Node {
+            stat,
+            xattrs: Vec::new(),
+            kind: NodeKind::Special,
+        });
+        self.link(dir, hidden, id);
+        Ok(())
+    }
+
+    /// Whether node `id` is an overlay whiteout: a character device 0:0.
+    fn is_whiteout(&self, id: NodeId) -> bool {
+        let node = &self.nodes[id];
+        matches!(node.kind, NodeKind::Special)
+            && node.stat.file_type() == Some(FileType::CharDevice)
+            && node.stat.rdev == 0
+    }
+
+    /// Marks directory `dir` opaque for overlayfs, unless the options drop that xattr.
+    fn set_opaque(&mut self, dir: NodeId) {
+        if self.keeps_xattr(OVERLAY_OPAQUE_XATTR) {
+            set_xattr(&mut self.nodes[dir].xattrs, OVERLAY_OPAQUE_XATTR, b"y");
+        }
     }
 
     /// The attributes of `entry` in the tree: as the archive gives them, the mtime 0 with
@@ -578,6 +674,22 @@ fn bad_path(entry: &Entry, path: &[u8], reason: &'static str) -> TarError {
         offset: entry.offset,
         path: path_buf(path),
         reason,
+    }
+}
+
+/// The error for the whiteout `entry` in `parent` naming `hidden` (`None`: the opaque
+/// marker, naming `parent`), which the archive made.
+fn whiteout_of_own_entry(entry: &Entry, parent: &[&[u8]], hidden: Option<&[u8]>) -> TarError {
+    let mut target = parent.to_vec();
+    target.extend(hidden);
+    let target = match target.join(&b'/') {
+        root if root.is_empty() => b".".to_vec(),
+        path => path,
+    };
+    TarError::WhiteoutOfOwnEntry {
+        offset: entry.offset,
+        path: entry.display_path(),
+        target: path_buf(&target),
     }
 }
 
