@@ -807,11 +807,11 @@ fn parse_chunks(content: &[u8], object_refs: usize) -> Result<Vec<Chunk>, ParseE
 mod tests {
     use super::*;
 
-    fn d256(seed: u8) -> AnyDigest {
+    pub(super) fn d256(seed: u8) -> AnyDigest {
         AnyDigest::Sha256(Sha256Digest([seed; 32]))
     }
 
-    fn d512(seed: u8) -> AnyDigest {
+    pub(super) fn d512(seed: u8) -> AnyDigest {
         AnyDigest::Sha512(Sha512Digest([seed; 64]))
     }
 

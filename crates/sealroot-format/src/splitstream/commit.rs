@@ -124,15 +124,7 @@ impl CommitStream {
 mod tests {
     use super::*;
     use crate::splitstream::references;
-    use sealroot_verity::{Sha256Digest, Sha512Digest};
-
-    fn d256(seed: u8) -> AnyDigest {
-        AnyDigest::Sha256(Sha256Digest([seed; 32]))
-    }
-
-    fn d512(seed: u8) -> AnyDigest {
-        AnyDigest::Sha512(Sha512Digest([seed; 64]))
-    }
+    use crate::splitstream::tests::{d256, d512};
 
     #[test]
     fn commit_streams() {
