@@ -37,23 +37,13 @@ impl Keyring {
     /// Adds the keys read from `path` (a file or a directory, as for [`Self::load`]) to the
     /// trusted keys. Returns the number of keys read.
     pub fn load_trusted(&mut self, path: &Path) -> Result<usize, KeyringError> {
-        let keys = read_keys(path, self.trusted.len())?;
-        let count = keys.len();
-        for key in keys {
-            self.add_trusted(key);
-        }
-        Ok(count)
+        load_into(&mut self.trusted, path)
     }
 
     /// Adds the keys read from `path` (a file or a directory, as for [`Self::load`]) to the
     /// revoked keys. Returns the number of keys read.
     pub fn load_revoked(&mut self, path: &Path) -> Result<usize, KeyringError> {
-        let keys = read_keys(path, self.revoked.len())?;
-        let count = keys.len();
-        for key in keys {
-            self.add_revoked(key);
-        }
-        Ok(count)
+        load_into(&mut self.revoked, path)
     }
 
     /// Trusts `key`. Returns whether it was new to the trusted keys.
@@ -81,6 +71,16 @@ impl Keyring {
     pub fn is_empty(&self) -> bool {
         self.trusted.iter().all(|key| self.is_revoked(key))
     }
+}
+
+/// Adds the keys read from `path` to `keys` (each once); returns the number of keys read.
+fn load_into(keys: &mut Vec<PublicKey>, path: &Path) -> Result<usize, KeyringError> {
+    let read = read_keys(path, keys.len())?;
+    let count = read.len();
+    for key in read {
+        add_once(keys, key);
+    }
+    Ok(count)
 }
 
 fn add_once(keys: &mut Vec<PublicKey>, key: PublicKey) -> bool {
