@@ -1,8 +1,10 @@
 //! Keyrings: the public keys a device trusts, and those it has revoked.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::bounded::ReadError;
 
 use super::key::{parse_public_keys, KeyError, PublicKey, MAX_KEYS, MAX_KEY_FILE_SIZE};
 
@@ -167,29 +169,14 @@ fn read_keys(path: &Path, already: usize) -> Result<Vec<PublicKey>, KeyringError
 
 /// Reads a file of at most [`MAX_KEY_FILE_SIZE`] bytes.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, KeyringError> {
-    let io_error = |source| KeyringError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let too_large = |size| {
-        KeyringError::Key(KeyError::TooLarge {
+    crate::bounded::read_bounded(path, MAX_KEY_FILE_SIZE).map_err(|e| match e {
+        ReadError::Io(source) => KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        ReadError::TooLarge(size) => KeyringError::Key(KeyError::TooLarge {
             file: path.display().to_string(),
             size,
-        })
-    };
-    let file = File::open(path).map_err(io_error)?;
-    let size = file.metadata().map_err(io_error)?.len();
-    if size > MAX_KEY_FILE_SIZE {
-        return Err(too_large(size));
-    }
-    let mut text = Vec::new();
-    // The file may grow after the size check: read one byte past the limit to notice.
-    file.take(MAX_KEY_FILE_SIZE + 1)
-        .read_to_end(&mut text)
-        .map_err(io_error)?;
-    let read = u64::try_from(text.len()).unwrap_or(u64::MAX);
-    if read > MAX_KEY_FILE_SIZE {
-        return Err(too_large(read));
-    }
-    Ok(text)
+        }),
+    })
 }
