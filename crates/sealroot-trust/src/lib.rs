@@ -10,5 +10,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bounded;
 pub mod ed25519;
 pub mod pkcs7;

@@ -6,8 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64ct::{Base64, Encoding as _};
 use sealroot_trust::ed25519::{
     commit_message, parse_public_keys, parse_secret_keys, sign, verify, KeyError, KeyKind,
     KeyParseError, Keyring, KeyringError, PublicKey, SecretKey, Signature, SignatureFile,
@@ -81,8 +80,7 @@ fn rfc8032_vector_1_through_our_base64_formats() {
     assert_eq!(RFC_PUBLIC_BASE64.parse::<PublicKey>().unwrap(), public);
 
     // The decoded 64 bytes are libsodium's layout: they sign as RFC 8032 says.
-    let bytes: [u8; 64] = STANDARD
-        .decode(RFC_SECRET_BASE64)
+    let bytes: [u8; 64] = Base64::decode_vec(RFC_SECRET_BASE64)
         .unwrap()
         .try_into()
         .unwrap();
@@ -105,7 +103,7 @@ fn commit_signatures_are_pinned() {
     let signature = sign(&rfc_key(), &commit);
     assert_eq!(signature.key, rfc_key().public_key());
     assert_eq!(
-        STANDARD.encode(signature.signature),
+        Base64::encode_string(&signature.signature),
         PINNED_SIGNATURE,
         "the signature of a fixed commit by a fixed key changed: the scheme is an ABI"
     );
@@ -189,7 +187,7 @@ fn secret_key_must_be_the_64_byte_libsodium_form() {
     let mut bytes = hex(RFC_SEED);
     bytes.extend_from_slice(key(1).public_key().as_bytes());
     assert_eq!(
-        SecretKey::from_base64(&STANDARD.encode(&bytes)).unwrap_err(),
+        SecretKey::from_base64(&Base64::encode_string(&bytes)).unwrap_err(),
         KeyParseError::PublicHalfMismatch
     );
     // A public key where a secret key is expected.
@@ -352,7 +350,7 @@ fn ostree_documented_key_generation() {
     // Without openssl: the same bytes, put together as `echo -n SEEDPUB | base64` does.
     let mut seed_and_public = hex(RFC_SEED);
     seed_and_public.extend_from_slice(&hex(RFC_PUBLIC));
-    let secret_line = STANDARD.encode(&seed_and_public);
+    let secret_line = Base64::encode_string(&seed_and_public);
     let secret =
         &parse_secret_keys(format!("{secret_line}\n").as_bytes(), "ostree.secret").unwrap()[0];
     assert_eq!(secret.public_key().to_base64(), RFC_PUBLIC_BASE64);
@@ -635,7 +633,7 @@ fn signature_file_parse_errors() {
         format!(
             "ed25519 {} {}\n",
             s.key.to_base64(),
-            STANDARD.encode(s.signature)
+            Base64::encode_string(&s.signature)
         )
     };
     let head = format!("sealroot-signatures 1\ncommit {commit}\n");
@@ -643,7 +641,7 @@ fn signature_file_parse_errors() {
     SignatureFile::parse(good.as_bytes(), "good").unwrap();
 
     let key_b64 = first.key.to_base64();
-    let sig_b64 = STANDARD.encode(first.signature);
+    let sig_b64 = Base64::encode_string(&first.signature);
     use SignatureFileProblem as P;
     let cases: Vec<(String, usize, P)> = vec![
         (String::new(), 1, P::Empty),

@@ -752,3 +752,88 @@ fn certificate_truncations_do_not_panic() {
         let _ = Certificate::from_der(&m);
     }
 }
+
+/// An issuer `Name` whose multi-valued RDN is out of DER order: `fsverity sign` copies it as it
+/// is (and the kernel compares it byte for byte), while the DER encoder would sort it. So the
+/// certificate is refused for signing, and the signature `fsverity sign` makes with it is
+/// refused as not DER, rather than either being silently re-encoded.
+#[test]
+fn issuer_out_of_der_order_is_refused_not_re_sorted() {
+    let Some(fx) = fixture_or_skip("issuer_out_of_der_order_is_refused_not_re_sorted") else {
+        return;
+    };
+    let d = fx.dir.path();
+    let id = &fx.identities[0];
+    let key = id.key.to_str().unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key,
+            "-subj",
+            "/CN=ab+O=cd",
+            "-days",
+            "1",
+            "-outform",
+            "DER",
+            "-out",
+            "rdn.der",
+        ],
+    );
+    let der = std::fs::read(d.join("rdn.der")).unwrap();
+    Certificate::from_der(&der).expect("a DER multi-valued RDN is fine");
+
+    // AttributeTypeAndValue { 2.5.4.3 (CN) or 2.5.4.10 (O), UTF8String }; DER puts CN first.
+    let atv = |oid_last: u8, value: &[u8; 2]| {
+        let mut out = vec![0x30, 0x09, 0x06, 0x03, 0x55, 0x04, oid_last, 0x0c, 0x02];
+        out.extend_from_slice(value);
+        out
+    };
+    let rdn = |first: Vec<u8>, second: Vec<u8>| [vec![0x31, 0x16], first, second].concat();
+    let sorted = rdn(atv(3, b"ab"), atv(10, b"cd"));
+    let swapped = rdn(atv(10, b"cd"), atv(3, b"ab"));
+    let mut unsorted = der.clone();
+    let mut replaced = 0;
+    while let Some(at) = unsorted.windows(sorted.len()).position(|w| w == sorted) {
+        unsorted[at..at + sorted.len()].copy_from_slice(&swapped);
+        replaced += 1;
+    }
+    assert_eq!(replaced, 2, "issuer and subject");
+    let err = Certificate::from_der(&unsorted).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Pkcs7Error::Certificate {
+                problem: CertificateProblem::NonDerIssuer,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let pem =
+        pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &unsorted).unwrap();
+    std::fs::write(d.join("rdn-unsorted.crt"), pem).unwrap();
+    let out = d.join("rdn-unsorted.p7s");
+    run(Command::new("fsverity")
+        .arg("sign")
+        .arg(&fx.files[1].1)
+        .arg(&out)
+        .arg("--key")
+        .arg(&id.key)
+        .args(["--cert", "rdn-unsorted.crt"])
+        .current_dir(d));
+    let theirs = std::fs::read(&out).unwrap();
+    assert!(
+        theirs.windows(swapped.len()).any(|w| w == swapped),
+        "fsverity sign copies the issuer as it is"
+    );
+    let err = parse_signature(&theirs).unwrap_err();
+    assert!(
+        matches!(&err, Pkcs7Error::Malformed(SignatureProblem::NotDer)),
+        "{err}"
+    );
+}

@@ -3,8 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64ct::{Base64, Encoding as _};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
@@ -20,14 +19,20 @@ pub const MAX_KEY_FILE_SIZE: u64 = 1 << 20;
 /// The most keys a key file, or all the files of a keyring together, may hold.
 pub const MAX_KEYS: usize = 10_000;
 
-/// Decodes standard base64 with canonical padding into a buffer that is wiped when dropped,
-/// allocated once so that no copy of the bytes is left behind by a reallocation.
-fn decode_base64(text: &str) -> Result<Zeroizing<Vec<u8>>, KeyParseError> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(base64::decoded_len_estimate(text.len())));
-    STANDARD
-        .decode_vec(text, &mut bytes)
-        .map_err(|_| KeyParseError::Base64)?;
-    Ok(bytes)
+/// Decodes standard base64 with canonical padding into `N` bytes held in a buffer that is
+/// wiped when dropped, allocated once so that no copy of the bytes is left behind by a
+/// reallocation. Text that decodes to another length gives `wrong_length(decoded length)`.
+fn decode_base64<const N: usize>(
+    text: &str,
+    wrong_length: fn(usize) -> KeyParseError,
+) -> Result<Zeroizing<[u8; N]>, KeyParseError> {
+    // Padded base64 is a multiple of four characters, each four giving at most three bytes.
+    let mut buffer = Zeroizing::new(vec![0u8; text.len() / 4 * 3]);
+    let decoded = Base64::decode(text, &mut buffer).map_err(|_| KeyParseError::Base64)?;
+    let bytes: &[u8; N] = decoded
+        .try_into()
+        .map_err(|_| wrong_length(decoded.len()))?;
+    Ok(Zeroizing::new(*bytes))
 }
 
 /// An ed25519 public key: a point of the curve that is not of small order.
@@ -55,17 +60,13 @@ impl PublicKey {
 
     /// Parses the base64 of the key's 32 bytes (no surrounding whitespace).
     pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
-        let bytes = decode_base64(text)?;
-        let array: &[u8; PUBLIC_KEY_SIZE] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyParseError::PublicKeyLength { got: bytes.len() })?;
-        Self::from_bytes(array)
+        let bytes = decode_base64(text, |got| KeyParseError::PublicKeyLength { got })?;
+        Self::from_bytes(&bytes)
     }
 
     /// The base64 of the key's 32 bytes.
     pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
+        Base64::encode_string(&self.0)
     }
 
     /// The key as ed25519-dalek's type. Construction checked the bytes, so this only fails if
@@ -127,19 +128,15 @@ impl SecretKey {
     ///
     /// Errors never include any of the text.
     pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
-        let bytes = decode_base64(text)?;
-        let array: &[u8; SECRET_KEY_SIZE] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyParseError::SecretKeyLength { got: bytes.len() })?;
-        Self::from_keypair_bytes(array)
+        let bytes = decode_base64(text, |got| KeyParseError::SecretKeyLength { got })?;
+        Self::from_keypair_bytes(&bytes)
     }
 
     /// The base64 of libsodium's 64-byte secret key: what ostree and [`Self::from_base64`]
     /// read. The returned string is not wiped when dropped.
     pub fn to_base64(&self) -> String {
         let bytes = Zeroizing::new(self.0.to_keypair_bytes());
-        STANDARD.encode(bytes.as_slice())
+        Base64::encode_string(bytes.as_slice())
     }
 
     /// The public key that verifies this key's signatures.

@@ -1,8 +1,10 @@
 //! Keyrings: the public keys a device trusts, and those it has revoked.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::bounded::ReadError;
 
 use super::key::{parse_public_keys, KeyError, PublicKey, MAX_KEYS, MAX_KEY_FILE_SIZE};
 
@@ -37,23 +39,13 @@ impl Keyring {
     /// Adds the keys read from `path` (a file or a directory, as for [`Self::load`]) to the
     /// trusted keys. Returns the number of keys read.
     pub fn load_trusted(&mut self, path: &Path) -> Result<usize, KeyringError> {
-        let keys = read_keys(path, self.trusted.len())?;
-        let count = keys.len();
-        for key in keys {
-            self.add_trusted(key);
-        }
-        Ok(count)
+        load_into(&mut self.trusted, path)
     }
 
     /// Adds the keys read from `path` (a file or a directory, as for [`Self::load`]) to the
     /// revoked keys. Returns the number of keys read.
     pub fn load_revoked(&mut self, path: &Path) -> Result<usize, KeyringError> {
-        let keys = read_keys(path, self.revoked.len())?;
-        let count = keys.len();
-        for key in keys {
-            self.add_revoked(key);
-        }
-        Ok(count)
+        load_into(&mut self.revoked, path)
     }
 
     /// Trusts `key`. Returns whether it was new to the trusted keys.
@@ -81,6 +73,16 @@ impl Keyring {
     pub fn is_empty(&self) -> bool {
         self.trusted.iter().all(|key| self.is_revoked(key))
     }
+}
+
+/// Adds the keys read from `path` to `keys` (each once); returns the number of keys read.
+fn load_into(keys: &mut Vec<PublicKey>, path: &Path) -> Result<usize, KeyringError> {
+    let read = read_keys(path, keys.len())?;
+    let count = read.len();
+    for key in read {
+        add_once(keys, key);
+    }
+    Ok(count)
 }
 
 fn add_once(keys: &mut Vec<PublicKey>, key: PublicKey) -> bool {
@@ -167,29 +169,14 @@ fn read_keys(path: &Path, already: usize) -> Result<Vec<PublicKey>, KeyringError
 
 /// Reads a file of at most [`MAX_KEY_FILE_SIZE`] bytes.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, KeyringError> {
-    let io_error = |source| KeyringError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let too_large = |size| {
-        KeyringError::Key(KeyError::TooLarge {
+    crate::bounded::read_bounded(path, MAX_KEY_FILE_SIZE).map_err(|e| match e {
+        ReadError::Io(source) => KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        ReadError::TooLarge(size) => KeyringError::Key(KeyError::TooLarge {
             file: path.display().to_string(),
             size,
-        })
-    };
-    let file = File::open(path).map_err(io_error)?;
-    let size = file.metadata().map_err(io_error)?.len();
-    if size > MAX_KEY_FILE_SIZE {
-        return Err(too_large(size));
-    }
-    let mut text = Vec::new();
-    // The file may grow after the size check: read one byte past the limit to notice.
-    file.take(MAX_KEY_FILE_SIZE + 1)
-        .read_to_end(&mut text)
-        .map_err(io_error)?;
-    let read = u64::try_from(text.len()).unwrap_or(u64::MAX);
-    if read > MAX_KEY_FILE_SIZE {
-        return Err(too_large(read));
-    }
-    Ok(text)
+        }),
+    })
 }

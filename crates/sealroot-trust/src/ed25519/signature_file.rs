@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64ct::{Base64, Encoding as _};
 use sealroot_verity::Sha256Digest;
 
 use super::key::{KeyParseError, PublicKey, SecretKey};
@@ -102,7 +101,7 @@ impl SignatureFile {
             text.push(' ');
             text.push_str(&signature.key.to_base64());
             text.push(' ');
-            text.push_str(&STANDARD.encode(signature.signature));
+            text.push_str(&Base64::encode_string(&signature.signature));
             text.push('\n');
         }
         text.into_bytes()
@@ -226,9 +225,7 @@ fn parse_signature(line: &str) -> Result<Signature, SignatureFileProblem> {
         return Err(SignatureFileProblem::MalformedSignatureLine);
     };
     let key = PublicKey::from_base64(key).map_err(SignatureFileProblem::BadKey)?;
-    let bytes = STANDARD
-        .decode(signature)
-        .map_err(|_| SignatureFileProblem::SignatureBase64)?;
+    let bytes = Base64::decode_vec(signature).map_err(|_| SignatureFileProblem::SignatureBase64)?;
     let signature: [u8; SIGNATURE_SIZE] = bytes
         .as_slice()
         .try_into()

@@ -37,13 +37,10 @@ impl Signature {
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use base64::Engine as _;
+        use base64ct::{Base64, Encoding as _};
         f.debug_struct("Signature")
             .field("key", &self.key)
-            .field(
-                "signature",
-                &base64::engine::general_purpose::STANDARD.encode(self.signature),
-            )
+            .field("signature", &Base64::encode_string(&self.signature))
             .finish()
     }
 }
