@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use sealroot_sys::namespace::NamespaceType;
 use sealroot_verity::Sha256Digest;
 
 /// A call into the kernel's mount API, as named in [`MountError::Kernel`].
@@ -49,6 +50,12 @@ pub enum Step {
         /// The filesystem type.
         fstype: &'static str,
     },
+    /// `mount_setattr(MOUNT_ATTR_IDMAP)`: the detached erofs mount is made id-mapped with the
+    /// user namespace of [`crate::MountOptions::idmap`].
+    Idmap {
+        /// The user namespace file.
+        userns: PathBuf,
+    },
     /// `move_mount()`: the detached overlay is attached at the mount point.
     MoveMount,
 }
@@ -64,6 +71,11 @@ impl fmt::Display for Step {
             }
             Step::Create { fstype } => write!(f, "creating the {fstype} filesystem"),
             Step::FsMount { fstype } => write!(f, "fsmount {fstype}"),
+            Step::Idmap { userns } => write!(
+                f,
+                "id-mapping the erofs mount with user namespace {}",
+                userns.display()
+            ),
             Step::MoveMount => f.write_str("move_mount"),
         }
     }
@@ -100,6 +112,18 @@ impl fmt::Display for KernelLog<'_> {
             Ok(())
         } else {
             write!(f, " (kernel: {})", self.0)
+        }
+    }
+}
+
+/// Renders what an idmap file that is no user namespace is.
+struct NamespaceKind<'a>(&'a Option<NamespaceType>);
+
+impl fmt::Display for NamespaceKind<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(kind) => write!(f, "a {kind} namespace, not a user namespace"),
+            None => f.write_str("not a namespace file"),
         }
     }
 }
@@ -160,6 +184,39 @@ pub enum MountError {
         /// The image.
         path: PathBuf,
     },
+    /// The user namespace file of [`crate::MountOptions::idmap`] could not be opened, or not
+    /// asked what it is.
+    #[error("opening user namespace {path} (idmap): {source}")]
+    OpenUserNamespace {
+        /// The file given.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file of [`crate::MountOptions::idmap`] is not a user namespace: not a namespace file
+    /// at all (`kind` is `None`), or a namespace of another kind (`mnt`, `net`, …). Nothing was
+    /// mounted.
+    #[error(
+        "idmap {path} is {}; give a user namespace such as /proc/PID/ns/user",
+        NamespaceKind(kind)
+    )]
+    NotUserNamespace {
+        /// The file given.
+        path: PathBuf,
+        /// What kind of namespace it is, if it is one.
+        kind: Option<NamespaceType>,
+    },
+    /// The file of [`crate::MountOptions::idmap`] is the initial user namespace (for example
+    /// `/proc/self/ns/user` of a process that is in no other), whose mapping is the identity;
+    /// the kernel refuses to id-map a mount with it. Nothing was mounted.
+    #[error(
+        "idmap {path} is the initial user namespace, which cannot id-map a mount; give a user \
+         namespace with a mapping of its own (its /proc/PID/ns/user)"
+    )]
+    InitialUserNamespace {
+        /// The file given.
+        path: PathBuf,
+    },
     /// An object store, upper or work directory could not be opened.
     #[error("opening {role} {path}: {source}")]
     OpenDir {
@@ -211,6 +268,7 @@ impl MountError {
             MountError::OpenImage { source, .. }
             | MountError::ReadImage { source, .. }
             | MountError::Snapshot { source, .. }
+            | MountError::OpenUserNamespace { source, .. }
             | MountError::OpenDir { source, .. }
             | MountError::TempDir { source, .. }
             | MountError::Kernel { source, .. } => source.raw_os_error(),

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
+use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_fd, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen,
     FsMountFlags, FsOpenFlags, MountAttrFlags,
@@ -53,7 +54,7 @@ impl FsContext {
         log
     }
 
-    fn fail(&self, step: Step, path: &Path, e: rustix::io::Errno) -> MountError {
+    fn fail(&self, step: Step, path: &Path, e: Errno) -> MountError {
         MountError::Kernel {
             step,
             path: path.to_owned(),
@@ -62,15 +63,22 @@ impl FsContext {
         }
     }
 
+    /// Turns the result of a call on this context into ours: on failure, the step `step` names
+    /// (built only then) with the kernel's log.
+    fn check(
+        &self,
+        result: Result<(), Errno>,
+        path: &Path,
+        step: impl FnOnce() -> Step,
+    ) -> Result<(), MountError> {
+        result.map_err(|e| self.fail(step(), path, e))
+    }
+
     /// `fsconfig(FSCONFIG_SET_FLAG, key)`.
     pub(crate) fn set_flag(&self, key: &'static str, path: &Path) -> Result<(), MountError> {
-        fsconfig_set_flag(&self.fd, key).map_err(|e| {
-            let step = Step::SetFlag {
-                fstype: self.fstype,
-                key,
-            };
-            self.fail(step, path, e)
-        })
+        let fstype = self.fstype;
+        let result = fsconfig_set_flag(&self.fd, key);
+        self.check(result, path, || Step::SetFlag { fstype, key })
     }
 
     /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
@@ -80,13 +88,12 @@ impl FsContext {
         value: &str,
         path: &Path,
     ) -> Result<(), MountError> {
-        fsconfig_set_string(&self.fd, key, value).map_err(|e| {
-            let step = Step::SetString {
-                fstype: self.fstype,
-                key,
-                value: value.to_owned(),
-            };
-            self.fail(step, path, e)
+        let fstype = self.fstype;
+        let result = fsconfig_set_string(&self.fd, key, value);
+        self.check(result, path, || Step::SetString {
+            fstype,
+            key,
+            value: value.to_owned(),
         })
     }
 
@@ -97,13 +104,9 @@ impl FsContext {
         fd: impl AsFd,
         path: &Path,
     ) -> Result<(), MountError> {
-        fsconfig_set_fd(&self.fd, key, fd).map_err(|e| {
-            let step = Step::SetFd {
-                fstype: self.fstype,
-                key,
-            };
-            self.fail(step, path, e)
-        })
+        let fstype = self.fstype;
+        let result = fsconfig_set_fd(&self.fd, key, fd);
+        self.check(result, path, || Step::SetFd { fstype, key })
     }
 
     /// `fsconfig(FSCONFIG_CMD_CREATE)`, then `fsmount` with `attrs`: a detached mount.

@@ -21,6 +21,7 @@
 //! | kernel call | what [`mount_image_detached`] passes |
 //! |---|---|
 //! | `fsopen("erofs")` | `source=/proc/self/fd/N` (the opened image), `ro`, `noacl` when a composefs header says the image has no ACLs; `fsmount` with `MOUNT_ATTR_RDONLY` |
+//! | `mount_setattr` | with [`MountOptions::idmap`] only: `MOUNT_ATTR_IDMAP` with that user namespace, on the detached erofs mount (as `lcfs-mount.c`; the overlay shows the owners erofs gives it) |
 //! | `fsopen("overlay")` | `source=composefs`, `metacopy=on`, `redirect_dir=on`, `verity=require` if asked, `lowerdir+` = the erofs mount fd, `datadir+` = each basedir fd, `upperdir`/`workdir` fds; `fsmount` with `MOUNT_ATTR_RDONLY` if read-only |
 //!
 //! Every layer is handed over as a file descriptor (`FSCONFIG_SET_FD`), so no path is looked up
@@ -55,6 +56,7 @@
 
 mod error;
 mod fsctx;
+mod idmap;
 mod image;
 mod mount;
 mod options;
@@ -64,4 +66,5 @@ pub use mount::{
     attach, mount_image, mount_image_detached, mount_image_detached_for_tests, TestHooks,
 };
 pub use options::{parse_mount_options, ExtraFlags, MountOptions, OptionsError, VerityMode};
+pub use sealroot_sys::namespace::NamespaceType;
 pub use sealroot_verity::Sha256Digest;

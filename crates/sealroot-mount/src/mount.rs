@@ -12,6 +12,7 @@ use rustix::mount::{move_mount, unmount, MountAttrFlags, MoveMountFlags, Unmount
 
 use crate::error::{DirRole, MountError, Step};
 use crate::fsctx::FsContext;
+use crate::idmap::UserNamespace;
 use crate::image::{open_image, proc_self_fd, OpenedImage};
 use crate::options::{MountOptions, VerityMode};
 
@@ -79,6 +80,25 @@ struct Layers<'a> {
     upper: Option<(Dir<'a>, Dir<'a>)>,
 }
 
+impl<'a> Layers<'a> {
+    /// Opens the directories `opts` names.
+    fn open(opts: &'a MountOptions) -> Result<Self, MountError> {
+        let basedirs = opts
+            .basedirs
+            .iter()
+            .map(|dir| Ok((open_dir(DirRole::Basedir, dir)?, dir.as_path())))
+            .collect::<Result<Vec<_>, MountError>>()?;
+        let upper = match (&opts.upperdir, &opts.workdir) {
+            (Some(upper), Some(work)) => Some((
+                (open_dir(DirRole::Upperdir, upper)?, upper.as_path()),
+                (open_dir(DirRole::Workdir, work)?, work.as_path()),
+            )),
+            _ => None,
+        };
+        Ok(Layers { basedirs, upper })
+    }
+}
+
 /// [`mount_image_detached`] with [`TestHooks`].
 #[doc(hidden)]
 pub fn mount_image_detached_for_tests(
@@ -94,25 +114,15 @@ pub fn mount_image_detached_for_tests(
             "upperdir and workdir go together: give both or neither",
         ));
     }
-    // The cheap checks first: directories are opened before the image is hashed.
-    let basedirs = opts
-        .basedirs
-        .iter()
-        .map(|dir| Ok((open_dir(DirRole::Basedir, dir)?, dir.as_path())))
-        .collect::<Result<Vec<_>, MountError>>()?;
-    let upper = match (&opts.upperdir, &opts.workdir) {
-        (Some(upper), Some(work)) => Some((
-            (open_dir(DirRole::Upperdir, upper)?, upper.as_path()),
-            (open_dir(DirRole::Workdir, work)?, work.as_path()),
-        )),
-        _ => None,
-    };
-    let layers = Layers { basedirs, upper };
+    // The cheap checks first: directories and the user namespace are opened before the image
+    // is hashed.
+    let layers = Layers::open(opts)?;
+    let idmap = opts.idmap.as_deref().map(UserNamespace::open).transpose()?;
 
     let mut no_hook = || {};
     let after_check = hooks.after_check.unwrap_or(&mut no_hook);
     let opened = open_image(image, opts.expected_digest.as_ref(), after_check)?;
-    let erofs = mount_erofs(image, &opened)?;
+    let erofs = mount_erofs(image, &opened, idmap.as_ref())?;
 
     let overlay = if hooks.force_layer_paths {
         None
@@ -285,8 +295,13 @@ fn open_dir(role: DirRole, path: &Path) -> Result<File, MountError> {
     })
 }
 
-/// Mounts the image's erofs, detached and read-only, from the open image file.
-fn mount_erofs(path: &Path, image: &OpenedImage) -> Result<OwnedFd, MountError> {
+/// Mounts the image's erofs, detached and read-only, from the open image file, and id-maps it
+/// if asked.
+fn mount_erofs(
+    path: &Path,
+    image: &OpenedImage,
+    idmap: Option<&UserNamespace<'_>>,
+) -> Result<OwnedFd, MountError> {
     let ctx = FsContext::open("erofs", path)?;
     // erofs opens `source` itself (filp_open). Through the magic link it reaches the inode we
     // hold open (and checked), never whatever the image's name points to by now.
@@ -295,18 +310,23 @@ fn mount_erofs(path: &Path, image: &OpenedImage) -> Result<OwnedFd, MountError> 
     if !image.acl {
         ctx.set_flag("noacl", path)?;
     }
-    match ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY, path) {
+    let erofs = match ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY, path) {
         Err(MountError::Kernel {
             step: Step::Create { .. },
             source,
             ..
         }) if source.raw_os_error() == Some(Errno::NOTBLK.raw_os_error()) => {
-            Err(MountError::FileBackedErofsUnsupported {
+            return Err(MountError::FileBackedErofsUnsupported {
                 path: path.to_owned(),
             })
         }
-        other => other,
+        other => other?,
+    };
+    // While the mount is detached and seen by nobody: the kernel id-maps no other.
+    if let Some(userns) = idmap {
+        userns.apply(&erofs, path)?;
     }
+    Ok(erofs)
 }
 
 #[cfg(test)]

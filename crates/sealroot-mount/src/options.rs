@@ -53,6 +53,17 @@ pub struct MountOptions {
     /// Mount read-only (`MOUNT_ATTR_RDONLY`). Without an upper layer the mount cannot be
     /// written anyway; this also makes the mount itself say `ro`.
     pub readonly: bool,
+    /// A user namespace file (such as `/proc/PID/ns/user`) whose ID mapping the mount shows
+    /// file owners through: the erofs mount of the image is made id-mapped with it
+    /// (`MOUNT_ATTR_IDMAP`), as `mount.composefs -o idmap=` does, so an owner `u` in the image
+    /// appears as what `u` inside that namespace is outside it, and an owner the mapping does
+    /// not cover as the overflow id (65534). Such a file is open to others' permissions only:
+    /// not even root overrides the permissions of a file whose owner is unmapped. The object
+    /// stores and an upper layer are not id-mapped: contents and copied-up files are as they
+    /// are. The namespace must be a user namespace other than the initial one (the kernel
+    /// refuses that one); it is opened and checked before anything is mounted
+    /// ([`crate::MountError::NotUserNamespace`], [`crate::MountError::InitialUserNamespace`]).
+    pub idmap: Option<PathBuf>,
 }
 
 /// Flags from an option string that are not part of [`MountOptions`] but that a front end may
@@ -94,9 +105,6 @@ pub enum OptionsError {
         /// What is wrong with it.
         source: DigestParseError,
     },
-    /// `idmap=` is a real `mount.composefs` option, but sealroot does not do id-mapped mounts.
-    #[error("idmap={0} is not supported: sealroot does not make id-mapped mounts")]
-    IdmapUnsupported(String),
     /// `noverity` together with `verity` or `tryverity`.
     #[error("noverity conflicts with {0}")]
     VerityConflict(&'static str),
@@ -164,7 +172,7 @@ fn split_option(s: &str) -> (&str, Option<String>, Option<&str>) {
 /// | `noverity` | sealroot only: [`VerityMode::Off`] even with `digest=` (check the image, not the objects) |
 /// | `upperdir=DIR`, `workdir=DIR` | a writable upper layer; both or neither |
 /// | `ro`, `rw` | [`MountOptions::readonly`]; the last one wins |
-/// | `idmap=PATH` | refused: [`OptionsError::IdmapUnsupported`] |
+/// | `idmap=PATH` | [`MountOptions::idmap`]: a user namespace such as `/proc/PID/ns/user`; a later one wins |
 ///
 /// Options are separated by commas; a backslash escapes the next character (so a path may hold
 /// `\,`). Any other option is refused, as `mount.composefs` refuses it, and so is an empty one
@@ -221,7 +229,7 @@ pub fn parse_mount_options(s: &str) -> Result<(MountOptions, ExtraFlags), Option
             }
             "upperdir" => opts.upperdir = Some(required("upperdir", value)?.into()),
             "workdir" => opts.workdir = Some(required("workdir", value)?.into()),
-            "idmap" => return Err(OptionsError::IdmapUnsupported(required("idmap", value)?)),
+            "idmap" => opts.idmap = Some(required("idmap", value)?.into()),
             "ro" => {
                 flag("ro", value)?;
                 opts.readonly = true;
@@ -303,119 +311,86 @@ mod tests {
             basedirs: dirs(&["/objects"]),
             ..Default::default()
         };
+        let with = |change: fn(&mut MountOptions)| {
+            let mut opts = base.clone();
+            change(&mut opts);
+            opts
+        };
+        let checked = with(|o| {
+            o.expected_digest = digest();
+            o.verity = VerityMode::Require;
+        });
+        let plain = ExtraFlags::default();
+        let implied = ExtraFlags {
+            verity_implied_by_digest: true,
+        };
         let cases: Vec<(String, MountOptions, ExtraFlags)> = vec![
-            (
-                "basedir=/objects".into(),
-                base.clone(),
-                ExtraFlags::default(),
-            ),
+            ("basedir=/objects".into(), base.clone(), plain),
             (
                 "basedir=/a:/b:/c".into(),
-                MountOptions {
-                    basedirs: dirs(&["/a", "/b", "/c"]),
-                    ..Default::default()
-                },
-                ExtraFlags::default(),
+                with(|o| o.basedirs = dirs(&["/a", "/b", "/c"])),
+                plain,
             ),
-            (
-                "basedir=/old,basedir=/objects".into(),
-                base.clone(),
-                ExtraFlags::default(),
-            ),
+            ("basedir=/old,basedir=/objects".into(), base.clone(), plain),
             (
                 r"basedir=/with\,comma".into(),
-                MountOptions {
-                    basedirs: dirs(&["/with,comma"]),
-                    ..Default::default()
-                },
-                ExtraFlags::default(),
+                with(|o| o.basedirs = dirs(&["/with,comma"])),
+                plain,
             ),
             (
                 "basedir=/objects,verity".into(),
-                MountOptions {
-                    verity: VerityMode::Require,
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                with(|o| o.verity = VerityMode::Require),
+                plain,
             ),
             (
                 "tryverity,basedir=/objects".into(),
-                MountOptions {
-                    verity: VerityMode::Try,
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                with(|o| o.verity = VerityMode::Try),
+                plain,
             ),
+            // C: verity wins over tryverity whatever the order.
             (
-                // C: verity wins over tryverity whatever the order.
                 "verity,tryverity,basedir=/objects".into(),
-                MountOptions {
-                    verity: VerityMode::Require,
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                with(|o| o.verity = VerityMode::Require),
+                plain,
             ),
             (
                 format!("basedir=/objects,digest={D}"),
-                MountOptions {
-                    expected_digest: digest(),
-                    verity: VerityMode::Require,
-                    ..base.clone()
-                },
-                ExtraFlags {
-                    verity_implied_by_digest: true,
-                },
+                checked.clone(),
+                implied,
             ),
             (
                 format!("basedir=/objects,digest={},tryverity", D.to_uppercase()),
-                MountOptions {
-                    expected_digest: digest(),
-                    verity: VerityMode::Require,
-                    ..base.clone()
-                },
-                ExtraFlags {
-                    verity_implied_by_digest: true,
-                },
+                checked.clone(),
+                implied,
             ),
             (
                 format!("basedir=/objects,digest={D},verity"),
-                MountOptions {
-                    expected_digest: digest(),
-                    verity: VerityMode::Require,
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                checked.clone(),
+                plain,
             ),
             (
                 format!("basedir=/objects,digest={D},noverity"),
-                MountOptions {
-                    expected_digest: digest(),
-                    verity: VerityMode::Off,
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                with(|o| o.expected_digest = digest()),
+                plain,
             ),
             (
                 "basedir=/objects,ro".into(),
-                MountOptions {
-                    readonly: true,
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                with(|o| o.readonly = true),
+                plain,
             ),
+            ("ro,basedir=/objects,rw".into(), base.clone(), plain),
             (
-                "ro,basedir=/objects,rw".into(),
-                base.clone(),
-                ExtraFlags::default(),
+                r"idmap=/proc/42/ns/user,basedir=/objects,idmap=/run/ns\,user".into(),
+                with(|o| o.idmap = Some("/run/ns,user".into())),
+                plain,
             ),
             (
                 "basedir=/objects,upperdir=/u,workdir=/w".into(),
-                MountOptions {
-                    upperdir: Some("/u".into()),
-                    workdir: Some("/w".into()),
-                    ..base.clone()
-                },
-                ExtraFlags::default(),
+                with(|o| {
+                    o.upperdir = Some("/u".into());
+                    o.workdir = Some("/w".into());
+                }),
+                plain,
             ),
         ];
         for (input, opts, extra) in cases {
@@ -429,82 +404,45 @@ mod tests {
 
     #[test]
     fn refused_option_strings() {
-        let cases: Vec<(String, OptionsError)> = vec![
-            ("".into(), OptionsError::NoBasedir),
-            (
-                "basedir=/o,".into(),
-                OptionsError::Unsupported(String::new()),
-            ),
-            (
-                "basedir=/o,,ro".into(),
-                OptionsError::Unsupported(String::new()),
-            ),
-            (
-                "basedir=/o,nosuid".into(),
-                OptionsError::Unsupported("nosuid".into()),
-            ),
-            (
-                "basedir=/o,Verity".into(),
-                OptionsError::Unsupported("Verity".into()),
-            ),
+        use OptionsError::*;
+        let mut cases: Vec<(String, OptionsError)> = vec![
+            ("".into(), NoBasedir),
+            ("ro".into(), NoBasedir),
+            ("basedir=/o,".into(), Unsupported(String::new())),
+            ("basedir=/o,,ro".into(), Unsupported(String::new())),
+            ("basedir=/o,nosuid".into(), Unsupported("nosuid".into())),
+            ("basedir=/o,Verity".into(), Unsupported("Verity".into())),
             (
                 "basedir=/o,lowerdir=/x".into(),
-                OptionsError::Unsupported("lowerdir".into()),
+                Unsupported("lowerdir".into()),
             ),
-            ("basedir".into(), OptionsError::MissingValue("basedir")),
-            (
-                "basedir=/o,digest".into(),
-                OptionsError::MissingValue("digest"),
-            ),
-            (
-                "basedir=/o,upperdir".into(),
-                OptionsError::MissingValue("upperdir"),
-            ),
-            (
-                "basedir=/o,workdir".into(),
-                OptionsError::MissingValue("workdir"),
-            ),
-            (
-                "basedir=/o,idmap".into(),
-                OptionsError::MissingValue("idmap"),
-            ),
-            (
-                "basedir=/o,ro=1".into(),
-                OptionsError::UnexpectedValue("ro"),
-            ),
-            (
-                "basedir=/o,verity=require".into(),
-                OptionsError::UnexpectedValue("verity"),
-            ),
-            ("basedir=".into(), OptionsError::BadBasedir(String::new())),
-            (
-                "basedir=/a::/b".into(),
-                OptionsError::BadBasedir("/a::/b".into()),
-            ),
-            ("basedir=:/a".into(), OptionsError::BadBasedir(":/a".into())),
-            ("basedir=/a:".into(), OptionsError::BadBasedir("/a:".into())),
-            (
-                "basedir=/o,idmap=/proc/1/ns/user".into(),
-                OptionsError::IdmapUnsupported("/proc/1/ns/user".into()),
-            ),
+            ("basedir".into(), MissingValue("basedir")),
+            ("basedir=".into(), BadBasedir(String::new())),
+            ("basedir=/a::/b".into(), BadBasedir("/a::/b".into())),
+            ("basedir=:/a".into(), BadBasedir(":/a".into())),
+            ("basedir=/a:".into(), BadBasedir("/a:".into())),
             (
                 "basedir=/o,verity,noverity".into(),
-                OptionsError::VerityConflict("verity"),
+                VerityConflict("verity"),
             ),
             (
                 "basedir=/o,noverity,tryverity".into(),
-                OptionsError::VerityConflict("tryverity"),
+                VerityConflict("tryverity"),
             ),
-            (
-                "basedir=/o,upperdir=/u".into(),
-                OptionsError::UpperWithoutWork,
-            ),
-            (
-                "basedir=/o,workdir=/w".into(),
-                OptionsError::UpperWithoutWork,
-            ),
-            ("ro".into(), OptionsError::NoBasedir),
+            ("basedir=/o,upperdir=/u".into(), UpperWithoutWork),
+            ("basedir=/o,workdir=/w".into(), UpperWithoutWork),
         ];
+        for key in ["digest", "upperdir", "workdir", "idmap"] {
+            cases.push((format!("basedir=/o,{key}"), MissingValue(key)));
+        }
+        for (key, value) in [
+            ("ro", "1"),
+            ("rw", "1"),
+            ("verity", "require"),
+            ("noverity", ""),
+        ] {
+            cases.push((format!("basedir=/o,{key}={value}"), UnexpectedValue(key)));
+        }
         for (input, err) in cases {
             assert_eq!(parse_mount_options(&input), Err(err), "input {input:?}");
         }
@@ -528,8 +466,8 @@ mod tests {
             "unsupported option \"nosuid\""
         );
         assert_eq!(
-            OptionsError::IdmapUnsupported("/proc/1/ns/user".into()).to_string(),
-            "idmap=/proc/1/ns/user is not supported: sealroot does not make id-mapped mounts"
+            OptionsError::MissingValue("idmap").to_string(),
+            "no value specified for idmap option"
         );
     }
 }

@@ -21,11 +21,11 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use rustix::fs::{
     chownat, mknodat, openat, utimensat, AtFlags, FileType, Gid, Mode, OFlags, Timespec,
@@ -35,10 +35,10 @@ use sealroot_format::erofs::WriteOptions;
 use sealroot_format::{Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr};
 use sealroot_mount::{
     mount_image, mount_image_detached, mount_image_detached_for_tests, MountError, MountOptions,
-    Sha256Digest, Step, TestHooks, VerityMode,
+    NamespaceType, Sha256Digest, Step, TestHooks, VerityMode,
 };
 
-use sealroot_testkit::{mount_test, pattern};
+use sealroot_testkit::{mount_test, pattern, skip_even_in_ci};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -177,6 +177,12 @@ fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
 /// `trusted.overlay.` namespace are overlayfs's own and never shown through an overlay mount,
 /// so they are left out of `expected`'s.
 fn assert_same_tree(expected: &Path, mounted: &Path) {
+    assert_same_tree_owned(expected, mounted, &|uid, gid| (uid, gid));
+}
+
+/// [`assert_same_tree`] where the owner `(uid, gid)` of each entry of `expected` must show in
+/// `mounted` as `owner(uid, gid)`.
+fn assert_same_tree_owned(expected: &Path, mounted: &Path, owner: &dyn Fn(u32, u32) -> (u32, u32)) {
     let want = walk(expected);
     let got = walk(mounted);
     assert_eq!(want, got, "the names differ");
@@ -190,7 +196,7 @@ fn assert_same_tree(expected: &Path, mounted: &Path) {
         assert_eq!(em.file_type(), mm.file_type(), "type of {what}");
         assert_eq!(em.mode(), mm.mode(), "mode of {what}");
         assert_eq!(
-            (em.uid(), em.gid()),
+            owner(em.uid(), em.gid()),
             (mm.uid(), mm.gid()),
             "owner of {what}"
         );
@@ -1147,5 +1153,189 @@ mount_test! {
             );
             assert_eq!(fs::read(mnt.join("shared")).unwrap(), b"for user 1000\n");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Id-mapped mounts
+
+/// Where the test user namespace maps its uid 0 and gid 0 to outside, and how many ids it maps.
+const UID_BASE: u32 = 100_000;
+const GID_BASE: u32 = 200_000;
+const MAPPED: u32 = 65_536;
+
+/// The id the kernel shows for an owner a mapping does not cover
+/// (`/proc/sys/kernel/overflowuid` or `overflowgid`, 65534 unless changed).
+fn overflow_id(which: &str) -> u32 {
+    fs::read_to_string(format!("/proc/sys/kernel/overflow{which}"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A process alone in a user namespace of its own whose `uid_map` is `0 UID_BASE MAPPED` and
+/// `gid_map` `0 GID_BASE MAPPED`, written by us (root) from outside, as `newuidmap` would. The
+/// process is `cat` reading our pipe: it ends when this value is dropped, even on a panic.
+struct MappedUserNamespace {
+    child: std::process::Child,
+}
+
+impl MappedUserNamespace {
+    /// Starts it, or skips `test` (and gives `None`) if this kernel makes no user namespaces.
+    fn start(test: &str) -> Option<Self> {
+        let mut child = Command::new("unshare")
+            .args(["--user", "--", "sh", "-c", "echo ready && exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running unshare (util-linux)");
+        // Once the shell speaks, it is in the new namespace and its maps can be written.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line != "ready\n" {
+            drop(child.stdin.take());
+            let out = child.wait_with_output().unwrap();
+            let why = String::from_utf8_lossy(&out.stderr);
+            skip_even_in_ci(
+                test,
+                &format!("no user namespaces here: unshare --user: {why}"),
+            );
+            return None;
+        }
+        let pid = child.id();
+        fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("0 {UID_BASE} {MAPPED}\n"),
+        )
+        .unwrap();
+        fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("0 {GID_BASE} {MAPPED}\n"),
+        )
+        .unwrap();
+        Some(MappedUserNamespace { child })
+    }
+
+    /// Its user namespace file, what `idmap=` names.
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/user", self.child.id()))
+    }
+
+    /// The owner an id-mapped mount shows for `(uid, gid)` on disk.
+    fn show(uid: u32, gid: u32) -> (u32, u32) {
+        let map = |id: u32, base: u32, which| {
+            if id < MAPPED {
+                base + id
+            } else {
+                overflow_id(which)
+            }
+        };
+        (map(uid, UID_BASE, "uid"), map(gid, GID_BASE, "gid"))
+    }
+}
+
+impl Drop for MappedUserNamespace {
+    fn drop(&mut self) {
+        // End of input ends `cat`.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+mount_test! {
+    /// With `idmap`, every owner the image records shows through the user namespace's mapping,
+    /// as with `mount.composefs -o idmap=`: 0:0 as 100000:200000, 1234:5678 as
+    /// 101234:205678, an owner the mapping does not cover as the overflow id; everything else
+    /// (modes, times, xattrs, contents from the object store) is as without it. Both ways of
+    /// handing erofs to overlayfs (as a descriptor, and attached for a moment by path).
+    fn idmap_shows_owners_through_the_mapping() {
+        let Some(ns) = MappedUserNamespace::start("idmap_shows_owners_through_the_mapping") else {
+            return;
+        };
+        let w = written(|root| {
+            build_tree(root);
+            write_file(&root.join("far"), b"owned from afar\n", 0o644);
+            chown(&root.join("far"), MAPPED + 4464, MAPPED + 5);
+        });
+        let o = MountOptions { idmap: Some(ns.path()), ..opts(std::slice::from_ref(&w.objects)) };
+        for by_path in [false, true] {
+            let mnt = w.mnt.with_file_name(format!("mnt-idmap-{by_path}"));
+            fs::create_dir(&mnt).unwrap();
+            let hooks = TestHooks { force_layer_paths: by_path, ..Default::default() };
+            let fd = mount_image_detached_for_tests(&w.image, &o, hooks).unwrap();
+            sealroot_mount::attach(&fd, &mnt).unwrap();
+            assert_same_tree_owned(&w.source, &mnt, &MappedUserNamespace::show);
+            let owner = |rel: &str| {
+                let m = fs::symlink_metadata(mnt.join(rel)).unwrap();
+                (m.uid(), m.gid())
+            };
+            assert_eq!(owner(""), (UID_BASE, GID_BASE));
+            assert_eq!(owner("etc/shadow"), (UID_BASE, GID_BASE + 42));
+            assert_eq!(owner("usr/share/data"), (UID_BASE + 1234, GID_BASE + 5678));
+            assert_eq!(owner("far"), (overflow_id("uid"), overflow_id("gid")));
+            assert_eq!(fs::read(mnt.join("far")).unwrap(), b"owned from afar\n");
+            assert!(fs::read(mnt.join("usr/bin/tool")).unwrap() == pattern(1, 100_000));
+        }
+        // The same image without idmap shows the owners as they are.
+        mount_image(&w.image, &w.mnt, &opts(std::slice::from_ref(&w.objects))).unwrap();
+        assert_same_tree(&w.source, &w.mnt);
+    }
+}
+
+mount_test! {
+    /// A bad `idmap` is refused before anything is mounted, by an error that names it: a file
+    /// that does not exist, files that are no namespace (the image, a directory, a FIFO, which
+    /// must not hang the open), a namespace of another kind, and the initial user namespace,
+    /// which the kernel would refuse with a bare EPERM.
+    fn bad_idmap_is_refused_naming_it() {
+        let w = written(build_tree);
+        let fifo = w.mnt.with_file_name("fifo");
+        mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let before = mountinfo();
+        let refuse = |idmap: &Path| {
+            let o = MountOptions {
+                idmap: Some(idmap.to_owned()),
+                ..opts(std::slice::from_ref(&w.objects))
+            };
+            let err = mount_image(&w.image, &w.mnt, &o).unwrap_err();
+            let text = err.to_string();
+            println!("idmap={}: {text}", idmap.display());
+            assert!(text.contains(&idmap.display().to_string()), "{text}");
+            err
+        };
+        let missing = w.mnt.with_file_name("no-such-namespace");
+        match refuse(&missing) {
+            MountError::OpenUserNamespace { path, source } => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        for not_a_namespace in [&w.image, &w.source, &fifo] {
+            match refuse(not_a_namespace) {
+                MountError::NotUserNamespace { path, kind: None } => {
+                    assert_eq!(&path, not_a_namespace)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mnt_ns = Path::new("/proc/self/ns/mnt");
+        let err = refuse(mnt_ns);
+        assert!(err.to_string().contains("a mnt namespace, not a user namespace"), "{err}");
+        assert!(
+            matches!(err, MountError::NotUserNamespace { kind: Some(NamespaceType::Mount), .. }),
+            "{err:?}"
+        );
+        // The tests run as root in the initial user namespace (mount_test), so this is it.
+        let own = Path::new("/proc/self/ns/user");
+        match refuse(own) {
+            MountError::InitialUserNamespace { path } => assert_eq!(path, own),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(before, mountinfo(), "nothing was mounted");
     }
 }

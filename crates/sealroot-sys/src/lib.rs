@@ -1,4 +1,8 @@
 //! The only crate of sealroot with `unsafe` code: the fs-verity ioctls and the parts of the
-//! mount API that rustix does not wrap. Each `unsafe` block carries a `// SAFETY:` comment.
+//! mount API that rustix does not wrap (`mount_setattr` for id-mapped mounts, and the nsfs ioctl
+//! that tells a user namespace file from others). Each `unsafe` block carries a `// SAFETY:`
+//! comment.
 #![deny(unsafe_op_in_unsafe_fn)]
 pub mod fsverity;
+pub mod mount;
+pub mod namespace;

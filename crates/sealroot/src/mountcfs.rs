@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::args::{scan, Arg, Spec};
 
@@ -54,7 +54,8 @@ fn usage(prog: &str) -> String {
          ro                     Read only\n  \
          rw                     Read/write\n  \
          upperdir               Overlayfs upperdir\n  \
-         workdir                Overlayfs workdir\n"
+         workdir                Overlayfs workdir\n  \
+         idmap=PATH             Specify path to a user namespace whose ID mapping should be used\n"
     )
 }
 
@@ -93,7 +94,9 @@ pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
         // mount(8)'s "fake": everything but the mount itself (the options are checked).
         return Ok(());
     }
+    // MountError's message already ends with its cause: as a context, anyhow's `{:#}` would
+    // print that cause twice.
     sealroot_mount::mount_image(&image, &mountpoint, &options)
-        .with_context(|| format!("Failed to mount composefs {}", image.display()))?;
+        .map_err(|e| anyhow::anyhow!("Failed to mount composefs {}: {e}", image.display()))?;
     Ok(())
 }

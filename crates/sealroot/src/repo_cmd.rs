@@ -565,6 +565,7 @@ pub fn run(args: &[OsString]) -> Result<std::process::ExitCode> {
                 readonly: upperdir.is_none(),
                 upperdir,
                 workdir,
+                idmap: None,
             };
             sealroot_mount::mount_image(&repo.image_path(&image), &mountpoint, &options)
                 .with_context(|| format!("cannot mount {refname} at {}", mountpoint.display()))?;

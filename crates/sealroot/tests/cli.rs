@@ -261,7 +261,12 @@ mount_test! {
         // -f (mount(8)'s "fake"): the options are checked, nothing is mounted.
         ok(&["mount.composefs", "-f", "-o", &format!("basedir={},ro", objects.display()), img.to_str().unwrap(), mnt.to_str().unwrap()], None);
         assert!(!mounted(&mnt), "-f mounted something");
-        fails(&["mount.composefs", "-f", "-o", "basedir=/x,idmap=/proc/1/ns/user", img.to_str().unwrap(), mnt.to_str().unwrap()], None);
+        fails(&["mount.composefs", "-f", "-o", "basedir=/x,idmap", img.to_str().unwrap(), mnt.to_str().unwrap()], None);
+        ok(&["mount.composefs", "-f", "-o", "basedir=/x,idmap=/proc/1/ns/user", img.to_str().unwrap(), mnt.to_str().unwrap()], None);
+        // A bad idmap is named, and nothing is mounted.
+        let err = fails(&["mount.composefs", "-o", &format!("basedir={},idmap={}", objects.display(), img.display()), img.to_str().unwrap(), mnt.to_str().unwrap()], None);
+        assert!(err.contains(&format!("idmap {} is not a namespace file", img.display())), "{err}");
+        assert!(!mounted(&mnt), "a bad idmap mounted something");
         ok(&["mount.composefs", "-o", &format!("basedir={},ro", objects.display()), img.to_str().unwrap(), mnt.to_str().unwrap()], None);
         assert!(mounted(&mnt));
         let fields = Fields { content: true, nlink: false, dir_nlink: true };
