@@ -9,6 +9,7 @@
 pub mod dumpfile;
 pub mod erofs;
 pub mod objects;
+pub mod splitstream;
 pub mod tree;
 
 pub use tree::{

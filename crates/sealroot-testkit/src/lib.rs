@@ -599,3 +599,36 @@ pub fn rich_tree(root: &Path, big_mib: usize) {
         .unwrap();
     }
 }
+
+/// `cfsctl` from composefs-rs (the version `scripts/install-deps.sh` installs), if installed:
+/// in `~/.cargo/bin`, `/usr/local/bin` or `/usr/bin`.
+pub fn cfsctl() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let candidates = [
+        home.map(|h| h.join(".cargo/bin/cfsctl")),
+        Some(PathBuf::from("/usr/local/bin/cfsctl")),
+        Some(PathBuf::from("/usr/bin/cfsctl")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.exists())
+}
+
+/// [`cfsctl`], or `None` after [`skip`]ping `test`.
+pub fn cfsctl_or_skip(test: &str) -> Option<PathBuf> {
+    let found = cfsctl();
+    if found.is_none() {
+        skip(test, "cfsctl (composefs-rs) is not installed");
+    }
+    found
+}
+
+/// Runs `cfsctl` with `args`; returns its stdout, panicking with its output on failure.
+pub fn run_cfsctl(cfsctl: &Path, args: &[&str]) -> String {
+    let out = Command::new(cfsctl).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "cfsctl {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

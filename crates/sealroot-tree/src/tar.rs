@@ -15,7 +15,9 @@
 //!   (`L`/`K` long names and link targets, base-256 numbers for sizes of 8 GiB and more and
 //!   for negative times, `V` volume labels skipped), and old V7 headers.
 //! * **Metadata**: mode, uid, gid (pax for ids above 2^21), mtime with nanoseconds (pax
-//!   `mtime=S.F`), device numbers, and extended attributes from `SCHILY.xattr.NAME` (GNU tar
+//!   `mtime=S.F`), device numbers (refused beyond the 12-bit major and 20-bit minor of the
+//!   kernel's 32-bit encoding, which the image stores and `mknod(2)` takes), and extended
+//!   attributes from `SCHILY.xattr.NAME` (GNU tar
 //!   `--xattrs`, raw values: ACLs as `system.posix_acl_*`, `security.capability`...),
 //!   `LIBARCHIVE.xattr.NAME` (bsdtar) and `RHT.security.selinux`.
 //! * **Entry types**: regular files, hard links, symlinks, character and block devices,
@@ -38,21 +40,28 @@
 //!   [`TarOptions::strip_leading_slash`] (GNU tar strips the `/` and warns). Names longer
 //!   than 255 bytes are refused. Nothing is ever followed: an entry under a symlink or a
 //!   file is refused, and a hard link names its target by its archive path.
-//! * **Later entries win**, as they do for `tar -x`: a file, symlink, device or hard link
-//!   replaces whatever had its path (a whole directory included); a directory coming again
-//!   takes the new attributes and xattrs and keeps its entries (as composefs-rs's `merge`
-//!   does).
+//! * **Later entries win**, as they do for `tar -x` and in the OCI layer rules: a file,
+//!   symlink, device or hard link replaces a file, symlink, device or empty directory that
+//!   had its path; a directory coming again takes the new attributes and xattrs and keeps its
+//!   entries (as composefs-rs's `merge` does). A non-directory in the place of a directory
+//!   that has entries is refused: `tar -x` fails there too, as its `rmdir` does (composefs-rs
+//!   and containers-storage would drop the whole directory).
 //! * **Parents no entry describes** are made as `tar -x` makes them, but with fixed
 //!   attributes so that the tree depends on the archive alone: mode 0755, owner 0:0, mtime
 //!   0, no xattrs. The same holds for the root when there is no `.` entry. (composefs-rs
 //!   instead refuses an entry whose parent is missing; every archive it accepts gives the same
 //!   tree here.)
 //! * **OCI whiteouts** follow [`TarOptions::whiteouts`]. The default,
-//!   [`Whiteouts::Apply`], is what composefs-rs (`cfsctl oci`) does with a layer: the entry
-//!   `DIR/.wh.NAME` removes what `DIR/NAME` holds so far and `DIR/.wh..wh..opq` empties
-//!   `DIR`, neither leaving anything in the tree. [`Whiteouts::Overlay`] instead keeps a
-//!   layer in overlayfs form, as the containers-storage overlay driver extracts it;
-//!   [`Whiteouts::Keep`] takes such names literally, as plain `tar -x` does.
+//!   [`Whiteouts::Apply`], applies the archive as an OCI layer over nothing:
+//!   `DIR/.wh.NAME` and `DIR/.wh..wh..opq` leave nothing in the tree and remove nothing.
+//!   [`Whiteouts::Overlay`] instead keeps a layer in overlayfs form, as the
+//!   containers-storage overlay driver extracts it; [`Whiteouts::Keep`] takes such names
+//!   literally, as plain `tar -x` does. Unless kept, the OCI image spec's rules hold: a name
+//!   `.wh.*` is a whiteout whatever the entry's type (a directory too: no file or directory
+//!   may have such a name), so an entry under one (`.wh.x/y`) is refused; whiteouts apply
+//!   to lower layers only, in whatever order the layer has them, so one naming what the
+//!   archive itself made earlier is refused ([`TarError::WhiteoutOfOwnEntry`]: composefs-rs
+//!   would remove it, containers-storage fail on it).
 //!
 //! # Errors
 //!
@@ -89,17 +98,24 @@ use crate::BuildOptions;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Whiteouts {
-    /// Apply them to the tree built so far, as composefs-rs applies a layer: `DIR/.wh.NAME`
-    /// removes `DIR/NAME` (nothing if it is not there), `DIR/.wh..wh..opq` removes every
-    /// entry of `DIR`; neither appears in the tree.
+    /// Apply them as to a layer over nothing: `DIR/.wh.NAME` and `DIR/.wh..wh..opq` hide
+    /// only what lower layers hold, so they remove nothing and do not appear in the tree.
+    /// One that would remove what the archive itself made (`DIR/NAME` or an entry of `DIR`
+    /// before it) is refused, since composefs-rs, which applies a layer's whiteouts to all
+    /// it has read so far, would remove it, against the spec. So the whiteouts of an
+    /// accepted archive do what composefs-rs (`cfsctl oci`) makes them do in an image's only
+    /// layer.
     #[default]
     Apply,
     /// Keep the layer in the form overlayfs reads: `DIR/.wh.NAME` becomes a character device
     /// 0:0 `DIR/NAME` with permissions 0 and the whiteout's owner and mtime, and
     /// `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` on `DIR` (the containers-storage
     /// overlay driver's form; the image writer escapes both so that overlayfs sees them only
-    /// when the image is used as a layer). Devices are left out with `skip_devices`, and the
-    /// xattr with `skip_xattrs` or `user_xattrs`, as they would be from a directory.
+    /// when the image is used as a layer). A directory entry that replaces a whiteout device
+    /// is made opaque too, so that the lower directory the whiteout removed does not show
+    /// through (containers-storage leaves it as it is). Devices are left out with
+    /// `skip_devices`, and the xattr with `skip_xattrs` or `user_xattrs`, as they would be
+    /// from a directory. A whiteout may come twice, but not after another entry of its name.
     Overlay,
     /// Ordinary entries with odd names, as `tar -x` extracts them.
     Keep,

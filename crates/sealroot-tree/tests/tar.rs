@@ -964,7 +964,6 @@ fn later_entries_replace_earlier_ones() {
         .file("f", b"first")
         .file("f", b"second")
         .dir("d")
-        .file("d/inner", b"x")
         .file("d", b"a file now")
         .file("e", b"a file")
         .dir("e")
@@ -1046,26 +1045,23 @@ fn missing_parents_and_root() {
     assert_eq!(inline(get(&tree, "/etc/x")), b"abs");
 }
 
-/// A layer with whiteouts of a file, a directory, something missing, and an opaque
-/// directory whose own new entry comes after the marker.
+/// A layer with whiteouts of a file, a directory and something else of a lower layer (none
+/// of them in this archive), and an opaque directory whose own entry comes after the marker.
 fn whiteout_layer() -> Vec<u8> {
     Tar::default()
         .dir("etc")
-        .file("etc/hosts", b"hosts")
+        .file("etc/.wh.hosts", b"")
         .file("etc/passwd", b"passwd")
         .dir("usr")
-        .dir("usr/local")
-        .file("usr/local/x", b"x")
-        .dir("opaque")
-        .file("opaque/old", b"old")
-        .file("etc/.wh.hosts", b"")
         .file("usr/.wh.local", b"")
         .file(".wh.nothing", b"")
         .file("opaque/.wh..wh..opq", b"")
+        .dir("opaque")
         .file("opaque/new", b"new")
         .end()
 }
 
+/// Read alone, a layer lies over nothing: its whiteouts remove nothing and leave no trace.
 #[test]
 fn whiteouts_applied_as_composefs_rs_applies_them() {
     let tree = from_tar(&whiteout_layer(), &TarOptions::default()).unwrap();
@@ -1091,7 +1087,6 @@ fn whiteouts_kept_in_overlay_form() {
             "/nothing",
             "/opaque",
             "/opaque/new",
-            "/opaque/old",
             "/usr",
             "/usr/local"
         ]
@@ -1117,18 +1112,12 @@ fn whiteouts_kept_in_overlay_form() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let dirs = ["etc", "usr", "opaque", "usr/local"];
-    for dir in dirs {
+    for dir in ["etc", "usr", "opaque"] {
         fs::create_dir(d.join(dir)).unwrap();
     }
-    for (f, c) in [
-        ("etc/passwd", "passwd"),
-        ("opaque/old", "old"),
-        ("opaque/new", "new"),
-    ] {
+    for (f, c) in [("etc/passwd", "passwd"), ("opaque/new", "new")] {
         fs::write(d.join(f), c).unwrap();
     }
-    fs::remove_dir(d.join("usr/local")).unwrap();
     for w in ["etc/hosts", "usr/local", "nothing"] {
         run(Command::new("mknod").arg(d.join(w)).args(["c", "0", "0"]));
         fs::set_permissions(d.join(w), fs::Permissions::from_mode(0o0)).unwrap();
@@ -1194,18 +1183,285 @@ fn whiteouts_kept_as_plain_names() {
         ..TarOptions::default()
     };
     let tree = from_tar(&whiteout_layer(), &opts).unwrap();
-    assert!(names(&tree).contains(&"/opaque/.wh..wh..opq".to_owned()));
-    assert!(names(&tree).contains(&"/etc/.wh.hosts".to_owned()));
-    assert!(names(&tree).contains(&"/etc/hosts".to_owned()));
+    for name in ["/opaque/.wh..wh..opq", "/etc/.wh.hosts", "/usr/.wh.local"] {
+        assert!(names(&tree).contains(&name.to_owned()), "{name}");
+    }
+}
+
+/// A file, symlink, hard link, fifo or device never silently takes the place of a directory
+/// that has entries (`tar -x` fails there too); an empty directory is replaced, as `tar -x`
+/// and the OCI layer rules replace it, and a directory entry again keeps the entries.
+#[test]
+fn a_non_directory_does_not_replace_a_directory_with_entries() {
+    // `d` at 0, `d/x` at 512 (content at 1024), `f` at 1536, the entry `d` again at 2560.
+    let full = || {
+        Tar::default()
+            .dir("d")
+            .file("d/x", b"x")
+            .file("f", b"f")
+            .clone()
+    };
+    let cases = [
+        ("file", full().file("d", b"a file now").end()),
+        ("symlink", full().entry("d", b'2', "f").end()),
+        ("hard link", full().entry("d", b'1', "f").end()),
+        ("fifo", full().entry("d", b'6', "").end()),
+        ("device", full().entry("d", b'3', "").end()),
+    ];
+    let replaces = |e: &TarError| matches!(e, TarError::ReplacesDirectory { offset: 2560, .. });
+    let words = ["d: entry at byte 2560 would replace a directory that has entries"];
+    for (what, archive) in &cases {
+        assert_fails(what, archive, replaces, &words);
+    }
+    let left_out = TarOptions {
+        skip_devices: true,
+        ..TarOptions::default()
+    };
+    assert_fails_with("skipped device", &cases[4].1, &left_out, replaces, &words);
+    let linked = TarOptions {
+        hardlinks: true,
+        ..TarOptions::default()
+    };
+    assert_fails_with("kept hard link", &cases[2].1, &linked, replaces, &words);
+    // A directory no entry described is one all the same.
+    assert_fails(
+        "implicit directory",
+        &Tar::default().file("d/x", b"").file("d", b"").end(),
+        |e| matches!(e, TarError::ReplacesDirectory { offset: 512, .. }),
+        &["d: entry at byte 512"],
+    );
+
+    let tree = from_tar(
+        &Tar::default()
+            .dir("d")
+            .file("d", b"file")
+            .dir("e")
+            .file("e/x", b"x")
+            .dir("e")
+            .end(),
+        &TarOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(names(&tree), ["/d", "/e", "/e/x"]);
+    assert_eq!(inline(get(&tree, "/d")), b"file");
+}
+
+/// A device number is stored in the kernel's 32-bit encoding (12-bit major, 20-bit minor);
+/// one that does not fit is refused, not cut to another device (4096:0 would have become
+/// 0:0, an overlay whiteout).
+#[test]
+fn device_numbers_that_do_not_fit_are_refused() {
+    let device = |typeflag, major, minor| {
+        Tar::default()
+            .file("f", b"")
+            .raw(
+                &H {
+                    name: b"dev".to_vec(),
+                    typeflag,
+                    major,
+                    minor,
+                    ..H::default()
+                },
+                b"",
+            )
+            .end()
+    };
+    let tree = from_tar(&device(b'3', 4095, 0xfffff), &TarOptions::default()).unwrap();
+    assert_eq!(get(&tree, "/dev").stat.rdev, u32::MAX);
+    let tree = from_tar(&device(b'4', 259, 0x12345), &TarOptions::default()).unwrap();
+    assert_eq!(
+        get(&tree, "/dev").stat.rdev,
+        0x45 | 259 << 8 | 0x12300 << 12
+    );
+    for (typeflag, major, minor) in [(b'3', 4096, 0), (b'4', 0, 0x100000), (b'3', 1 << 20, 1)] {
+        assert_fails(
+            &format!("{major}:{minor}"),
+            &device(typeflag, major, minor),
+            |e| {
+                matches!(e, TarError::DeviceNumberTooLarge { offset: 512, major: m, minor: n, .. }
+                    if u64::from(*m) == major && u64::from(*n) == minor)
+            },
+            &[
+                "dev: device number",
+                &format!("{major}:{minor} at byte 512"),
+            ],
+        );
+    }
+}
+
+/// No file or directory may be named `.wh.*` (OCI image spec, "Whiteouts"): a directory of
+/// such a name is a whiteout as a file is (composefs-rs and containers-storage look at the
+/// name alone), and an entry under a whiteout name is refused, as composefs-rs refuses it
+/// (its parent does not exist) rather than making a directory `.wh.x`.
+#[test]
+fn a_directory_named_as_a_whiteout_is_one() {
+    let archive = Tar::default()
+        .dir("a")
+        .dir("a/.wh.x")
+        .dir("a/.wh..wh..opq")
+        .end();
+    let tree = from_tar(&archive, &TarOptions::default()).unwrap();
+    assert_eq!(names(&tree), ["/a"]);
+    let overlay = TarOptions {
+        whiteouts: Whiteouts::Overlay,
+        ..TarOptions::default()
+    };
+    let tree = from_tar(&archive, &overlay).unwrap();
+    assert_eq!(names(&tree), ["/a", "/a/x"]);
+    assert_eq!(get(&tree, "/a/x").stat.mode, S_IFCHR);
+    assert_eq!(
+        get(&tree, "/a").xattr(b"trusted.overlay.opaque"),
+        Some(&b"y"[..])
+    );
+
+    // `a` at 0, `a/.wh.x` at 512, `a/.wh.x/y` at 1024.
+    let under = Tar::default()
+        .dir("a")
+        .dir("a/.wh.x")
+        .file("a/.wh.x/y", b"")
+        .end();
+    let under_opaque = Tar::default().file("a/.wh..wh..opq/y/z", b"").end();
+    for opts in [TarOptions::default(), overlay] {
+        assert_fails_with(
+            "under a whiteout",
+            &under,
+            &opts,
+            |e| matches!(e, TarError::BadPath { offset: 1024, .. }),
+            &["a/.wh.x/y", "under a whiteout"],
+        );
+        assert_fails_with(
+            "under an opaque marker",
+            &under_opaque,
+            &opts,
+            |e| matches!(e, TarError::BadPath { offset: 0, .. }),
+            &["a/.wh..wh..opq/y/z", "under a whiteout"],
+        );
+    }
+    let keep = TarOptions {
+        whiteouts: Whiteouts::Keep,
+        ..TarOptions::default()
+    };
+    let tree = from_tar(&under, &keep).unwrap();
+    assert_eq!(names(&tree), ["/a", "/a/.wh.x", "/a/.wh.x/y"]);
+}
+
+/// OCI whiteouts apply to lower layers only ("Files that are present in the same layer as a
+/// whiteout file can only be hidden by whiteout files in subsequent layers"): a whiteout of
+/// what the archive itself made is refused, since composefs-rs would remove it and
+/// containers-storage fail on it. One that comes first is fine: it is for a lower layer, and
+/// the entry after it is this layer's own.
+#[test]
+fn a_whiteout_of_what_the_archive_made_is_refused() {
+    let overlay = TarOptions {
+        whiteouts: Whiteouts::Overlay,
+        ..TarOptions::default()
+    };
+    let own = |e: &TarError| matches!(e, TarError::WhiteoutOfOwnEntry { .. });
+    // `f` at 0 (content at 512), `d` at 1024, `d/x` at 1536, the whiteout at 2048.
+    let made = || {
+        Tar::default()
+            .file("f", b"f")
+            .dir("d")
+            .file("d/x", b"")
+            .clone()
+    };
+    for opts in [TarOptions::default(), overlay.clone()] {
+        let name = format!("{:?}", opts.whiteouts);
+        assert_fails_with(
+            &name,
+            &made().file(".wh.f", b"").end(),
+            &opts,
+            own,
+            &[".wh.f: whiteout at byte 2048 names f, which the archive itself made"],
+        );
+        assert_fails_with(
+            &name,
+            &made().file(".wh.d", b"").end(),
+            &opts,
+            own,
+            &[".wh.d: whiteout at byte 2048 names d,"],
+        );
+        assert_fails_with(
+            &name,
+            &made().file("d/.wh.x", b"").end(),
+            &opts,
+            own,
+            &["d/.wh.x: whiteout at byte 2048 names d/x,"],
+        );
+    }
+    // Applied, an opaque marker would empty what the archive put in the directory.
+    assert_fails(
+        "opaque marker",
+        &made().file("d/.wh..wh..opq", b"").end(),
+        own,
+        &["d/.wh..wh..opq: whiteout at byte 2048 names d,"],
+    );
+    assert_fails(
+        "opaque root",
+        &made().file(".wh..wh..opq", b"").end(),
+        own,
+        &[".wh..wh..opq: whiteout at byte 2048 names .,"],
+    );
+
+    // First the whiteout (for a lower layer), then this layer's own entry.
+    let archive = Tar::default()
+        .file(".wh.d", b"")
+        .dir("d")
+        .file("d/x", b"x")
+        .file(".wh.f", b"")
+        .file("f", b"f")
+        .file("o/.wh..wh..opq", b"")
+        .file("o/new", b"new")
+        .end();
+    let tree = from_tar(&archive, &TarOptions::default()).unwrap();
+    assert_eq!(names(&tree), ["/d", "/d/x", "/f", "/o", "/o/new"]);
+    // In overlay form, the directory made after its whiteout is opaque: the lower `d` is
+    // gone, and its entries must not show through.
+    let tree = from_tar(&archive, &overlay).unwrap();
+    assert_eq!(names(&tree), ["/d", "/d/x", "/f", "/o", "/o/new"]);
+    for dir in ["/d", "/o"] {
+        assert_eq!(
+            get(&tree, dir).xattr(b"trusted.overlay.opaque"),
+            Some(&b"y"[..]),
+            "{dir}"
+        );
+    }
+    assert_eq!(inline(get(&tree, "/f")), b"f");
+    // The same whiteout twice is one whiteout.
+    let twice = Tar::default().file(".wh.g", b"").file(".wh.g", b"").end();
+    assert_eq!(names(&from_tar(&twice, &overlay).unwrap()), ["/g"]);
+    // In overlay form an opaque marker after the directory's own entries keeps them, as the
+    // spec's example has it: they are this layer's.
+    let late_marker = Tar::default()
+        .file("o/old", b"old")
+        .file("o/.wh..wh..opq", b"")
+        .end();
+    let tree = from_tar(&late_marker, &overlay).unwrap();
+    assert_eq!(names(&tree), ["/o", "/o/old"]);
+    assert_eq!(
+        get(&tree, "/o").xattr(b"trusted.overlay.opaque"),
+        Some(&b"y"[..])
+    );
 }
 
 /// Asserts that `archive` fails with an error `check` accepts and whose message holds each of
 /// `words`.
 fn assert_fails(name: &str, archive: &[u8], check: impl Fn(&TarError) -> bool, words: &[&str]) {
+    assert_fails_with(name, archive, &TarOptions::default(), check, words);
+}
+
+/// [`assert_fails`] with `opts` (on one thread and on two).
+fn assert_fails_with(
+    name: &str,
+    archive: &[u8],
+    opts: &TarOptions,
+    check: impl Fn(&TarError) -> bool,
+    words: &[&str],
+) {
     for threads in [1, 2] {
         let opts = TarOptions {
             threads,
-            ..TarOptions::default()
+            ..opts.clone()
         };
         let e = match from_tar(archive, &opts) {
             Ok(_) => panic!("{name}: accepted"),

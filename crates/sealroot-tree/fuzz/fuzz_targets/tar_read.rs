@@ -2,7 +2,8 @@
 //! not panic, and a tree it accepts must be one the image writer takes.
 //!
 //! Run with `cargo +nightly fuzz run tar_read fuzz/corpus/tar_read fuzz/seeds` from
-//! `crates/sealroot-tree`; `fuzz/seeds` holds small archives of every format and compression.
+//! `crates/sealroot-tree`; `fuzz/seeds` holds small archives of every format and compression,
+//! and some that reach the rules on whiteouts, replaced directories and device numbers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -6,9 +6,11 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use sealroot_format::tree::{Mtime, Xattr};
+use sealroot_format::tree::{
+    Mtime, Stat, Xattr, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG,
+};
 
-use super::header::{self, Checksum, Field, Header, BLOCK_SIZE};
+use super::header::{self, Checksum, Field, Header, NumberError, BLOCK_SIZE};
 use super::pax::{self, KeepXattrs, Overrides};
 use super::TarError;
 
@@ -61,6 +63,22 @@ pub(crate) enum Kind {
     Fifo,
 }
 
+impl Kind {
+    /// The file type bits of the inode it makes; 0 for a hard link, whose inode is its
+    /// target's.
+    fn file_type(self) -> u32 {
+        match self {
+            Kind::Regular => S_IFREG,
+            Kind::HardLink => 0,
+            Kind::Symlink => S_IFLNK,
+            Kind::CharDevice => S_IFCHR,
+            Kind::BlockDevice => S_IFBLK,
+            Kind::Directory => S_IFDIR,
+            Kind::Fifo => S_IFIFO,
+        }
+    }
+}
+
 /// One entry, with its extended headers applied.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
@@ -71,15 +89,10 @@ pub(crate) struct Entry {
     /// The target of a hard or symbolic link.
     pub(crate) link: Vec<u8>,
     pub(crate) kind: Kind,
-    /// Permission bits (`0o7777`).
-    pub(crate) mode: u32,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) mtime: Mtime,
-    /// The number of content bytes following the header (0 for types that have none).
-    pub(crate) size: u64,
-    /// A device's number in the kernel's 32-bit encoding; 0 for other kinds.
-    pub(crate) rdev: u32,
+    /// Its attributes as the headers give them: the file type of `kind` and the permission
+    /// bits (`0o7777`) in `mode`, `nlink` 1, the content's `size` for a regular file (0 for
+    /// other kinds), `rdev` in the kernel's 32-bit encoding for a device (0 for other kinds).
+    pub(crate) stat: Stat,
     pub(crate) xattrs: Vec<Xattr>,
 }
 
@@ -215,23 +228,29 @@ impl<'a> Archive<'a> {
         Ok(true)
     }
 
+    /// Consumes up to `n` bytes of the input without copying them; returns how many, 0 only at
+    /// the end of the input.
+    fn consume(&mut self, n: u64) -> Result<u64, TarError> {
+        let available = loop {
+            match self.input.fill_buf() {
+                Ok(buf) => break buf.len(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.read_error(e)),
+            }
+        };
+        let k = available.min(usize::try_from(n).unwrap_or(usize::MAX));
+        self.input.consume(k);
+        self.offset += k as u64;
+        Ok(k as u64)
+    }
+
     /// Skips `n` bytes, which must be there.
     fn skip(&mut self, mut n: u64) -> Result<(), TarError> {
         while n > 0 {
-            let available = loop {
-                match self.input.fill_buf() {
-                    Ok(buf) => break buf.len(),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(self.read_error(e)),
-                }
-            };
-            if available == 0 {
-                return Err(self.truncated());
+            match self.consume(n)? {
+                0 => return Err(self.truncated()),
+                k => n -= k,
             }
-            let k = available.min(usize::try_from(n).unwrap_or(usize::MAX));
-            self.input.consume(k);
-            self.offset += k as u64;
-            n -= k as u64;
         }
         Ok(())
     }
@@ -268,189 +287,155 @@ impl<'a> Archive<'a> {
 
     /// The next entry, after skipping what is left of the current one; `None` at the
     /// end-of-archive marker.
+    ///
+    /// Headers that are not entries (`x`, `g`, `L`, `K`, `V`) are folded into a [`Preamble`]
+    /// until the entry's own header comes; the entry is that header with the preamble applied.
     pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>, TarError> {
-        let rest = self.remaining + self.padding;
-        self.skip(rest)?;
+        self.skip_rest_of_entry()?;
+        let mut preamble = Preamble::new(self.offset, self.global.global_defaults());
+        loop {
+            let offset = self.offset;
+            let Some(block) = self.read_header(&preamble)? else {
+                return Ok(None);
+            };
+            let header = Header(&block);
+            if !is_extended(header.typeflag()) {
+                return self.entry(&header, offset, preamble).map(Some);
+            }
+            self.read_extended(&header, offset, &mut preamble)?;
+        }
+    }
+
+    /// Skips the unread content of the current entry and its padding.
+    fn skip_rest_of_entry(&mut self) -> Result<(), TarError> {
+        self.skip(self.remaining + self.padding)?;
         self.remaining = 0;
         self.padding = 0;
         self.current = None;
+        Ok(())
+    }
 
-        let start = self.offset;
-        let mut ext = self.global.global_defaults();
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
-        // Whether extended headers were read that belong to an entry still to come.
-        let mut pending = false;
-        // Headers read so far that are not the entry's own.
-        let mut extended = 0;
-        let (block, block_offset) = loop {
-            let block_offset = self.offset;
-            let Some(block) = self.read_block()? else {
-                return Err(if start == 0 && block_offset == 0 {
-                    TarError::NotTar
-                } else {
-                    self.truncated()
-                });
-            };
-            let h = Header(&block);
-            match h.checksum() {
-                Checksum::Valid => {}
-                Checksum::Zero if pending => {
-                    return Err(TarError::BadHeader {
-                        offset: block_offset,
-                        path: None,
-                        reason: "extended headers not followed by an entry".to_owned(),
-                    })
-                }
-                // The end-of-archive marker is two zero blocks; one is taken as enough, as
-                // GNU tar takes it.
-                Checksum::Zero => return Ok(None),
-                Checksum::Invalid if block_offset == 0 => return Err(TarError::NotTar),
-                Checksum::Invalid => {
-                    return Err(TarError::BadChecksum {
-                        offset: block_offset,
-                    })
-                }
-            }
-            let number = |field: Field| {
-                h.unsigned(field).map_err(|e| TarError::BadHeader {
-                    offset: block_offset,
-                    path: None,
-                    reason: format!("{} field {e}", field.name),
-                })
-            };
-            let typeflag = h.typeflag();
-            if matches!(typeflag, b'x' | b'g' | b'L' | b'K' | b'V') {
-                extended += 1;
-                if extended > EXTENDED_HEADERS_MAX {
-                    return Err(TarError::BadHeader {
-                        offset: block_offset,
-                        path: None,
-                        reason: format!(
-                            "more than {EXTENDED_HEADERS_MAX} extended headers (x, g, L, K or \
-                             V) in a row, from byte {start}, before one entry"
-                        ),
-                    });
-                }
-            }
-            let bad_pax = |reason| TarError::BadPax {
-                offset: block_offset,
-                reason,
-            };
-            match typeflag {
-                b'x' => {
-                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
-                    pax::apply(&data, &mut ext, self.keep).map_err(bad_pax)?;
-                    pending = true;
-                }
-                b'g' => {
-                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
-                    let mut global = Overrides::default();
-                    pax::apply(&data, &mut global, self.keep).map_err(bad_pax)?;
-                    pax::apply(&data, &mut self.global, self.keep).map_err(bad_pax)?;
-                    // Defaults for this entry too, below what its own `x` headers say.
-                    ext.fill_in(&global.global_defaults()).map_err(bad_pax)?;
-                }
-                b'L' => {
-                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
-                    long_name = Some(trim_nuls(data));
-                    pending = true;
-                }
-                b'K' => {
-                    let data = self.read_metadata(number(header::SIZE)?, block_offset)?;
-                    long_link = Some(trim_nuls(data));
-                    pending = true;
-                }
-                // A GNU volume label: not a file.
-                b'V' => {
-                    let size = number(header::SIZE)?;
-                    self.skip(size)?;
-                    self.skip(padding(size))?;
-                }
-                _ => break (block, block_offset),
-            }
+    /// Reads the next header block and checks its checksum; `None` if it is the
+    /// end-of-archive marker.
+    fn read_header(&mut self, preamble: &Preamble) -> Result<Option<[u8; BLOCK_SIZE]>, TarError> {
+        let offset = self.offset;
+        let Some(block) = self.read_block()? else {
+            return Err(if offset == 0 {
+                TarError::NotTar
+            } else {
+                self.truncated()
+            });
         };
+        match Header(&block).checksum() {
+            Checksum::Valid => Ok(Some(block)),
+            Checksum::Zero if preamble.pending => Err(TarError::BadHeader {
+                offset,
+                path: None,
+                reason: "extended headers not followed by an entry".to_owned(),
+            }),
+            // The end-of-archive marker is two zero blocks; one is taken as enough, as GNU
+            // tar takes it.
+            Checksum::Zero => Ok(None),
+            Checksum::Invalid if offset == 0 => Err(TarError::NotTar),
+            Checksum::Invalid => Err(TarError::BadChecksum { offset }),
+        }
+    }
 
-        let h = Header(&block);
-        let path = ext.path.take().or(long_name).unwrap_or_else(|| h.path());
+    /// Reads the extended header `h` at `offset` (`x`, `g`, `L`, `K` or `V`) and its data into
+    /// `preamble` (a `g` header into the archive's global defaults too).
+    fn read_extended(
+        &mut self,
+        h: &Header<'_>,
+        offset: u64,
+        preamble: &mut Preamble,
+    ) -> Result<(), TarError> {
+        preamble.count += 1;
+        if preamble.count > EXTENDED_HEADERS_MAX {
+            return Err(TarError::BadHeader {
+                offset,
+                path: None,
+                reason: format!(
+                    "more than {EXTENDED_HEADERS_MAX} extended headers (x, g, L, K or V) in a \
+                     row, from byte {}, before one entry",
+                    preamble.start
+                ),
+            });
+        }
+        let size = h
+            .unsigned(header::SIZE)
+            .map_err(|e| bad_field(offset, None, header::SIZE, e))?;
+        let bad_pax = |reason| TarError::BadPax { offset, reason };
+        match h.typeflag() {
+            b'x' => {
+                let data = self.read_metadata(size, offset)?;
+                pax::apply(&data, &mut preamble.pax, self.keep).map_err(bad_pax)?;
+                preamble.pending = true;
+            }
+            b'g' => {
+                let data = self.read_metadata(size, offset)?;
+                let mut global = Overrides::default();
+                pax::apply(&data, &mut global, self.keep).map_err(bad_pax)?;
+                pax::apply(&data, &mut self.global, self.keep).map_err(bad_pax)?;
+                // Defaults for this entry too, below what its own `x` headers say.
+                preamble
+                    .pax
+                    .fill_in(&global.global_defaults())
+                    .map_err(bad_pax)?;
+            }
+            b'L' => {
+                preamble.long_name = Some(trim_nuls(self.read_metadata(size, offset)?));
+                preamble.pending = true;
+            }
+            b'K' => {
+                preamble.long_link = Some(trim_nuls(self.read_metadata(size, offset)?));
+                preamble.pending = true;
+            }
+            // `V`, a GNU volume label: not a file.
+            _ => {
+                self.skip(size)?;
+                self.skip(padding(size))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry whose own header `h` is at `offset`, with `preamble` applied; its content
+    /// is left in the stream for [`read_content`](Archive::read_content).
+    fn entry(
+        &mut self,
+        h: &Header<'_>,
+        offset: u64,
+        preamble: Preamble,
+    ) -> Result<Entry, TarError> {
+        let Preamble {
+            start,
+            mut pax,
+            long_name,
+            long_link,
+            ..
+        } = preamble;
+        let path = pax.path.take().or(long_name).unwrap_or_else(|| h.path());
         let display = path_buf(&path);
         self.current = Some(display.clone());
-        let bad = |field: Field, e: header::NumberError| TarError::BadHeader {
-            offset: block_offset,
-            path: Some(display.clone()),
-            reason: format!("{} field {e}", field.name),
-        };
-        let unsupported = |what: String| TarError::Unsupported {
+        let typeflag = h.typeflag();
+        let kind = supported_kind(typeflag, &path, &pax).map_err(|what| TarError::Unsupported {
             offset: start,
             path: display.clone(),
             what,
+        })?;
+        let at = Place {
+            header: offset,
+            entry: start,
+            path: display,
         };
-
-        let typeflag = h.typeflag();
-        let kind = match typeflag {
-            b'0' | b'7' => Kind::Regular,
-            0 if path.ends_with(b"/") => Kind::Directory,
-            0 => Kind::Regular,
-            b'1' => Kind::HardLink,
-            b'2' => Kind::Symlink,
-            b'3' => Kind::CharDevice,
-            b'4' => Kind::BlockDevice,
-            b'5' | b'D' => Kind::Directory,
-            b'6' => Kind::Fifo,
-            b'S' => return Err(unsupported("a GNU sparse file".to_owned())),
-            b'M' => return Err(unsupported("a multi-volume continuation".to_owned())),
-            t => {
-                return Err(unsupported(format!(
-                    "type flag {:?}",
-                    char::from(t).escape_default().to_string()
-                )))
-            }
-        };
-        if ext.sparse {
-            return Err(unsupported(
-                "a sparse file (GNU.sparse PAX keys)".to_owned(),
-            ));
-        }
-        if let Some(key) = &ext.unsupported {
-            return Err(unsupported(format!(
-                "PAX key {} (text ACLs of `tar --acls`; archive with --xattrs instead)",
-                String::from_utf8_lossy(key)
-            )));
-        }
-
-        let size = match ext.size {
+        let size = match pax.size {
             Some(size) => size,
-            None => h.unsigned(header::SIZE).map_err(|e| bad(header::SIZE, e))?,
+            None => h
+                .unsigned(header::SIZE)
+                .map_err(|e| at.bad_field(header::SIZE, e))?,
         };
-        let mode = h.unsigned(header::MODE).map_err(|e| bad(header::MODE, e))? as u32 & 0o7777;
-        let uid = match ext.uid {
-            Some(uid) => uid,
-            None => h.u32(header::UID).map_err(|e| bad(header::UID, e))?,
-        };
-        let gid = match ext.gid {
-            Some(gid) => gid,
-            None => h.u32(header::GID).map_err(|e| bad(header::GID, e))?,
-        };
-        let mtime = match ext.mtime {
-            Some(mtime) => mtime,
-            None => Mtime {
-                sec: h.signed(header::MTIME).map_err(|e| bad(header::MTIME, e))?,
-                nsec: 0,
-            },
-        };
-        let rdev = match kind {
-            Kind::CharDevice | Kind::BlockDevice => {
-                let major = h
-                    .u32(header::DEVMAJOR)
-                    .map_err(|e| bad(header::DEVMAJOR, e))?;
-                let minor = h
-                    .u32(header::DEVMINOR)
-                    .map_err(|e| bad(header::DEVMINOR, e))?;
-                header::makedev(major, minor)
-            }
-            _ => 0,
-        };
-        let link = ext
+        let stat = attributes(h, kind, size, &pax, &at)?;
+        let link = pax
             .linkpath
             .take()
             .or(long_link)
@@ -465,19 +450,14 @@ impl<'a> Archive<'a> {
         };
         self.remaining = data;
         self.padding = padding(data);
-        Ok(Some(Entry {
+        Ok(Entry {
             offset: start,
             path,
             link,
             kind,
-            mode,
-            uid,
-            gid,
-            mtime,
-            size: if kind == Kind::Regular { size } else { 0 },
-            rdev,
-            xattrs: ext.xattrs.into_vec(),
-        }))
+            stat,
+            xattrs: pax.xattrs.into_vec(),
+        })
     }
 
     /// Reads content of the current entry into `buf`, filling it unless the content ends
@@ -510,22 +490,161 @@ impl<'a> Archive<'a> {
         self.current = None;
         let mut left = TRAILER_MAX;
         while left > 0 {
-            let n = loop {
-                match self.input.fill_buf() {
-                    Ok(buf) => break buf.len(),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(self.read_error(e)),
-                }
-            };
-            if n == 0 {
-                break;
+            match self.consume(left)? {
+                0 => break,
+                k => left -= k,
             }
-            let n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.input.consume(n);
-            self.offset += n as u64;
-            left -= n as u64;
         }
         Ok(())
+    }
+}
+
+/// What the headers before an entry (`x`, `g`, `L`, `K`, `V`) say about it.
+struct Preamble {
+    /// Where the first of them, or else the entry's own header, starts.
+    start: u64,
+    /// The PAX overrides: those of the `g` headers so far, under the entry's own `x` records.
+    pax: Overrides,
+    /// A GNU `L` long name.
+    long_name: Option<Vec<u8>>,
+    /// A GNU `K` long link target.
+    long_link: Option<Vec<u8>>,
+    /// Whether headers were read that belong to an entry still to come.
+    pending: bool,
+    /// How many headers were read before the entry's own.
+    count: usize,
+}
+
+impl Preamble {
+    /// Nothing read yet at `start`, with the global defaults `pax`.
+    fn new(start: u64, pax: Overrides) -> Self {
+        Preamble {
+            start,
+            pax,
+            long_name: None,
+            long_link: None,
+            pending: false,
+            count: 0,
+        }
+    }
+}
+
+/// Whether `typeflag` marks a header that is not an entry of its own.
+fn is_extended(typeflag: u8) -> bool {
+    matches!(typeflag, b'x' | b'g' | b'L' | b'K' | b'V')
+}
+
+/// The kind of an entry with `typeflag` and `path`, or what makes it one composefs cannot
+/// hold: a sparse file, a multi-volume part, an unknown type flag, or text ACLs (`pax`).
+fn supported_kind(typeflag: u8, path: &[u8], pax: &Overrides) -> Result<Kind, String> {
+    let kind = match typeflag {
+        b'0' | b'7' => Kind::Regular,
+        0 if path.ends_with(b"/") => Kind::Directory,
+        0 => Kind::Regular,
+        b'1' => Kind::HardLink,
+        b'2' => Kind::Symlink,
+        b'3' => Kind::CharDevice,
+        b'4' => Kind::BlockDevice,
+        b'5' | b'D' => Kind::Directory,
+        b'6' => Kind::Fifo,
+        b'S' => return Err("a GNU sparse file".to_owned()),
+        b'M' => return Err("a multi-volume continuation".to_owned()),
+        t => {
+            return Err(format!(
+                "type flag {:?}",
+                char::from(t).escape_default().to_string()
+            ))
+        }
+    };
+    if pax.sparse {
+        return Err("a sparse file (GNU.sparse PAX keys)".to_owned());
+    }
+    if let Some(key) = &pax.unsupported {
+        return Err(format!(
+            "PAX key {} (text ACLs of `tar --acls`; archive with --xattrs instead)",
+            String::from_utf8_lossy(key)
+        ));
+    }
+    Ok(kind)
+}
+
+/// Where an entry is, for its errors.
+struct Place {
+    /// The offset of its own header.
+    header: u64,
+    /// The offset of its first header (extended headers included).
+    entry: u64,
+    /// Its path.
+    path: PathBuf,
+}
+
+impl Place {
+    /// The error for a `field` of its header that cannot be read.
+    fn bad_field(&self, field: Field, e: NumberError) -> TarError {
+        bad_field(self.header, Some(self.path.clone()), field, e)
+    }
+}
+
+/// The attributes of the entry at `at` of `kind` with header `h`, content `size` and PAX
+/// overrides `pax` (see [`Entry::stat`]).
+fn attributes(
+    h: &Header<'_>,
+    kind: Kind,
+    size: u64,
+    pax: &Overrides,
+    at: &Place,
+) -> Result<Stat, TarError> {
+    let bad = |field, e| at.bad_field(field, e);
+    let mode = h.unsigned(header::MODE).map_err(|e| bad(header::MODE, e))? as u32 & 0o7777;
+    let uid = match pax.uid {
+        Some(uid) => uid,
+        None => h.u32(header::UID).map_err(|e| bad(header::UID, e))?,
+    };
+    let gid = match pax.gid {
+        Some(gid) => gid,
+        None => h.u32(header::GID).map_err(|e| bad(header::GID, e))?,
+    };
+    let mtime = match pax.mtime {
+        Some(mtime) => mtime,
+        None => Mtime {
+            sec: h.signed(header::MTIME).map_err(|e| bad(header::MTIME, e))?,
+            nsec: 0,
+        },
+    };
+    let rdev = match kind {
+        Kind::CharDevice | Kind::BlockDevice => {
+            let major = h
+                .u32(header::DEVMAJOR)
+                .map_err(|e| bad(header::DEVMAJOR, e))?;
+            let minor = h
+                .u32(header::DEVMINOR)
+                .map_err(|e| bad(header::DEVMINOR, e))?;
+            header::makedev(major, minor).ok_or_else(|| TarError::DeviceNumberTooLarge {
+                offset: at.entry,
+                path: at.path.clone(),
+                major,
+                minor,
+            })?
+        }
+        _ => 0,
+    };
+    Ok(Stat {
+        mode: kind.file_type() | mode,
+        uid,
+        gid,
+        nlink: 1,
+        rdev,
+        size: if kind == Kind::Regular { size } else { 0 },
+        mtime,
+    })
+}
+
+/// The error for header `field` of the header at `offset` (of entry `path`, if known).
+fn bad_field(offset: u64, path: Option<PathBuf>, field: Field, e: NumberError) -> TarError {
+    TarError::BadHeader {
+        offset,
+        path,
+        reason: format!("{} field {e}", field.name),
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use sealroot_format::tree::{
-    Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFBLK, S_IFCHR,
-    S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG,
+    Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR,
+    S_IFDIR,
 };
 use sealroot_verity::Sha256Digest;
 
@@ -132,6 +132,11 @@ impl<'o> Builder<'o> {
         }
     }
 
+    /// The entry `name` of directory `dir`, if there is one.
+    fn child(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
+        self.children(dir)?.get(name).copied()
+    }
+
     /// The node at `path`, if there is one.
     fn lookup(&self, path: &[&[u8]]) -> Option<NodeId> {
         let mut cur = ROOT;
@@ -183,6 +188,25 @@ impl<'o> Builder<'o> {
         Ok(cur)
     }
 
+    /// The directory at `parent` (made where missing) in which the non-directory `entry` is
+    /// to take `name`. Refused if `name` there is a directory with entries: `tar -x` removes
+    /// only an empty directory to put something else in its place, and silently dropping
+    /// what the archive put in it would hide a broken archive.
+    fn slot(&mut self, parent: &[&[u8]], name: &[u8], entry: &Entry) -> Result<NodeId, TarError> {
+        let dir = self.dir(parent, entry)?;
+        let full = self
+            .child(dir, name)
+            .and_then(|id| self.children(id))
+            .is_some_and(|children| !children.is_empty());
+        if full {
+            return Err(TarError::ReplacesDirectory {
+                offset: entry.offset,
+                path: entry.display_path(),
+            });
+        }
+        Ok(dir)
+    }
+
     /// Adds one entry of `archive` (its content is still to be read from it).
     pub(crate) fn add(
         &mut self,
@@ -190,116 +214,40 @@ impl<'o> Builder<'o> {
         archive: &mut Archive<'_>,
         pipeline: &mut Pipeline<'_>,
     ) -> Result<(), TarError> {
-        let opts = self.opts;
-        let bad_path = |path: &[u8], reason| TarError::BadPath {
-            offset: entry.offset,
-            path: path_buf(path),
-            reason,
-        };
-        let comps = components(&entry.path, opts.strip_leading_slash)
-            .map_err(|reason| bad_path(&entry.path, reason))?;
+        let comps = components(&entry.path, self.opts.strip_leading_slash)
+            .map_err(|reason| bad_path(&entry, &entry.path, reason))?;
         let Some((&name, parent)) = comps.split_last() else {
-            // The root itself.
-            if entry.kind != Kind::Directory {
-                return Err(TarError::RootNotDirectory {
-                    offset: entry.offset,
-                    path: entry.display_path(),
-                });
-            }
-            let stat = self.stat(&entry, S_IFDIR);
-            let xattrs = self.xattrs(&entry)?;
-            let root = &mut self.nodes[ROOT];
-            root.stat = stat;
-            root.xattrs = xattrs;
-            return Ok(());
+            return self.set_root(&entry);
         };
-
-        if opts.whiteouts != Whiteouts::Keep && name.starts_with(WHITEOUT_PREFIX) {
-            return self.whiteout(&entry, parent, name);
+        if self.opts.whiteouts != Whiteouts::Keep {
+            if parent.iter().any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+                return Err(bad_path(
+                    &entry,
+                    &entry.path,
+                    "under a whiteout name (`.wh.`), which holds no entries",
+                ));
+            }
+            if name.starts_with(WHITEOUT_PREFIX) {
+                return self.whiteout(&entry, parent, name);
+            }
         }
-
-        // A hard link's target is looked up before anything is made on the way to the link.
-        let link_target = if entry.kind == Kind::HardLink {
-            let target = components(&entry.link, opts.strip_leading_slash)
-                .map_err(|reason| bad_path(&entry.link, reason))?;
-            let found = self
-                .lookup(&target)
-                .ok_or_else(|| TarError::MissingLinkTarget {
-                    offset: entry.offset,
-                    path: entry.display_path(),
-                    target: path_buf(&entry.link),
-                })?;
-            if self.children(found).is_some() {
-                return Err(TarError::LinkToDirectory {
-                    offset: entry.offset,
-                    path: entry.display_path(),
-                    target: path_buf(&entry.link),
-                });
-            }
-            Some(found)
-        } else {
-            None
-        };
-
-        let dir = self.dir(parent, &entry)?;
-        let existing = self.children(dir).and_then(|ch| ch.get(name)).copied();
-        let node = match entry.kind {
+        match entry.kind {
             Kind::Directory => {
-                let stat = self.stat(&entry, S_IFDIR);
-                let xattrs = self.xattrs(&entry)?;
-                // A directory again: new attributes, the same entries (as `tar -x` and
-                // composefs-rs do).
-                if let Some(id) = existing.filter(|&id| self.children(id).is_some()) {
-                    let node = &mut self.nodes[id];
-                    let mut xattrs = xattrs;
-                    // An opaque marker seen before the directory's own entry stays, as the
-                    // overlay driver's setxattr stays when tar later sets the attributes.
-                    if opts.whiteouts == Whiteouts::Overlay {
-                        if let Some(x) = node.xattrs.iter().find(|x| x.name == OVERLAY_OPAQUE_XATTR)
-                        {
-                            if !xattrs.iter().any(|y| y.name == x.name) {
-                                xattrs.push(x.clone());
-                            }
-                        }
-                    }
-                    node.stat = stat;
-                    node.xattrs = xattrs;
-                    return Ok(());
-                }
-                Node {
-                    stat,
-                    xattrs,
-                    kind: NodeKind::Directory(BTreeMap::new()),
-                }
+                let dir = self.dir(parent, &entry)?;
+                self.add_directory(&entry, dir, name)
             }
             Kind::HardLink => {
-                let target = link_target.expect("looked up above");
-                if opts.hardlinks {
-                    self.link(dir, name, target);
-                    return Ok(());
-                }
-                // Every name its own inode, as mkcomposefs makes hard links.
-                self.nodes[target].clone()
+                // The target is looked up before anything is made on the way to the link.
+                let target = self.link_target(&entry)?;
+                let dir = self.slot(parent, name, &entry)?;
+                self.add_hard_link(dir, name, target);
+                Ok(())
             }
             Kind::Regular => {
-                let mut stat = self.stat(&entry, S_IFREG);
-                stat.size = entry.size;
-                let xattrs = self.xattrs(&entry)?;
-                let content = if entry.size == 0 {
-                    FileContent::Empty
-                } else if entry.size <= INLINE_CONTENT_MAX && !opts.no_inline {
-                    let mut data = vec![0u8; entry.size as usize];
-                    archive.read_content(&mut data)?;
-                    FileContent::Inline(data)
-                } else {
-                    let job = pipeline.submit(archive, entry.size, &entry.path, entry.offset)?;
-                    FileContent::Object(job)
-                };
-                Node {
-                    stat,
-                    xattrs,
-                    kind: NodeKind::Regular(content),
-                }
+                let dir = self.slot(parent, name, &entry)?;
+                let content = self.content(&entry, archive, pipeline)?;
+                self.add_node(&entry, dir, name, NodeKind::Regular(content))
+                    .map(drop)
             }
             Kind::Symlink => {
                 if entry.link.is_empty() {
@@ -308,36 +256,142 @@ impl<'o> Builder<'o> {
                         path: entry.display_path(),
                     });
                 }
-                let mut stat = self.stat(&entry, S_IFLNK);
-                stat.size = entry.link.len() as u64;
-                Node {
-                    stat,
-                    xattrs: self.xattrs(&entry)?,
-                    kind: NodeKind::Symlink(entry.link.clone()),
-                }
+                let dir = self.slot(parent, name, &entry)?;
+                self.add_node(&entry, dir, name, NodeKind::Symlink(entry.link.clone()))
+                    .map(drop)
             }
-            Kind::CharDevice | Kind::BlockDevice if opts.skip_devices => {
+            Kind::CharDevice | Kind::BlockDevice if self.opts.skip_devices => {
+                let dir = self.slot(parent, name, &entry)?;
                 self.remove(dir, name);
-                return Ok(());
+                Ok(())
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                let ftype = match entry.kind {
-                    Kind::CharDevice => S_IFCHR,
-                    Kind::BlockDevice => S_IFBLK,
-                    _ => S_IFIFO,
-                };
-                let mut stat = self.stat(&entry, ftype);
-                stat.rdev = entry.rdev;
-                Node {
-                    stat,
-                    xattrs: self.xattrs(&entry)?,
-                    kind: NodeKind::Special,
+                let dir = self.slot(parent, name, &entry)?;
+                self.add_node(&entry, dir, name, NodeKind::Special)
+                    .map(drop)
+            }
+        }
+    }
+
+    /// A `.` entry: the root's attributes.
+    fn set_root(&mut self, entry: &Entry) -> Result<(), TarError> {
+        if entry.kind != Kind::Directory {
+            return Err(TarError::RootNotDirectory {
+                offset: entry.offset,
+                path: entry.display_path(),
+            });
+        }
+        self.update_directory(ROOT, entry)
+    }
+
+    /// A directory entry `name` in `dir`: a new directory, or new attributes for the one
+    /// already there.
+    fn add_directory(&mut self, entry: &Entry, dir: NodeId, name: &[u8]) -> Result<(), TarError> {
+        let existing = self.child(dir, name);
+        if let Some(id) = existing.filter(|&id| self.children(id).is_some()) {
+            return self.update_directory(id, entry);
+        }
+        let id = self.add_node(entry, dir, name, NodeKind::Directory(BTreeMap::new()))?;
+        // In overlay form, a directory in the place of a whiteout: the lower directory of that
+        // name is gone, and its entries must not show through the new one.
+        if existing.is_some_and(|id| self.is_whiteout(id)) {
+            self.set_opaque(id);
+        }
+        Ok(())
+    }
+
+    /// Gives directory `id` the attributes and xattrs of `entry`; its entries stay (as `tar -x`
+    /// and composefs-rs's `merge` do).
+    fn update_directory(&mut self, id: NodeId, entry: &Entry) -> Result<(), TarError> {
+        let stat = self.stat(entry);
+        let mut xattrs = self.xattrs(entry)?;
+        let node = &mut self.nodes[id];
+        // An opaque marker seen before the directory's own entry stays, as the overlay
+        // driver's setxattr stays when tar later sets the attributes.
+        if self.opts.whiteouts == Whiteouts::Overlay {
+            if let Some(x) = node.xattrs.iter().find(|x| x.name == OVERLAY_OPAQUE_XATTR) {
+                if !xattrs.iter().any(|y| y.name == x.name) {
+                    xattrs.push(x.clone());
                 }
             }
-        };
-        let id = self.push(node);
-        self.link(dir, name, id);
+        }
+        node.stat = stat;
+        node.xattrs = xattrs;
         Ok(())
+    }
+
+    /// The node a hard link `entry` names: an earlier entry, not a directory.
+    fn link_target(&self, entry: &Entry) -> Result<NodeId, TarError> {
+        let target = components(&entry.link, self.opts.strip_leading_slash)
+            .map_err(|reason| bad_path(entry, &entry.link, reason))?;
+        let found = self
+            .lookup(&target)
+            .ok_or_else(|| TarError::MissingLinkTarget {
+                offset: entry.offset,
+                path: entry.display_path(),
+                target: path_buf(&entry.link),
+            })?;
+        if self.children(found).is_some() {
+            return Err(TarError::LinkToDirectory {
+                offset: entry.offset,
+                path: entry.display_path(),
+                target: path_buf(&entry.link),
+            });
+        }
+        Ok(found)
+    }
+
+    /// A hard link `name` in `dir` to node `target`: that inode under a new name, or a copy
+    /// of it unless `hardlinks` (every name its own inode, as mkcomposefs makes hard links).
+    fn add_hard_link(&mut self, dir: NodeId, name: &[u8], target: NodeId) {
+        let id = if self.opts.hardlinks {
+            target
+        } else {
+            let copy = self.nodes[target].clone();
+            self.push(copy)
+        };
+        self.link(dir, name, id);
+    }
+
+    /// The content of a regular file entry: inline, or handed to the sink.
+    fn content(
+        &self,
+        entry: &Entry,
+        archive: &mut Archive<'_>,
+        pipeline: &mut Pipeline<'_>,
+    ) -> Result<FileContent, TarError> {
+        let size = entry.stat.size;
+        Ok(if size == 0 {
+            FileContent::Empty
+        } else if size <= INLINE_CONTENT_MAX && !self.opts.no_inline {
+            let mut data = vec![0u8; size as usize];
+            archive.read_content(&mut data)?;
+            FileContent::Inline(data)
+        } else {
+            FileContent::Object(pipeline.submit(archive, size, &entry.path, entry.offset)?)
+        })
+    }
+
+    /// Puts a new node of `kind` with the attributes of `entry` in `dir` under `name`, and
+    /// returns it.
+    fn add_node(
+        &mut self,
+        entry: &Entry,
+        dir: NodeId,
+        name: &[u8],
+        kind: NodeKind,
+    ) -> Result<NodeId, TarError> {
+        let mut stat = self.stat(entry);
+        if let NodeKind::Symlink(target) = &kind {
+            stat.size = target.len() as u64;
+        }
+        let id = self.push(Node {
+            stat,
+            xattrs: self.xattrs(entry)?,
+            kind,
+        });
+        self.link(dir, name, id);
+        Ok(id)
     }
 
     /// Puts `node` in `dir` under `name`, replacing what was there.
@@ -354,75 +408,120 @@ impl<'o> Builder<'o> {
         }
     }
 
-    /// An OCI whiteout `.wh.NAME` or opaque marker `.wh..wh..opq` in directory `parent`.
+    /// An OCI whiteout `.wh.NAME` or opaque marker `.wh..wh..opq` in directory `parent`,
+    /// whatever the entry's type: the OCI image spec allows no file or directory such a name,
+    /// and composefs-rs and containers-storage look at the name alone (umoci takes only
+    /// regular files as whiteouts, and extracts a directory `.wh.x` as it is).
+    ///
+    /// OCI whiteouts apply to lower layers only, and any order of a layer's entries means the
+    /// same. Applied, an archive read alone lies over nothing, so a whiteout removes nothing;
+    /// in overlay form it is kept for the layers below. Either way, a whiteout of what the
+    /// archive itself made is refused ([`TarError::WhiteoutOfOwnEntry`]).
     fn whiteout(&mut self, entry: &Entry, parent: &[&[u8]], name: &[u8]) -> Result<(), TarError> {
-        let opts = self.opts;
-        let opaque = name == OPAQUE_MARKER;
-        let hidden = &name[WHITEOUT_PREFIX.len()..];
-        if !opaque && matches!(hidden, b"" | b"." | b"..") {
-            return Err(TarError::BadPath {
-                offset: entry.offset,
-                path: entry.display_path(),
-                reason: "whiteout of no name, `.` or `..`",
-            });
-        }
-        match opts.whiteouts {
+        let hidden = if name == OPAQUE_MARKER {
+            None
+        } else {
+            match &name[WHITEOUT_PREFIX.len()..] {
+                b"" | b"." | b".." => {
+                    return Err(bad_path(
+                        entry,
+                        &entry.path,
+                        "whiteout of no name, `.` or `..`",
+                    ))
+                }
+                hidden => Some(hidden),
+            }
+        };
+        match self.opts.whiteouts {
             Whiteouts::Keep => unreachable!("whiteouts are ordinary entries then"),
-            Whiteouts::Apply => {
-                // What is not there needs no removing.
-                let Some(dir) = self.existing_dir(parent, entry)? else {
-                    return Ok(());
-                };
-                if opaque {
-                    if let Some(children) = self.children_mut(dir) {
-                        children.clear();
-                    }
-                } else {
-                    self.remove(dir, hidden);
-                }
-            }
-            Whiteouts::Overlay => {
-                let dir = self.dir(parent, entry)?;
-                if opaque {
-                    if self.keeps_xattr(OVERLAY_OPAQUE_XATTR) {
-                        let node = &mut self.nodes[dir];
-                        set_xattr(&mut node.xattrs, OVERLAY_OPAQUE_XATTR, b"y");
-                    }
-                } else if opts.skip_devices {
-                    self.remove(dir, hidden);
-                } else {
-                    let mut stat = self.stat(entry, S_IFCHR);
-                    // Permissions 0 and device 0:0, as containers-storage's overlay driver
-                    // makes them (mknod(S_IFCHR, 0)), owned as the whiteout entry says.
-                    stat.mode = S_IFCHR;
-                    stat.rdev = 0;
-                    let id = self.push(Node {
-                        stat,
-                        xattrs: Vec::new(),
-                        kind: NodeKind::Special,
-                    });
-                    self.link(dir, hidden, id);
-                }
-            }
+            Whiteouts::Apply => self.check_whiteout(entry, parent, hidden),
+            Whiteouts::Overlay => self.overlay_whiteout(entry, parent, hidden),
+        }
+    }
+
+    /// Applies the whiteout of `hidden` (`None`: the opaque marker) in `parent`: there is
+    /// nothing below the archive to remove, so it only checks that the archive made nothing
+    /// the whiteout would remove (the entry `hidden`; for the marker, any entry of `parent`).
+    fn check_whiteout(
+        &self,
+        entry: &Entry,
+        parent: &[&[u8]],
+        hidden: Option<&[u8]>,
+    ) -> Result<(), TarError> {
+        let Some(dir) = self.existing_dir(parent, entry)? else {
+            return Ok(());
+        };
+        let made = match hidden {
+            Some(name) => self.child(dir, name).is_some(),
+            None => self.children(dir).is_some_and(|ch| !ch.is_empty()),
+        };
+        if made {
+            return Err(whiteout_of_own_entry(entry, parent, hidden));
         }
         Ok(())
     }
 
-    /// The attributes of `entry` as a file of type `ftype`.
-    fn stat(&self, entry: &Entry, ftype: u32) -> Stat {
-        Stat {
-            mode: ftype | entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            nlink: 1,
-            rdev: 0,
-            size: 0,
-            mtime: if self.opts.use_epoch {
-                Mtime::default()
-            } else {
-                entry.mtime
-            },
+    /// Keeps the whiteout of `hidden` (`None`: the opaque marker) in `parent` in overlay
+    /// form: a whiteout device `hidden` (unless `skip_devices`), or the opaque xattr on
+    /// `parent`. A whiteout may come again, but not replace another entry of the archive.
+    fn overlay_whiteout(
+        &mut self,
+        entry: &Entry,
+        parent: &[&[u8]],
+        hidden: Option<&[u8]>,
+    ) -> Result<(), TarError> {
+        let dir = self.dir(parent, entry)?;
+        let Some(hidden) = hidden else {
+            self.set_opaque(dir);
+            return Ok(());
+        };
+        if self
+            .child(dir, hidden)
+            .is_some_and(|id| !self.is_whiteout(id))
+        {
+            return Err(whiteout_of_own_entry(entry, parent, Some(hidden)));
         }
+        if self.opts.skip_devices {
+            return Ok(());
+        }
+        let mut stat = self.stat(entry);
+        // Permissions 0 and device 0:0, as containers-storage's overlay driver makes them
+        // (mknod(S_IFCHR, 0)), owned as the whiteout entry says.
+        stat.mode = S_IFCHR;
+        stat.rdev = 0;
+        stat.size = 0;
+        let id = self.push(Node {
+            stat,
+            xattrs: Vec::new(),
+            kind: NodeKind::Special,
+        });
+        self.link(dir, hidden, id);
+        Ok(())
+    }
+
+    /// Whether node `id` is an overlay whiteout: a character device 0:0.
+    fn is_whiteout(&self, id: NodeId) -> bool {
+        let node = &self.nodes[id];
+        matches!(node.kind, NodeKind::Special)
+            && node.stat.file_type() == Some(FileType::CharDevice)
+            && node.stat.rdev == 0
+    }
+
+    /// Marks directory `dir` opaque for overlayfs, unless the options drop that xattr.
+    fn set_opaque(&mut self, dir: NodeId) {
+        if self.keeps_xattr(OVERLAY_OPAQUE_XATTR) {
+            set_xattr(&mut self.nodes[dir].xattrs, OVERLAY_OPAQUE_XATTR, b"y");
+        }
+    }
+
+    /// The attributes of `entry` in the tree: as the archive gives them, the mtime 0 with
+    /// `use_epoch`.
+    fn stat(&self, entry: &Entry) -> Stat {
+        let mut stat = entry.stat.clone();
+        if self.opts.use_epoch {
+            stat.mtime = Mtime::default();
+        }
+        stat
     }
 
     /// Whether the xattr options keep xattr `name`.
@@ -566,6 +665,31 @@ fn set_xattr(xattrs: &mut Vec<Xattr>, name: &[u8], value: &[u8]) {
             name: name.to_vec(),
             value: value.to_vec(),
         }),
+    }
+}
+
+/// The error for `path` (the entry's or its link target's) being no path of the tree.
+fn bad_path(entry: &Entry, path: &[u8], reason: &'static str) -> TarError {
+    TarError::BadPath {
+        offset: entry.offset,
+        path: path_buf(path),
+        reason,
+    }
+}
+
+/// The error for the whiteout `entry` in `parent` naming `hidden` (`None`: the opaque
+/// marker, naming `parent`), which the archive made.
+fn whiteout_of_own_entry(entry: &Entry, parent: &[&[u8]], hidden: Option<&[u8]>) -> TarError {
+    let mut target = parent.to_vec();
+    target.extend(hidden);
+    let target = match target.join(&b'/') {
+        root if root.is_empty() => b".".to_vec(),
+        path => path,
+    };
+    TarError::WhiteoutOfOwnEntry {
+        offset: entry.offset,
+        path: entry.display_path(),
+        target: path_buf(&target),
     }
 }
 

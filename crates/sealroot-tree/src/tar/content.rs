@@ -16,6 +16,7 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ScopedJoinHandle;
 
 use sealroot_verity::Sha256Digest;
 
@@ -229,6 +230,9 @@ fn unread(size: u64, left: u64) -> io::Error {
     )
 }
 
+/// What a worker returns: the result of each job it was given, by job number.
+type JobResults = Vec<(usize, io::Result<Sha256Digest>)>;
+
 /// Runs `read` with a pipeline feeding `sink` through `threads` threads (1: the calling
 /// thread alone), and returns what it returns and the digest of every job. An error of the
 /// sink is returned in preference to the reading error it caused.
@@ -238,44 +242,47 @@ pub(crate) fn run<'s, T>(
     read: impl FnOnce(&mut Pipeline<'s>) -> Result<T, TarError>,
 ) -> Result<(T, Vec<Sha256Digest>), TarError> {
     if threads <= 1 {
-        let mut pipeline = Pipeline {
-            mode: Mode::Direct {
-                sink,
-                digests: Vec::new(),
-            },
-            jobs: Vec::new(),
-            stopped: false,
-        };
-        let value = read(&mut pipeline)?;
-        let Mode::Direct { digests, .. } = pipeline.mode else {
-            unreachable!("the mode does not change")
-        };
-        return Ok((value, digests));
+        run_direct(sink, read)
+    } else {
+        run_with_workers(sink, threads, read)
     }
+}
 
+/// [`run`] on the calling thread alone.
+fn run_direct<'s, T>(
+    sink: &'s dyn ObjectSink,
+    read: impl FnOnce(&mut Pipeline<'s>) -> Result<T, TarError>,
+) -> Result<(T, Vec<Sha256Digest>), TarError> {
+    let mut pipeline = Pipeline {
+        mode: Mode::Direct {
+            sink,
+            digests: Vec::new(),
+        },
+        jobs: Vec::new(),
+        stopped: false,
+    };
+    let value = read(&mut pipeline)?;
+    let Mode::Direct { digests, .. } = pipeline.mode else {
+        unreachable!("the mode does not change")
+    };
+    Ok((value, digests))
+}
+
+/// [`run`] with `threads` worker threads: start them, read, hand over the last batch and
+/// close the channel, join them, and put their results in job order.
+fn run_with_workers<'s, T>(
+    sink: &'s dyn ObjectSink,
+    threads: usize,
+    read: impl FnOnce(&mut Pipeline<'s>) -> Result<T, TarError>,
+) -> Result<(T, Vec<Sha256Digest>), TarError> {
     let shared = Arc::new(Shared {
         sink,
         failed: AtomicBool::new(false),
         free_chunks: Mutex::new(Vec::new()),
     });
     let (work_tx, work_rx) = sync_channel::<Work>(threads);
-    // Only the workers hold the receiving end: should they all die, sending fails rather
-    // than blocking forever.
-    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let (rx, shared) = (Arc::clone(&work_rx), Arc::clone(&shared));
-            let spawned = std::thread::Builder::new()
-                .name(format!("sealroot-tar-{i}"))
-                .spawn_scoped(scope, move || worker(&rx, &shared));
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => return Err(TarError::StartThreads(e)),
-            }
-        }
-        drop(work_rx);
-
+        let handles = start_workers(scope, threads, work_rx, &shared)?;
         let mut pipeline = Pipeline {
             mode: Mode::Workers {
                 work: work_tx,
@@ -285,72 +292,121 @@ pub(crate) fn run<'s, T>(
             jobs: Vec::new(),
             stopped: false,
         };
-        let mut value = read(&mut pipeline);
+        let value = read(&mut pipeline);
+        let (value, jobs, stopped) = pipeline.close(value);
+        let results = join_workers(handles, jobs.len());
+        outcome(value, stopped, results, &jobs)
+    })
+}
+
+/// Starts `threads` workers in `scope` taking work from `work`.
+fn start_workers<'scope, 's: 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    threads: usize,
+    work: Receiver<Work>,
+    shared: &Arc<Shared<'s>>,
+) -> Result<Vec<ScopedJoinHandle<'scope, JobResults>>, TarError> {
+    // Only the workers hold the receiving end: should they all die, sending fails rather
+    // than blocking forever.
+    let work = Arc::new(Mutex::new(work));
+    let mut handles = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (rx, shared) = (Arc::clone(&work), Arc::clone(shared));
+        let spawned = std::thread::Builder::new()
+            .name(format!("sealroot-tar-{i}"))
+            .spawn_scoped(scope, move || worker(&rx, &shared));
+        handles.push(spawned.map_err(TarError::StartThreads)?);
+    }
+    Ok(handles)
+}
+
+impl Pipeline<'_> {
+    /// Ends the hand-over once reading returned `value`: the last batch goes to a worker and
+    /// the work channel closes, so that the workers finish. Returns `value` (an error if no
+    /// worker was left for the last batch), the jobs, and whether a worker's failure stopped
+    /// the reading.
+    fn close<T>(self, mut value: Result<T, TarError>) -> (Result<T, TarError>, Vec<JobInfo>, bool) {
         let Pipeline {
             mode,
             jobs,
             stopped,
-            ..
-        } = pipeline;
-        let Mode::Workers { work, batch, .. } = mode else {
-            unreachable!("the mode does not change")
-        };
-        if value.is_ok() && !batch.files.is_empty() && work.send(Work::Batch(batch)).is_err() {
-            value = Err(TarError::StartThreads(io::Error::other(
-                "every thread storing contents is gone",
-            )));
+        } = self;
+        if let Mode::Workers { work, batch, .. } = mode {
+            if value.is_ok() && !batch.files.is_empty() && work.send(Work::Batch(batch)).is_err() {
+                value = Err(TarError::StartThreads(io::Error::other(
+                    "every thread storing contents is gone",
+                )));
+            }
         }
-        drop(work);
+        (value, jobs, stopped)
+    }
+}
 
-        let mut results: Vec<Option<io::Result<Sha256Digest>>> = Vec::new();
-        results.resize_with(jobs.len(), || None);
-        for h in handles {
-            match h.join() {
-                Ok(done) => {
-                    for (job, r) in done {
-                        if let Some(slot) = results.get_mut(job) {
-                            *slot = Some(r);
-                        }
+/// Waits for the workers; returns the result of each of `jobs` jobs, `None` for one no
+/// worker reported. A worker's panic goes on in this thread.
+fn join_workers(
+    handles: Vec<ScopedJoinHandle<'_, JobResults>>,
+    jobs: usize,
+) -> Vec<Option<io::Result<Sha256Digest>>> {
+    let mut results: Vec<Option<io::Result<Sha256Digest>>> = Vec::new();
+    results.resize_with(jobs, || None);
+    for h in handles {
+        match h.join() {
+            Ok(done) => {
+                for (job, r) in done {
+                    if let Some(slot) = results.get_mut(job) {
+                        *slot = Some(r);
                     }
                 }
-                Err(panic) => std::panic::resume_unwind(panic),
             }
+            Err(panic) => std::panic::resume_unwind(panic),
         }
+    }
+    results
+}
 
-        let first_failure =
-            results
-                .iter_mut()
-                .enumerate()
-                .find_map(|(job, r)| match r.take_if(|r| r.is_err()) {
-                    Some(Err(e)) => Some((job, e)),
-                    _ => None,
-                });
-        let sink_error = first_failure.map(|(job, source)| TarError::Sink {
-            offset: jobs[job].offset,
-            path: path_buf(&jobs[job].path),
-            source,
-        });
-        let value = match (value, sink_error) {
-            (Ok(_), Some(e)) => return Err(e),
-            (Err(_), Some(e)) if stopped => return Err(e),
-            (Err(e), _) => return Err(e),
-            (Ok(value), None) => value,
-        };
-        let mut digests = Vec::with_capacity(results.len());
-        for (job, r) in results.into_iter().enumerate() {
-            match r {
-                Some(Ok(d)) => digests.push(d),
-                _ => {
-                    return Err(TarError::Sink {
-                        offset: jobs[job].offset,
-                        path: path_buf(&jobs[job].path),
-                        source: io::Error::other("no thread stored this file"),
-                    })
-                }
+/// What [`run`] returns, given what reading returned (`value`, `stopped` if a worker's
+/// failure stopped it) and the result of each job: the first failing job's error if there is
+/// one and reading succeeded or was stopped by it, else the reading error, else the value
+/// and the digests.
+fn outcome<T>(
+    value: Result<T, TarError>,
+    stopped: bool,
+    mut results: Vec<Option<io::Result<Sha256Digest>>>,
+    jobs: &[JobInfo],
+) -> Result<(T, Vec<Sha256Digest>), TarError> {
+    let job_error = |job: usize, source| TarError::Sink {
+        offset: jobs[job].offset,
+        path: path_buf(&jobs[job].path),
+        source,
+    };
+    let first_failure =
+        results
+            .iter_mut()
+            .enumerate()
+            .find_map(|(job, r)| match r.take_if(|r| r.is_err()) {
+                Some(Err(e)) => Some(job_error(job, e)),
+                _ => None,
+            });
+    let value = match (value, first_failure) {
+        (Ok(_), Some(e)) => return Err(e),
+        (Err(_), Some(e)) if stopped => return Err(e),
+        (Err(e), _) => return Err(e),
+        (Ok(value), None) => value,
+    };
+    let mut digests = Vec::with_capacity(results.len());
+    for (job, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(d)) => digests.push(d),
+            _ => {
+                return Err(job_error(
+                    job,
+                    io::Error::other("no thread stored this file"),
+                ))
             }
         }
-        Ok((value, digests))
-    })
+    }
+    Ok((value, digests))
 }
 
 /// A worker: stores what it is given until the work channel closes; returns the result of

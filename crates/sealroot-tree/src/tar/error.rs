@@ -77,7 +77,8 @@ pub enum TarError {
     },
     /// A path that would leave the tree (a `..` component, or an absolute path unless
     /// [`TarOptions::strip_leading_slash`](super::TarOptions::strip_leading_slash)), that is
-    /// empty, or whose name is longer than composefs allows.
+    /// empty, whose name is longer than composefs allows, or (unless whiteouts are
+    /// [kept](super::Whiteouts::Keep)) that lies under a whiteout name: `.wh.x/y`.
     #[error("{}: bad path at byte {offset}: {reason}", path.display())]
     BadPath {
         /// The entry's offset.
@@ -117,6 +118,48 @@ pub enum TarError {
         path: PathBuf,
         /// The ancestor that is not a directory.
         parent: PathBuf,
+    },
+    /// A file, symlink, hard link or device at the path of a directory that has entries:
+    /// `d` after `d/x`. `tar -x` fails there too: it removes an empty directory to put the
+    /// entry in its place (as the OCI layer rules remove and recreate), but not a full one.
+    #[error("{}: entry at byte {offset} would replace a directory that has entries", path.display())]
+    ReplacesDirectory {
+        /// The entry's offset.
+        offset: u64,
+        /// The entry, and the directory's path.
+        path: PathBuf,
+    },
+    /// An OCI whiteout naming what the archive itself made: `DIR/.wh.NAME` after an entry at
+    /// or below `DIR/NAME`, or, when whiteouts are applied, `DIR/.wh..wh..opq` after entries
+    /// of `DIR`. The OCI image spec applies whiteouts to lower layers only, which would keep
+    /// what the archive made, while composefs-rs removes it and containers-storage's overlay
+    /// driver fails on the whiteout: the archive is refused rather than one of them followed
+    /// silently.
+    #[error("{}: whiteout at byte {offset} names {}, which the archive itself made \
+        (whiteouts apply to lower layers only)", path.display(), target.display())]
+    WhiteoutOfOwnEntry {
+        /// The whiteout's offset.
+        offset: u64,
+        /// The whiteout entry.
+        path: PathBuf,
+        /// What it would remove: the entry it names, or the directory an opaque marker would
+        /// empty.
+        target: PathBuf,
+    },
+    /// A character or block device whose number the kernel's 32-bit encoding, the one the
+    /// image stores, cannot hold: a major above 4095 or a minor above 1048575. `mknod(2)`
+    /// refuses such a number too, so `tar -x` could not make the device.
+    #[error("{}: device number {major}:{minor} at byte {offset} does not fit the 32-bit \
+        encoding (major at most 4095, minor at most 1048575)", path.display())]
+    DeviceNumberTooLarge {
+        /// The entry's offset.
+        offset: u64,
+        /// The device.
+        path: PathBuf,
+        /// Its major number.
+        major: u32,
+        /// Its minor number.
+        minor: u32,
     },
     /// An entry for the root (`.`, `./`) that is not a directory.
     #[error("{}: the root entry at byte {offset} is not a directory", path.display())]

@@ -226,17 +226,21 @@ fn parse_octal(field: &[u8]) -> Result<i128, NumberError> {
     Ok(value)
 }
 
+/// The largest major number the kernel's 32-bit device encoding holds (12 bits).
+const MAJOR_MAX: u32 = 0xfff;
+/// The largest minor number it holds (20 bits).
+const MINOR_MAX: u32 = 0xf_ffff;
+
 /// The 32-bit device number the kernel's "new" encoding gives `major:minor`: what glibc's
 /// `makedev` puts in the low 32 bits of a `dev_t`, and so what `stat` of the extracted device
-/// shows to `build_from_dir`.
-pub(crate) fn makedev(major: u32, minor: u32) -> u32 {
-    let major = u64::from(major);
-    let minor = u64::from(minor);
-    let dev = ((major & 0xffff_f000) << 32)
-        | ((major & 0x0000_0fff) << 8)
-        | ((minor & 0xffff_ff00) << 12)
-        | (minor & 0x0000_00ff);
-    dev as u32
+/// shows to `build_from_dir`. `None` if the numbers do not fit it: the kernel keeps device
+/// numbers in 32 bits, so `mknod(2)` refuses them (glibc says `EINVAL`), and the image
+/// stores 32 bits too.
+pub(crate) fn makedev(major: u32, minor: u32) -> Option<u32> {
+    if major > MAJOR_MAX || minor > MINOR_MAX {
+        return None;
+    }
+    Some((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12))
 }
 
 #[cfg(test)]
@@ -369,12 +373,16 @@ mod tests {
 
     #[test]
     fn device_numbers_as_glibc_makedev() {
-        assert_eq!(makedev(0, 0), 0);
-        assert_eq!(makedev(1, 3), 0x103);
-        assert_eq!(makedev(8, 17), 0x811);
+        assert_eq!(makedev(0, 0), Some(0));
+        assert_eq!(makedev(1, 3), Some(0x103));
+        assert_eq!(makedev(8, 17), Some(0x811));
         assert_eq!(
             makedev(259, 0x12345),
-            0x12345 & 0xff | 0x103 << 8 | (0x12300 << 12)
+            Some(0x12345 & 0xff | 0x103 << 8 | (0x12300 << 12))
         );
+        assert_eq!(makedev(MAJOR_MAX, MINOR_MAX), Some(u32::MAX));
+        assert_eq!(makedev(MAJOR_MAX + 1, 0), None);
+        assert_eq!(makedev(0, MINOR_MAX + 1), None);
+        assert_eq!(makedev(u32::MAX, u32::MAX), None);
     }
 }

@@ -373,6 +373,11 @@ mod tests {
         r
     }
 
+    /// Records one after another.
+    fn records(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        pairs.iter().flat_map(|(k, v)| record(k, v)).collect()
+    }
+
     fn parse(data: &[u8]) -> Result<Overrides, String> {
         let mut o = Overrides::default();
         apply(data, &mut o, KeepXattrs::All).map(|()| o)
@@ -380,15 +385,17 @@ mod tests {
 
     #[test]
     fn the_usual_keys() {
-        let mut data = record("path", b"a/\xffb");
-        data.extend(record("linkpath", b"target"));
-        data.extend(record("size", b"8589934593"));
-        data.extend(record("uid", b"4294967295"));
-        data.extend(record("gid", b"7"));
-        data.extend(record("mtime", b"1700000000.123456789123"));
-        data.extend(record("atime", b"1.5"));
-        data.extend(record("uname", b"nobody"));
-        let o = parse(&data).unwrap();
+        let o = parse(&records(&[
+            ("path", b"a/\xffb"),
+            ("linkpath", b"target"),
+            ("size", b"8589934593"),
+            ("uid", b"4294967295"),
+            ("gid", b"7"),
+            ("mtime", b"1700000000.123456789123"),
+            ("atime", b"1.5"),
+            ("uname", b"nobody"),
+        ]))
+        .unwrap();
         assert_eq!(o.path.as_deref(), Some(&b"a/\xffb"[..]));
         assert_eq!(o.linkpath.as_deref(), Some(&b"target"[..]));
         assert_eq!(o.size, Some(8589934593));
@@ -430,17 +437,16 @@ mod tests {
 
     #[test]
     fn xattrs_of_both_flavours() {
-        let mut data = record("SCHILY.xattr.security.capability", b"\x01\0\0\x02\n=\xff");
-        data.extend(record("SCHILY.xattr.user.a", b"first"));
-        data.extend(record("SCHILY.xattr.user.a", b"second"));
-        // bsdtar: "user.b=c" with its '=' escaped, value "hi!" in base64 without padding.
-        data.extend(record("LIBARCHIVE.xattr.user.b%3Dc", b"aGkh"));
-        data.extend(record("LIBARCHIVE.xattr.user.d", b"aA=="));
-        data.extend(record(
-            "RHT.security.selinux",
-            b"system_u:object_r:bin_t:s0\0",
-        ));
-        let o = parse(&data).unwrap();
+        let o = parse(&records(&[
+            ("SCHILY.xattr.security.capability", b"\x01\0\0\x02\n=\xff"),
+            ("SCHILY.xattr.user.a", b"first"),
+            ("SCHILY.xattr.user.a", b"second"),
+            // bsdtar: "user.b=c" with its '=' escaped, value "hi!" in base64 without padding.
+            ("LIBARCHIVE.xattr.user.b%3Dc", b"aGkh"),
+            ("LIBARCHIVE.xattr.user.d", b"aA=="),
+            ("RHT.security.selinux", b"system_u:object_r:bin_t:s0\0"),
+        ]))
+        .unwrap();
         let got: Vec<(&[u8], &[u8])> = o
             .xattrs
             .iter()
