@@ -50,4 +50,3 @@ pub use verity::{enable_verity, enable_verity_signed, measure, EnableError};
 pub const OBJECT_MODE: u32 = 0o644;
 /// The permissions of the `XX/` directories.
 pub const DIR_MODE: u32 = 0o755;
-

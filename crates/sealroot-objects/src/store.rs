@@ -549,7 +549,10 @@ mod tests {
         let s = store(&tmp.path().join("s"), true);
         let (d, size, placed) = s.insert_reader(&mut &b"hello"[..], Some(5)).unwrap();
         assert_eq!((size, placed), (5, Placed::New));
-        assert_eq!(d, sealroot_verity::digest(&Params::composefs_default(), b"hello"));
+        assert_eq!(
+            d,
+            sealroot_verity::digest(&Params::composefs_default(), b"hello")
+        );
         let (_, _, again) = s.insert_reader(&mut &b"hello"[..], None).unwrap();
         assert_eq!(again, Placed::Present);
         assert!(s.is_known(&d));
@@ -571,7 +574,13 @@ mod tests {
         let s = store(&path, false);
         let r = s.insert_reader(&mut &b"x"[..], None);
         assert!(
-            matches!(&r, Err(StoreError::Io { op: StoreOp::Subdir, .. })),
+            matches!(
+                &r,
+                Err(StoreError::Io {
+                    op: StoreOp::Subdir,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);

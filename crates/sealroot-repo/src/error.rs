@@ -100,7 +100,7 @@ impl IoError {
     ) -> Self {
         let mut source = source.into();
         if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            source = io::Error::new(io::ErrorKind::Other, SymlinkRefused);
+            source = io::Error::other(SymlinkRefused);
         }
         IoError {
             op,

@@ -316,7 +316,9 @@ impl RefName {
 
     /// The last component (`stable` for `os/stable`).
     pub(crate) fn file_name(&self) -> &str {
-        self.0.rsplit_once('/').map_or(self.0.as_str(), |(_, last)| last)
+        self.0
+            .rsplit_once('/')
+            .map_or(self.0.as_str(), |(_, last)| last)
     }
 }
 

@@ -67,11 +67,11 @@ mod error;
 mod fs;
 mod id;
 pub mod layout;
+#[cfg(feature = "write")]
+mod maintain;
 mod progress;
 mod read;
 mod repository;
-#[cfg(feature = "write")]
-mod maintain;
 #[cfg(feature = "write")]
 mod write;
 

@@ -144,10 +144,12 @@ impl Repository {
     /// `tmp/` (in the repository directory where there is no `tmp/` yet); a repository that
     /// cannot be written to answers `false`.
     pub fn verity_supported(&self) -> bool {
-        *self.verity.get_or_init(|| match self.layout_dir(LayoutDir::Tmp) {
-            Ok(tmp) => probe_verity(tmp, self.config.algorithm),
-            Err(_) => probe_verity(&self.dir, self.config.algorithm),
-        })
+        *self
+            .verity
+            .get_or_init(|| match self.layout_dir(LayoutDir::Tmp) {
+                Ok(tmp) => probe_verity(tmp, self.config.algorithm),
+                Err(_) => probe_verity(&self.dir, self.config.algorithm),
+            })
     }
 
     /// The repository directory's descriptor.

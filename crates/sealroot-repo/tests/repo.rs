@@ -10,9 +10,9 @@ use std::sync::{mpsc, Mutex};
 
 use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_repo::{
-    Corruption, FsckOptions, GcOptions, HashAlgorithm, ImageId, ImageProblem,
-    InitOptions, NoProgress, ObjectError, ObjectId, OpenError, Phase, Progress, RefError, RefName,
-    RefProblem, RefTarget, Repository, TransactionError, WriteImageError,
+    Corruption, FsckOptions, GcOptions, HashAlgorithm, ImageId, ImageProblem, InitOptions,
+    NoProgress, ObjectError, ObjectId, OpenError, Phase, Progress, RefError, RefName, RefProblem,
+    RefTarget, Repository, TransactionError, WriteImageError,
 };
 use sealroot_testkit::{mount_test, pattern, scratch};
 use sealroot_tree::{build_from_dir, BuildOptions, NoProgress as TreeNoProgress};

@@ -172,7 +172,8 @@ fn store_error(e: StoreError) -> BuildError {
             };
             BuildError::io(op, path, source)
         }
-        StoreError::VerityRequired { ref path, .. } | StoreError::VerityMismatch { ref path, .. } => {
+        StoreError::VerityRequired { ref path, .. }
+        | StoreError::VerityMismatch { ref path, .. } => {
             let path = path.clone();
             BuildError::io(Operation::EnableVerity, path, io::Error::other(e))
         }

@@ -313,15 +313,17 @@ impl Repository {
         let checked: Vec<Result<Option<(ObjectId, crate::read::objects::Checked)>, IoError>> = dirs
             .par_iter()
             .flat_map_iter(|d| d.ids.iter().map(move |id| (d, id)))
-            .map(|(d, id)| match self.check_object_in(&d.fd, &ObjectDir::name(id), id) {
-                Ok(c) => {
-                    progress.advance(1, c.size);
-                    Ok(Some((*id, c)))
-                }
-                // Removed meanwhile (by a concurrent recovery): not ours to judge.
-                Err(Errno::NOENT) => Ok(None),
-                Err(e) => Err(IoError::new(Op::Stat, self.object_path(id), e)),
-            })
+            .map(
+                |(d, id)| match self.check_object_in(&d.fd, &ObjectDir::name(id), id) {
+                    Ok(c) => {
+                        progress.advance(1, c.size);
+                        Ok(Some((*id, c)))
+                    }
+                    // Removed meanwhile (by a concurrent recovery): not ours to judge.
+                    Err(Errno::NOENT) => Ok(None),
+                    Err(e) => Err(IoError::new(Op::Stat, self.object_path(id), e)),
+                },
+            )
             .collect();
         let mut out = ObjectsChecked {
             present: HashSet::with_capacity(total),
@@ -401,7 +403,11 @@ impl Repository {
             missing: Vec::new(),
         };
         let id = is_lower_hex(name)
-            .then(|| ObjectId::from_hex(self.algorithm(), name).ok().map(ImageId::new))
+            .then(|| {
+                ObjectId::from_hex(self.algorithm(), name)
+                    .ok()
+                    .map(ImageId::new)
+            })
             .flatten();
         let Some(id) = id else {
             check.problem = Some(ImageProblem::BadName);
@@ -423,16 +429,22 @@ impl Repository {
             }
             self.has_object(o).map_err(|e| match e {
                 crate::ObjectError::Io(io) => io,
-                other => IoError::new(Op::Stat, self.object_path(o), std::io::Error::other(other.to_string())),
+                other => IoError::new(
+                    Op::Stat,
+                    self.object_path(o),
+                    std::io::Error::other(other.to_string()),
+                ),
             })
         };
         if !exists(id.object())? {
             check.problem = Some(ImageProblem::MissingObject);
             return Ok(check);
         }
-        let tree = match self.read_image_bytes(&id).map_err(|e| e.to_string()).and_then(|b| {
-            erofs::read(&b).map_err(|e| e.to_string())
-        }) {
+        let tree = match self
+            .read_image_bytes(&id)
+            .map_err(|e| e.to_string())
+            .and_then(|b| erofs::read(&b).map_err(|e| e.to_string()))
+        {
             Ok(tree) => tree,
             Err(e) => {
                 check.problem = Some(ImageProblem::Unparsable(e));
@@ -534,7 +546,9 @@ impl Repository {
             let mut affected: Vec<ImageId> = images
                 .needs
                 .iter()
-                .filter(|(image, needs)| image.object() == &object || needs.binary_search(&object).is_ok())
+                .filter(|(image, needs)| {
+                    image.object() == &object || needs.binary_search(&object).is_ok()
+                })
                 .map(|(image, _)| *image)
                 .collect();
             affected.sort();
@@ -590,7 +604,11 @@ impl Repository {
         let Some(objects) = self.open_layout(layout::OBJECTS)? else {
             return Ok(false);
         };
-        match rustix::fs::statat(&objects, id.object_path().as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        match rustix::fs::statat(
+            &objects,
+            id.object_path().as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
             Ok(st) => Ok(st.st_ctime >= since - recovery::CTIME_SLACK),
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(IoError::new(Op::Stat, self.object_path(id), e)),
@@ -621,7 +639,11 @@ impl Repository {
 
     /// Checks every commit ref: the commit and its ancestors present parse, and the head's
     /// tree is complete and derives the image it records.
-    fn fsck_commits(&self, report: &mut FsckReport, progress: &dyn Progress) -> Result<(), IoError> {
+    fn fsck_commits(
+        &self,
+        report: &mut FsckReport,
+        progress: &dyn Progress,
+    ) -> Result<(), IoError> {
         let raw = self.raw_refs(RefKind::Commit)?;
         progress.phase(Phase::CheckingRefs, Some(raw.len() as u64), None);
         for r in raw {

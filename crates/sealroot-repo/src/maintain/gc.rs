@@ -132,7 +132,10 @@ impl Repository {
             }
         }
         // Marking (reading images and commits) and listing objects/ are independent.
-        let (live, scans) = rayon::join(|| self.mark(&mut report, progress), || self.list_object_dirs());
+        let (live, scans) = rayon::join(
+            || self.mark(&mut report, progress),
+            || self.list_object_dirs(),
+        );
         let (live, (scans, _)) = (live?, scans?);
         progress.phase(Phase::Sweeping, Some(256), None);
         self.sweep_images(&live.images, dry, &mut report)?;
@@ -201,7 +204,9 @@ impl Repository {
                 None => false,
             };
             match commit {
-                Some(id) if present => add_root(&mut commit_roots, id, RefName::new(&raw.name).ok()),
+                Some(id) if present => {
+                    add_root(&mut commit_roots, id, RefName::new(&raw.name).ok())
+                }
                 _ => report
                     .broken_refs
                     .push(format!("{}/{}", layout::COMMIT_REFS, raw.name)),
@@ -242,8 +247,12 @@ impl Repository {
         }
         // Each commit's image stays (ancestors' too: they can still be mounted). It is not
         // read: its objects are its tree's file objects, which `reach` holds already.
-        live.images
-            .extend(reach.commits.iter().map(|(_, image)| ImageId::sha256(*image)));
+        live.images.extend(
+            reach
+                .commits
+                .iter()
+                .map(|(_, image)| ImageId::sha256(*image)),
+        );
         Ok(live)
     }
 
@@ -265,7 +274,9 @@ impl Repository {
             }
             report.images_removed += 1;
             if !dry {
-                removed_any |= remove(&images, &image.to_hex(), || self.join(&layout::image_rel(&image)))?;
+                removed_any |= remove(&images, image.to_hex(), || {
+                    self.join(&layout::image_rel(&image))
+                })?;
             }
         }
         if removed_any {
@@ -286,7 +297,9 @@ impl Repository {
             return Ok(());
         };
         let mut removed_any = false;
-        for entry in fs::list(&commits).map_err(|e| IoError::new(Op::List, self.join(layout::COMMITS), e))? {
+        for entry in
+            fs::list(&commits).map_err(|e| IoError::new(Op::List, self.join(layout::COMMITS), e))?
+        {
             let Ok(name) = entry.name.to_str() else {
                 continue;
             };
@@ -366,11 +379,12 @@ impl Repository {
             .fetch_add((scan.ids.len() - dead_count) as u64, Ordering::Relaxed);
         for (name, object) in doomed {
             let entry_path = || sub.join(name.to_string_lossy().as_ref());
-            let size = match rustix::fs::statat(&scan.fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st.st_size as u64,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(IoError::new(Op::Stat, entry_path(), e)),
-            };
+            let size =
+                match rustix::fs::statat(&scan.fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st.st_size as u64,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(IoError::new(Op::Stat, entry_path(), e)),
+                };
             if !dry {
                 remove(&scan.fd, name.as_c_str(), entry_path)?;
             }
@@ -409,11 +423,12 @@ impl Repository {
                 }
                 continue;
             }
-            let size = match rustix::fs::statat(tmp, entry.name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st.st_size as u64,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(IoError::new(Op::Stat, entry_path(), e)),
-            };
+            let size =
+                match rustix::fs::statat(tmp, entry.name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st.st_size as u64,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(IoError::new(Op::Stat, entry_path(), e)),
+                };
             if !dry {
                 remove(tmp, entry.name.as_c_str(), entry_path)?;
             }

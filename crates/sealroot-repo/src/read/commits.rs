@@ -346,7 +346,9 @@ impl Repository {
         // One more byte than allowed: assemble then refuses the object as too large.
         fs::read_bounded(file.into(), kind.max_size() as u64 + 1)
             .map_err(|e| Box::new(IoError::new(Op::Read, &path, e)))?
-            .ok_or_else(|| format!("{}: larger than a {kind:?} object may be", path.display()).into())
+            .ok_or_else(|| {
+                format!("{}: larger than a {kind:?} object may be", path.display()).into()
+            })
     }
 
     /// Rebuilds commit `id`'s tree from its tree objects alone, checking each.
@@ -368,8 +370,13 @@ impl Repository {
         sink: Option<&mut dyn std::io::Write>,
     ) -> Result<Sha256Digest, CommitError> {
         let tree = self.commit_tree(id, commit)?;
-        let (derived, _) = objects::derive_image(&tree, commit.image_format, sink)
-            .map_err(|source| CommitError::Derive { commit: *id, source })?;
+        let (derived, _) =
+            objects::derive_image(&tree, commit.image_format, sink).map_err(|source| {
+                CommitError::Derive {
+                    commit: *id,
+                    source,
+                }
+            })?;
         if derived != commit.image {
             return Err(CommitError::ImageMismatch {
                 commit: *id,

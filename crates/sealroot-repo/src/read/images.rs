@@ -130,7 +130,11 @@ impl Repository {
             Ok(text) => Ok(ImageLink::BadLink(text.to_string_lossy().into_owned())),
             Err(Errno::NOENT) => Ok(ImageLink::Absent),
             Err(Errno::INVAL) => Ok(ImageLink::NotASymlink),
-            Err(e) => Err(IoError::new(Op::ReadLink, self.join(&layout::image_rel(id)), e)),
+            Err(e) => Err(IoError::new(
+                Op::ReadLink,
+                self.join(&layout::image_rel(id)),
+                e,
+            )),
         }
     }
 

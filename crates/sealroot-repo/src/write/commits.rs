@@ -59,8 +59,10 @@ pub enum WriteCommitError {
     MetaKey(#[from] objects::MetaKeyError),
     /// The ref moved while the commit was being made, and the commit was not to be
     /// re-parented.
-    #[error("{name:?} moved while the commit was made: it was {expected}, it is now {found}; \
-             nothing was changed (commit again on top of it)")]
+    #[error(
+        "{name:?} moved while the commit was made: it was {expected}, it is now {found}; \
+             nothing was changed (commit again on top of it)"
+    )]
     RefMoved {
         /// The ref.
         name: RefName,
@@ -239,7 +241,11 @@ impl Transaction<'_> {
 
     /// Stores `bytes`, whose digest is `id`, unless the object exists; returns whether it
     /// was new.
-    fn ensure_known_object(&self, id: &Sha256Digest, bytes: &[u8]) -> Result<bool, WriteCommitError> {
+    fn ensure_known_object(
+        &self,
+        id: &Sha256Digest,
+        bytes: &[u8],
+    ) -> Result<bool, WriteCommitError> {
         let digest = AnyDigest::Sha256(*id);
         if self.store.is_known(&digest) || self.repo.has_object(&sha256_object(*id))? {
             return Ok(false);
@@ -261,8 +267,9 @@ impl Transaction<'_> {
             Err(Errno::EXIST) if repo.has_commit(id).unwrap_or(false) => {}
             Err(Errno::EXIST) => {
                 // Something else has the name: replace it atomically.
-                crate::fs::replace_symlink(&self.tmp, &repo.tmp, commits, &name, &target)
-                    .map_err(|e| IoError::new(Op::Rename, repo.join(layout::COMMITS).join(&name), e))?;
+                crate::fs::replace_symlink(&self.tmp, &repo.tmp, commits, &name, &target).map_err(
+                    |e| IoError::new(Op::Rename, repo.join(layout::COMMITS).join(&name), e),
+                )?;
                 self.wrote();
             }
             Err(e) => {
@@ -298,7 +305,8 @@ impl Transaction<'_> {
         let head = repo.commit_ref_if_any(name)?;
         let id = if head == started_at {
             new.id
-        } else if on_moved == OnRefMoved::Reparent && new.commit.parent.map(CommitId) == started_at {
+        } else if on_moved == OnRefMoved::Reparent && new.commit.parent.map(CommitId) == started_at
+        {
             let mut commit = new.commit.clone();
             commit.parent = head.map(|h| h.0);
             self.write_commit_object(&commit)?
@@ -367,7 +375,9 @@ impl Transaction<'_> {
         let _lock = self.lock_ref(name)?;
         let commit = repo.resolve_commit_ref(name).ok();
         self.remove_ref_locked(RefKind::Commit, name)?;
-        let image = commit.and_then(|c| repo.read_commit(&c).ok()).map(|c| c.image);
+        let image = commit
+            .and_then(|c| repo.read_commit(&c).ok())
+            .map(|c| c.image);
         if let (Some(image), Ok(mirror)) = (image, repo.resolve_ref(name)) {
             if mirror.as_sha256() == Some(&image) {
                 self.remove_ref_locked(RefKind::Image, name)?;

@@ -62,7 +62,8 @@ impl Repository {
             });
         }
         for sub in [layout::OBJECTS, layout::IMAGE_REFS, layout::TMP] {
-            fs::ensure_dirs(&dir, sub).map_err(|e| IoError::new(Op::CreateDir, path.join(sub), e))?;
+            fs::ensure_dirs(&dir, sub)
+                .map_err(|e| IoError::new(Op::CreateDir, path.join(sub), e))?;
         }
 
         let config = Config::new(options.algorithm, options.require_verity, supported);

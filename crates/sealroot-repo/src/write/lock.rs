@@ -13,8 +13,8 @@ use rustix::io::Errno;
 use crate::error::{IoError, Operation};
 use crate::progress::{Phase, Progress};
 use crate::write::Transaction;
-use rustix::fs::{AtFlags, Mode, OFlags};
 use crate::Repository;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// A held repository lock; released when dropped (or when the process dies).
 pub(crate) struct RepoLock {
@@ -125,7 +125,8 @@ impl NamedLock {
                     Err(e) => return Err(IoError::new(Operation::Lock, &path, e)),
                 }
             }
-            let held = rustix::fs::fstat(&fd).map_err(|e| IoError::new(Operation::Stat, &path, e))?;
+            let held =
+                rustix::fs::fstat(&fd).map_err(|e| IoError::new(Operation::Stat, &path, e))?;
             match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => {
                     return Ok(NamedLock {

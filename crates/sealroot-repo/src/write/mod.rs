@@ -3,13 +3,13 @@
 
 mod commits;
 mod images;
+pub(crate) mod init;
 pub(crate) mod lock;
 mod objects;
 pub(crate) mod recovery;
 mod refs;
 mod signatures;
 mod transaction;
-pub(crate) mod init;
 
 pub use commits::{CommitOptions, NewCommit, OnRefMoved, WriteCommitError};
 pub use recovery::{RecoveryReport, Unfinished, UnfinishedTransaction};

@@ -68,14 +68,19 @@ impl Transaction<'_> {
     /// fastest way the filesystem offers (a reflink, else `copy_file_range`, else reads and
     /// writes). The file must not change meanwhile ([`ObjectError::SourceChanged`]).
     pub fn ensure_object_from_fd(&self, fd: BorrowedFd<'_>) -> Result<ObjectId, ObjectError> {
-        let src_err = |op, e: std::io::Error| ObjectError::from(IoError::new(op, "(object source)", e));
+        let src_err =
+            |op, e: std::io::Error| ObjectError::from(IoError::new(op, "(object source)", e));
         let before = FileIdentity::of(fd).map_err(|e| src_err(Op::Stat, e.into()))?;
         let (digest, size) =
             crate::fs::hash_fd(&self.repo.verity_params(), fd).map_err(|e| src_err(Op::Read, e))?;
         if size != before.size {
             return Err(ObjectError::SourceChanged);
         }
-        let unchanged = || FileIdentity::of(fd).map(|now| now == before).map_err(Into::into);
+        let unchanged = || {
+            FileIdentity::of(fd)
+                .map(|now| now == before)
+                .map_err(Into::into)
+        };
         sealroot_objects::with_buffer(|buf| {
             self.store
                 .insert_fd(fd, size, &digest, buf, &unchanged)

@@ -94,7 +94,11 @@ pub(crate) struct FoundMarker {
 
 impl FoundMarker {
     /// The marker as [`UnfinishedTransaction`], with its ctime read from `tmp`.
-    pub(crate) fn describe(&self, repo: &Repository, tmp: &OwnedFd) -> Result<UnfinishedTransaction, IoError> {
+    pub(crate) fn describe(
+        &self,
+        repo: &Repository,
+        tmp: &OwnedFd,
+    ) -> Result<UnfinishedTransaction, IoError> {
         let st = rustix::fs::statat(tmp, self.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| IoError::new(Op::Stat, repo.join(layout::TMP).join(&self.name), e))?;
         // transaction.BOOT.PID.N
@@ -326,7 +330,11 @@ fn remove_dangling_in(repo: &Repository, rel: &str) -> Result<u64, IoError> {
         };
         let present = repo.has_object(&object).map_err(|e| match e {
             crate::ObjectError::Io(io) => io,
-            other => IoError::new(Op::Stat, entry_path(), std::io::Error::other(other.to_string())),
+            other => IoError::new(
+                Op::Stat,
+                entry_path(),
+                std::io::Error::other(other.to_string()),
+            ),
         })?;
         if present {
             continue;

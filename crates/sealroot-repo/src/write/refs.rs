@@ -106,7 +106,12 @@ impl Transaction<'_> {
     /// Points ref `name` of `kind` at entry `hex` of the directory above the refs,
     /// atomically and durably. The caller holds the ref's lock, has checked the target and
     /// flushed what it reaches.
-    pub(crate) fn write_ref(&self, kind: RefKind, name: &RefName, hex: &str) -> Result<(), RefError> {
+    pub(crate) fn write_ref(
+        &self,
+        kind: RefKind,
+        name: &RefName,
+        hex: &str,
+    ) -> Result<(), RefError> {
         let repo = self.repo;
         let target = layout::ref_link(name, hex);
         let path = repo.join(kind.dir()).join(name.as_str());
@@ -135,7 +140,9 @@ impl Transaction<'_> {
             if dir_rel == kind.dir() {
                 break;
             }
-            dir_rel = dir_rel.rsplit_once('/').map_or_else(String::new, |(p, _)| p.to_owned());
+            dir_rel = dir_rel
+                .rsplit_once('/')
+                .map_or_else(String::new, |(p, _)| p.to_owned());
             dir = fs::open_dir(repo.dir(), dir_rel.as_str())
                 .map_err(|e| IoError::new(Op::Open, repo.join(&dir_rel), e))?;
         }

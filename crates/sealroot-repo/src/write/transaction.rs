@@ -288,7 +288,6 @@ impl Transaction<'_> {
     pub(crate) fn wrote(&self) {
         self.unsynced.store(true, Ordering::SeqCst);
     }
-
 }
 
 impl Drop for Transaction<'_> {
