@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let start = Instant::now();
             let tx = repo.transaction()?;
             let opts = BuildOptions {
-                digest_store: Some(tx.objects_path()),
+                object_store: Some(tx.object_store()),
                 ..BuildOptions::default()
             };
             let tree = build_from_dir(Path::new(source), &opts, &sealroot_tree::NoProgress)?;

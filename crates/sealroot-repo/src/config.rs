@@ -29,8 +29,9 @@ use serde_json::Value;
 use crate::error::OpenError;
 use crate::id::LOG_BLOCK_SIZE;
 
-/// The configuration file's name, shared with composefs-rs.
-pub const META_FILE: &str = "meta.json";
+pub use crate::layout::META_FILE;
+/// The largest `meta.json` read: a configuration is a few hundred bytes.
+pub(crate) const META_MAX: u64 = 64 << 10;
 /// The composefs-rs repository layout version this code reads and writes.
 pub const COMPOSEFS_REPO_VERSION: u64 = 1;
 /// sealroot's own layout version, `sealroot.format`.

@@ -86,17 +86,34 @@ pub struct IoError {
     pub source: io::Error,
 }
 
+/// What `ELOOP` means inside a repository: every path is resolved without following a
+/// symlink, so a link stood where the layout has a file or directory.
+#[derive(Debug, thiserror::Error)]
+#[error("a symlink stands where the repository has a file or directory; sealroot never follows links inside a repository")]
+pub struct SymlinkRefused;
+
 impl IoError {
     pub(crate) fn new(
         op: Operation,
         path: impl Into<PathBuf>,
         source: impl Into<io::Error>,
     ) -> Self {
+        let mut source = source.into();
+        if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            source = io::Error::other(SymlinkRefused);
+        }
         IoError {
             op,
             path: path.into(),
-            source: source.into(),
+            source,
         }
+    }
+
+    /// Whether the path was refused because a symlink stood on the way.
+    pub fn is_symlink_refused(&self) -> bool {
+        self.source
+            .get_ref()
+            .is_some_and(|e| e.is::<SymlinkRefused>())
     }
 
     /// Whether the failure was "no such file or directory".
@@ -185,10 +202,10 @@ pub enum ObjectError {
     SourceChanged,
     /// The kernel measured another digest than the one computed while writing: the data
     /// changed on its way to the disk.
-    #[error("object {object}: the kernel measured fs-verity digest {measured}")]
+    #[error("{}: the kernel measured fs-verity digest {measured}", path.display())]
     VerityMismatch {
-        /// The digest computed from the bytes written.
-        object: ObjectId,
+        /// The new object.
+        path: PathBuf,
         /// What the kernel measured, in hex.
         measured: String,
     },
@@ -222,19 +239,16 @@ pub enum ObjectError {
     },
 }
 
-/// Why an image could not be written or read.
+/// Why an image could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
-    /// Storing or reading the image object failed.
+    /// Reading the image object failed.
     #[error(transparent)]
     Object(#[from] ObjectError),
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] IoError),
-    /// The tree cannot be written as a composefs image.
-    #[error("writing the image: {0}")]
-    Write(#[source] WriteError),
     /// The image does not parse.
     #[error("image {image}: {source}")]
     Read {
@@ -244,6 +258,32 @@ pub enum ImageError {
         #[source]
         source: ReadError,
     },
+    /// A file's payload is not an object path of this repository's algorithm.
+    #[error("{file}: payload {payload:?} does not name an object of this repository")]
+    BadPayload {
+        /// The file's path in the tree.
+        file: String,
+        /// The payload.
+        payload: String,
+    },
+    /// No such image.
+    #[error("{0} is not in the repository")]
+    NotFound(ImageId),
+}
+
+/// Why an image could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteImageError {
+    /// Storing the image object failed.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// A system call failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// The tree cannot be written as a composefs image.
+    #[error("writing the image: {0}")]
+    Write(#[source] WriteError),
     /// A file of the tree is external, but its object is not in the repository: the image
     /// would not mount.
     #[error("{file}: its object {object} is not in the repository")]
@@ -261,7 +301,7 @@ pub enum ImageError {
         /// The payload.
         payload: String,
     },
-    /// No such image.
+    /// The image a commit records is not in the repository.
     #[error("{0} is not in the repository")]
     NotFound(ImageId),
 }
@@ -296,6 +336,16 @@ pub enum RefError {
         target: String,
         /// Why that is not an image.
         reason: &'static str,
+    },
+    /// The ref did not hold what a compare-and-swap expected: someone moved it meanwhile.
+    #[error("{name:?} moved: it was expected to be {expected}, it is {found}")]
+    Moved {
+        /// The ref.
+        name: RefName,
+        /// What was expected.
+        expected: String,
+        /// What it holds.
+        found: String,
     },
     /// The name clashes with a ref directory, or a component is a ref (`a` and `a/b`).
     #[error("{name:?} conflicts with an existing ref or ref directory")]

@@ -313,6 +313,13 @@ impl RefName {
     pub(crate) fn parent(&self) -> Option<&str> {
         self.0.rsplit_once('/').map(|(dir, _)| dir)
     }
+
+    /// The last component (`stable` for `os/stable`).
+    pub(crate) fn file_name(&self) -> &str {
+        self.0
+            .rsplit_once('/')
+            .map_or(self.0.as_str(), |(_, last)| last)
+    }
 }
 
 impl fmt::Display for RefName {

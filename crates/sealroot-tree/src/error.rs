@@ -117,6 +117,25 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// This error as an [`io::Error`] (for [`crate::tar::ObjectSink`]): a source's own read
+    /// error is passed on as it is; the store's keeps what was done to which object.
+    pub(crate) fn into_io(self) -> io::Error {
+        match self {
+            BuildError::Io {
+                op: Operation::Read,
+                source,
+                ..
+            } => source,
+            e => {
+                let kind = match &e {
+                    BuildError::Io { source, .. } => source.kind(),
+                    _ => io::ErrorKind::Other,
+                };
+                io::Error::new(kind, e)
+            }
+        }
+    }
+
     pub(crate) fn io(op: Operation, path: PathBuf, source: impl Into<io::Error>) -> Self {
         BuildError::Io {
             op,

@@ -96,6 +96,10 @@ pub struct BuildOptions {
     pub threads: usize,
     /// `--digest-store`: copy every non-inline file to `DIR/xx/yyyy…`, named by its digest.
     pub digest_store: Option<PathBuf>,
+    /// An object store opened elsewhere (a repository transaction's), to copy every
+    /// non-inline file into instead of [`digest_store`](Self::digest_store): what is stored
+    /// is then counted and remembered by that store.
+    pub object_store: Option<Arc<sealroot_objects::Store>>,
     /// Digests of files read by earlier builds, by device, inode, size, mtime and ctime:
     /// non-inline files found there are not read again, and every file read is added (see
     /// the [`cache`] module). Shared, so that the caller can save it after the build.
@@ -120,6 +124,7 @@ impl Default for BuildOptions {
             hardlinks: false,
             threads: 0,
             digest_store: None,
+            object_store: None,
             cache: None,
             sync_objects: true,
         }
@@ -138,7 +143,7 @@ impl BuildOptions {
             return self.threads;
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if self.digest_store.is_some() {
+        if self.digest_store.is_some() || self.object_store.is_some() {
             cpus * 2
         } else {
             cpus
@@ -157,9 +162,11 @@ pub fn build_from_dir(
         return Err(BuildError::ConflictingOptions);
     }
     let root = walk::open_root(path)?;
-    let store = match &opts.digest_store {
-        Some(dir) if opts.by_digest => Some(store::Store::open(dir)?.with_sync(opts.sync_objects)),
-        _ => None,
+    let store = match (&opts.object_store, &opts.digest_store) {
+        _ if !opts.by_digest => None,
+        (Some(shared), _) => Some(store::Store::shared(shared.clone())),
+        (None, Some(dir)) => Some(store::Store::open(dir, opts.sync_objects)?),
+        (None, None) => None,
     };
     let (walked, files) =
         content::read_while(&root, path, opts, store.as_ref(), progress, |queue| {

@@ -1,52 +1,34 @@
-//! The digest store of `mkcomposefs --digest-store=DIR`: every non-inline file copied to
-//! `DIR/xx/yyyy…`, named by its fs-verity digest.
+//! The digest store of `mkcomposefs --digest-store=DIR`, and the tree builder's view of a
+//! repository's object store: every non-inline file copied to `DIR/xx/yyyy…`, named by its
+//! fs-verity digest.
 //!
-//! An object is never visible half-written: it is written to an anonymous `O_TMPFILE` in its
-//! `xx/` directory (or, where the filesystem lacks those, to a hidden temporary name there),
-//! flushed to disk, given fs-verity where the filesystem supports it (and then checked to
-//! have the digest it is named by), and only then linked (or renamed) to its name. An object
-//! already present is left alone. The copy is a reflink where the filesystem can share blocks, else
-//! `copy_file_range`, else plain reads and writes; the file is checked not to have changed
-//! since it was hashed.
-//!
-//! The steps are `sealroot-objects`' (shared with the repository); the optional fsync, the
-//! learning that fs-verity is missing and the errors are this store's.
+//! Both are a [`sealroot_objects::Store`], the one writer of objects (an object is never
+//! visible half-written; see that crate). What is this crate's: the digest store's options
+//! (temporary files renamed into place, fs-verity tried, fsync per object unless the caller
+//! flushes otherwise), the check that a source file did not change since it was hashed, and
+//! naming failures as [`BuildError`]s.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Mode, OFlags};
-use rustix::io::Errno;
-use sealroot_objects::{CopyMemo, EnableError, Fallback, Subdirs, TmpFile, TmpPolicy};
-use sealroot_sys::fsverity::{EnableParams, VerityError};
-use sealroot_verity::{AnyDigest, Hasher, Params, Sha256Digest};
+use rustix::fs::{Mode, OFlags};
+use sealroot_objects::{Fallback, Placed, StoreError, StoreOp, StoreOptions, VerityPolicy};
+use sealroot_verity::{AnyDigest, HashAlgorithm, Sha256Digest};
 
 use crate::walk::{FileState, RawStat};
 use crate::{BuildError, Operation, Progress};
 
-/// An open digest store.
+/// An open object store, as the builder writes to it.
 pub(crate) struct Store {
-    path: PathBuf,
-    dir: OwnedFd,
-    /// Which `xx/` directories are known to exist.
-    subdirs: Subdirs,
-    /// How temporary files are made here (hidden names renamed into place where the
-    /// filesystem has no `O_TMPFILE`).
-    tmp: TmpPolicy,
-    /// Whether `copy_file_range` turned out to be missing or unable to cross filesystems.
-    copy: CopyMemo,
-    /// Set once the store's filesystem turned out not to support fs-verity.
-    no_verity: AtomicBool,
-    /// Whether each object is fsync'ed before it is linked to its name (see
-    /// [`crate::BuildOptions::sync_objects`]).
-    sync: bool,
+    pub(crate) inner: Arc<sealroot_objects::Store>,
 }
 
 impl Store {
-    /// Opens the store at `path`, creating it (and its parents) if needed.
-    pub(crate) fn open(path: &Path) -> Result<Store, BuildError> {
+    /// Opens the digest store at `path`, creating it (and its parents) if needed; each object
+    /// is fsync'ed before it is linked when `sync` is set.
+    pub(crate) fn open(path: &Path, sync: bool) -> Result<Store, BuildError> {
         use std::os::unix::fs::DirBuilderExt as _;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -60,21 +42,21 @@ impl Store {
             Mode::empty(),
         )
         .map_err(|e| BuildError::io(Operation::Open, path.to_owned(), e))?;
+        let options = StoreOptions {
+            algorithm: HashAlgorithm::Sha256,
+            fallback: Fallback::Rename,
+            sync_each: sync,
+            verity: VerityPolicy::Try,
+            record: false,
+        };
         Ok(Store {
-            path: path.to_owned(),
-            dir,
-            subdirs: Subdirs::default(),
-            tmp: TmpPolicy::new(Fallback::Rename),
-            copy: CopyMemo::default(),
-            no_verity: AtomicBool::new(false),
-            sync: true,
+            inner: Arc::new(sealroot_objects::Store::new(path, dir, None, options)),
         })
     }
 
-    /// Whether objects are fsync'ed one by one before they get their names.
-    pub(crate) fn with_sync(mut self, sync: bool) -> Store {
-        self.sync = sync;
-        self
+    /// The builder's view of a store opened elsewhere (a repository's transaction).
+    pub(crate) fn shared(inner: Arc<sealroot_objects::Store>) -> Store {
+        Store { inner }
     }
 
     /// Copies `src` (whose path is `src_path`, and which was `state` when it was hashed to
@@ -89,182 +71,118 @@ impl Store {
         buf: &mut [u8],
         progress: &dyn Progress,
     ) -> Result<(), BuildError> {
-        let name = digest.object_path();
-        let object_err = |op, e: Errno| BuildError::io(op, self.path.join(&name), e);
-        match rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(_) => return Ok(()),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(object_err(Operation::CheckObject, e)),
+        let unchanged = || -> io::Result<bool> {
+            let now = rustix::fs::fstat(src)?;
+            Ok(RawStat::new(&now).state == *state)
+        };
+        let placed = self
+            .inner
+            .insert_fd(
+                src.as_fd(),
+                state.size,
+                &AnyDigest::Sha256(*digest),
+                buf,
+                &unchanged,
+            )
+            .map_err(|e| match e {
+                StoreError::SourceChanged => BuildError::Changed {
+                    path: src_path.to_owned(),
+                },
+                StoreError::Read(e) => BuildError::io(Operation::Stat, src_path.to_owned(), e),
+                e => store_error(e),
+            })?;
+        if placed == Placed::New {
+            progress.objects_stored(1, state.size);
         }
-        let subdir = &name[..2];
-        self.ensure_subdir(digest)?;
-        let mut tmp = self
-            .tmp
-            .create(&self.dir, subdir)
-            .map_err(|e| object_err(Operation::CopyObject, e))?;
-        let copied = sealroot_objects::copy(
-            src.as_fd(),
-            tmp.fd().as_fd(),
-            state.size,
-            buf,
-            Some(&self.copy),
-        );
-        // The object must hold what was hashed: the source may not have changed since (a
-        // file that shrank also makes the copy fail).
-        let now = rustix::fs::fstat(src)
-            .map_err(|e| BuildError::io(Operation::Stat, src_path.to_owned(), e))?;
-        if RawStat::new(&now).state != *state {
-            return Err(BuildError::Changed {
-                path: src_path.to_owned(),
-            });
-        }
-        copied.map_err(|e| object_err(Operation::CopyObject, e))?;
-        self.seal(&mut tmp, digest, || BuildError::Changed {
-            path: src_path.to_owned(),
-        })?;
-        progress.objects_stored(1, state.size);
         Ok(())
     }
 
-    /// Whether object `digest` is in the store: one `statat`, no read.
+    /// Whether object `digest` is in the store: one lookup, no read.
     pub(crate) fn contains(&self, digest: &Sha256Digest) -> Result<bool, BuildError> {
-        let name = digest.object_path();
-        match rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(_) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(BuildError::io(
-                Operation::CheckObject,
-                self.path.join(&name),
-                e,
-            )),
-        }
+        self.inner
+            .contains(&AnyDigest::Sha256(*digest))
+            .map_err(store_error)
     }
 
     /// The store's path.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.inner.path()
     }
 
     /// Writes everything `content` yields, which must be `size` bytes, into the store while
-    /// hashing it, and returns its digest. The object is written to a temporary file in the
-    /// store's top directory, since its name is known only at the end; content already in the
-    /// store is hashed and dropped. A failure of `content` itself is an [`Operation::Read`]
+    /// hashing it, and returns its digest; content already in the store is hashed and
+    /// dropped. A failure of `content` itself, or another size, is an [`Operation::Read`]
     /// error.
     pub(crate) fn insert_stream(
         &self,
         content: &mut dyn Read,
         size: u64,
     ) -> Result<Sha256Digest, BuildError> {
-        let store_err = |op, e: Errno| BuildError::io(op, self.path.clone(), e);
-        let mut tmp = self
-            .tmp
-            .create(&self.dir, ".")
-            .map_err(|e| store_err(Operation::CopyObject, e))?;
-        let mut hasher = Hasher::new(Params::composefs_default());
-        let mut done = 0u64;
-        sealroot_objects::with_buffer(|buf| loop {
-            let n = match content.read(buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(BuildError::io(Operation::Read, self.path.clone(), e)),
+        stream_into(&self.inner, content, size)
+    }
+}
+
+/// Stores everything `content` yields, which must be `size` bytes, in `store`; returns its
+/// sha256 digest (what composefs records).
+fn stream_into(
+    store: &sealroot_objects::Store,
+    content: &mut dyn Read,
+    size: u64,
+) -> Result<Sha256Digest, BuildError> {
+    let path = || store.path().to_owned();
+    let (digest, _, _) = store
+        .insert_reader(content, Some(size))
+        .map_err(|e| match e {
+            StoreError::Read(e) => BuildError::io(Operation::Read, path(), e),
+            e @ StoreError::Size { .. } => BuildError::io(
+                Operation::Read,
+                path(),
+                io::Error::new(io::ErrorKind::InvalidData, e),
+            ),
+            e => store_error(e),
+        })?;
+    match digest {
+        AnyDigest::Sha256(d) => Ok(d),
+        AnyDigest::Sha512(_) => Err(BuildError::io(
+            Operation::CheckObject,
+            path(),
+            io::Error::other("a sha512 store cannot hold a composefs tree's files"),
+        )),
+    }
+}
+
+/// A repository transaction's store takes an archive's files directly.
+impl crate::tar::ObjectSink for sealroot_objects::Store {
+    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest> {
+        stream_into(self, content, size).map_err(BuildError::into_io)
+    }
+}
+
+/// The [`BuildError`] of a failure of the object store.
+fn store_error(e: StoreError) -> BuildError {
+    match e {
+        StoreError::Io { op, path, source } => {
+            let op = match op {
+                StoreOp::Lookup => Operation::CheckObject,
+                StoreOp::Subdir => Operation::CreateStore,
+                StoreOp::Create | StoreOp::Write => Operation::CopyObject,
+                StoreOp::Seal => Operation::SyncObject,
+                StoreOp::Verity => Operation::EnableVerity,
+                _ => Operation::LinkObject,
             };
-            hasher.update(&buf[..n]);
-            sealroot_objects::write_all(tmp.fd(), &buf[..n])
-                .map_err(|e| store_err(Operation::CopyObject, e))?;
-            done += n as u64;
-        })?;
-        if done != size {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the content was {done} bytes, not the {size} announced"),
-            );
-            return Err(BuildError::io(Operation::Read, self.path.clone(), e));
+            BuildError::io(op, path, source)
         }
-        let Some(&digest) = hasher.finish().as_sha256() else {
-            unreachable!("composefs_default parameters hash with sha256")
-        };
-        let name = digest.object_path();
-        match rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(_) => return Ok(digest),
-            Err(Errno::NOENT) => {}
-            Err(e) => {
-                return Err(BuildError::io(
-                    Operation::CheckObject,
-                    self.path.join(&name),
-                    e,
-                ))
-            }
+        StoreError::VerityRequired { ref path, .. }
+        | StoreError::VerityMismatch { ref path, .. } => {
+            let path = path.clone();
+            BuildError::io(Operation::EnableVerity, path, io::Error::other(e))
         }
-        self.ensure_subdir(&digest)?;
-        self.seal(&mut tmp, &digest, || {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the kernel measured another digest than the one computed while writing",
-            );
-            BuildError::io(Operation::EnableVerity, self.path.join(&name), e)
-        })?;
-        Ok(digest)
-    }
-
-    /// Creates the `xx/` directory of `digest`'s object unless it is known to exist.
-    fn ensure_subdir(&self, digest: &Sha256Digest) -> Result<(), BuildError> {
-        let byte = digest.0[0];
-        self.subdirs.ensure(&self.dir, byte).map_err(|e| {
-            BuildError::io(
-                Operation::CreateStore,
-                self.path.join(Subdirs::name(byte)),
-                e,
-            )
-        })
-    }
-
-    /// Turns the complete content in `tmp` into object `digest`: sets its mode, flushes it to
-    /// disk, enables fs-verity where the filesystem can (the kernel's measurement must be
-    /// `digest`, else the error `mismatch` makes is returned), and links it to its name.
-    fn seal(
-        &self,
-        tmp: &mut TmpFile<'_>,
-        digest: &Sha256Digest,
-        mismatch: impl FnOnce() -> BuildError,
-    ) -> Result<(), BuildError> {
-        let name = digest.object_path();
-        let object_err = |op, e: Errno| BuildError::io(op, self.path.join(&name), e);
-        rustix::fs::fchmod(tmp.fd(), Mode::from_raw_mode(sealroot_objects::OBJECT_MODE))
-            .map_err(|e| object_err(Operation::CopyObject, e))?;
-        if self.sync {
-            rustix::fs::fsync(tmp.fd()).map_err(|e| object_err(Operation::SyncObject, e))?;
-        }
-        if !self.no_verity.load(Ordering::Relaxed) {
-            let params = EnableParams::composefs_default();
-            match sealroot_objects::enable_verity(tmp, &params, &AnyDigest::Sha256(*digest)) {
-                Ok(()) => {}
-                // Like C mkcomposefs, only try: a store without fs-verity is still a store.
-                Err(EnableError::Enable(
-                    VerityError::NotSupported(_) | VerityError::InvalidParameters,
-                )) => self.no_verity.store(true, Ordering::Relaxed),
-                Err(EnableError::Mismatch { .. }) => return Err(mismatch()),
-                Err(EnableError::Reopen(e)) => return Err(object_err(Operation::EnableVerity, e)),
-                Err(EnableError::Enable(e) | EnableError::Measure(e)) => {
-                    return Err(BuildError::io(
-                        Operation::EnableVerity,
-                        self.path.join(&name),
-                        e,
-                    ))
-                }
-                Err(e) => {
-                    return Err(BuildError::io(
-                        Operation::EnableVerity,
-                        self.path.join(&name),
-                        io::Error::other(e),
-                    ))
-                }
-            }
-        }
-        self.tmp
-            .link(tmp, &self.dir, &name)
-            .map(|_| ())
-            .map_err(|e| object_err(Operation::LinkObject, e))
+        // The source's own failures, which the callers above name by the source.
+        e => BuildError::io(
+            Operation::CopyObject,
+            std::path::PathBuf::new(),
+            io::Error::other(e),
+        ),
     }
 }
 
@@ -272,6 +190,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::NoProgress;
+    use std::path::PathBuf;
 
     /// A file to store, open, with its state and digest.
     fn source(dir: &Path, content: &[u8]) -> (OwnedFd, FileState, Sha256Digest, PathBuf) {
@@ -300,8 +219,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let content = vec![5u8; 100_000];
         let (fd, state, digest, path) = source(tmp.path(), &content);
-        let store = Store::open(&tmp.path().join("store")).unwrap();
-        store.tmp.disable_tmpfile();
+        let store = Store::open(&tmp.path().join("store"), true).unwrap();
+        store.inner.tmp_policy().disable_tmpfile();
         let mut buf = vec![0; 4096];
         store
             .insert(&fd, &state, &digest, &path, &mut buf, &NoProgress)
@@ -319,9 +238,9 @@ mod tests {
         state.size += 1;
         for no_tmpfile in [false, true] {
             let store_path = tmp.path().join(format!("store{no_tmpfile}"));
-            let store = Store::open(&store_path).unwrap();
+            let store = Store::open(&store_path, true).unwrap();
             if no_tmpfile {
-                store.tmp.disable_tmpfile();
+                store.inner.tmp_policy().disable_tmpfile();
             }
             let mut buf = vec![0; 4096];
             let r = store.insert(&fd, &state, &digest, &path, &mut buf, &NoProgress);
@@ -352,9 +271,9 @@ mod tests {
         for no_tmpfile in [false, true] {
             let tmp = tempfile::tempdir().unwrap();
             let path = tmp.path().join("store");
-            let store = Store::open(&path).unwrap();
+            let store = Store::open(&path, true).unwrap();
             if no_tmpfile {
-                store.tmp.disable_tmpfile();
+                store.inner.tmp_policy().disable_tmpfile();
             }
             let size = content.len() as u64;
             assert_eq!(store.insert_stream(&mut &content[..], size).unwrap(), want);
@@ -395,8 +314,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         let (fd, state, digest, path) = source(tmp.path(), &content);
-        let store = Store::open(&tmp.path().join("store")).unwrap();
-        store.copy.disable_copy_range();
+        let store = Store::open(&tmp.path().join("store"), true).unwrap();
+        store.inner.copy_memo().disable_copy_range();
         // A small buffer, so the copy takes several rounds.
         let mut buf = vec![0; 3000];
         store

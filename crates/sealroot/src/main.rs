@@ -6,13 +6,11 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod cmd;
 mod info;
 mod mkcomposefs;
 mod mountcfs;
 mod progress;
-mod repo_cmd;
-mod report;
-mod trust_cmd;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -77,8 +75,8 @@ fn main() -> ExitCode {
                     println!("sealroot {}", env!("CARGO_PKG_VERSION"));
                     return ExitCode::SUCCESS;
                 }
-                Some(s) if repo_cmd::is_command(s) => {
-                    return match repo_cmd::run(&args) {
+                Some(s) if cmd::is_command(s) => {
+                    return match cmd::run(&args) {
                         Ok(code) => code,
                         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
                         Err(e) => {

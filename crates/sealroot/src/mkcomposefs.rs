@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use sealroot_core::files::write_atomically;
 use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_format::{dumpfile, Tree};
 use sealroot_verity::Params;
@@ -182,7 +183,7 @@ pub fn run(prog: &str, args: &[OsString]) -> Result<()> {
             erofs::write_to(&tree, &options, &mut sink).context("cannot write to stdout")?;
             sink.1.flush().context("cannot write to stdout")?;
         }
-        Some(path) => write_atomically(path, |file| {
+        Some(path) => write_atomically(path, |file| -> Result<()> {
             let mut sink = Tee(
                 hasher.as_mut(),
                 std::io::BufWriter::with_capacity(1 << 20, file),
@@ -224,29 +225,4 @@ fn read_dumpfile(source: &Path) -> Result<Tree> {
         input = std::fs::read(source).with_context(|| format!("open `{}`", source.display()))?;
     }
     dumpfile::parse(&input).with_context(|| format!("{}", source.display()))
-}
-
-/// Creates `path` through a temporary file in the same directory that `fill` writes, synced
-/// and renamed into place, so no partial image is ever left at `path`.
-pub fn write_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sealroot-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .with_context(|| format!("failed to open output file {}", path.display()))?;
-    fill(tmp.as_file_mut()).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file()
-        .sync_data()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -49,7 +49,7 @@ impl DirStore {
     /// Opens the digest store at `path`, creating it (and its parents) if needed.
     pub fn open(path: &Path) -> Result<DirStore, BuildError> {
         Ok(DirStore {
-            store: Store::open(path)?,
+            store: Store::open(path, true)?,
         })
     }
 }
@@ -66,21 +66,6 @@ impl ObjectSink for DirStore {
     fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest> {
         self.store
             .insert_stream(content, size)
-            .map_err(|e| match e {
-                // The reader's own error (the archive broke off): pass it on as it is.
-                BuildError::Io {
-                    op: crate::Operation::Read,
-                    source,
-                    ..
-                } => source,
-                // The store's: keep what was done to which object.
-                e => {
-                    let kind = match &e {
-                        BuildError::Io { source, .. } => source.kind(),
-                        _ => io::ErrorKind::Other,
-                    };
-                    io::Error::new(kind, e)
-                }
-            })
+            .map_err(BuildError::into_io)
     }
 }

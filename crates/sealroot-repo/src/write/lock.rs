@@ -12,7 +12,9 @@ use rustix::io::Errno;
 
 use crate::error::{IoError, Operation};
 use crate::progress::{Phase, Progress};
+use crate::write::Transaction;
 use crate::Repository;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// A held repository lock; released when dropped (or when the process dies).
 pub(crate) struct RepoLock {
@@ -28,7 +30,7 @@ impl RepoLock {
         exclusive: bool,
         progress: &dyn Progress,
     ) -> Result<RepoLock, IoError> {
-        let fd = crate::fs::open_dir(repo.dir(), ".")
+        let fd = crate::fs::open_dir(repo.dir(), c".")
             .map_err(|e| IoError::new(Operation::Open, repo.path(), e))?;
         let mut lock = RepoLock {
             fd,
@@ -83,5 +85,68 @@ impl RepoLock {
     /// Whether the lock is exclusive.
     pub(crate) fn is_exclusive(&self) -> bool {
         self.exclusive
+    }
+}
+
+/// A lock of one ref name or one commit: an `flock` on its file in `tmp/locks/`, held while
+/// a ref is compared and swapped or a commit's signatures are read, merged and replaced.
+///
+/// The file exists only while someone holds or waits for the lock: its holder removes it
+/// before unlocking, and a waiter that gets the lock checks that the file it locked is still
+/// the one of that name (else it was removed meanwhile, and the waiter tries again). So no
+/// lock files pile up, and two holders can never lock two different files of one name.
+pub(crate) struct NamedLock {
+    fd: OwnedFd,
+    dir: OwnedFd,
+    name: String,
+}
+
+impl NamedLock {
+    /// Waits for and takes the lock `name` (a [`crate::layout::lock_name`]).
+    pub(crate) fn take(tx: &Transaction<'_>, name: &str) -> Result<NamedLock, IoError> {
+        let repo = tx.repository();
+        let path = repo.join(crate::layout::LOCKS).join(name);
+        let dir = tx
+            .locks_dir()?
+            .try_clone()
+            .map_err(|e| IoError::new(Operation::Open, &path, e))?;
+        loop {
+            let fd = rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::from_raw_mode(crate::fs::FILE_MODE),
+            )
+            .map_err(|e| IoError::new(Operation::Create, &path, e))?;
+            loop {
+                match rustix::fs::flock(&fd, FlockOperation::LockExclusive) {
+                    Ok(()) => break,
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(IoError::new(Operation::Lock, &path, e)),
+                }
+            }
+            let held =
+                rustix::fs::fstat(&fd).map_err(|e| IoError::new(Operation::Stat, &path, e))?;
+            match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => {
+                    return Ok(NamedLock {
+                        fd,
+                        dir,
+                        name: name.to_owned(),
+                    })
+                }
+                // Removed (or replaced) by its holder while we waited: lock the new one.
+                Ok(_) | Err(Errno::NOENT) => continue,
+                Err(e) => return Err(IoError::new(Operation::Stat, &path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for NamedLock {
+    fn drop(&mut self) {
+        // Removed while still locked, then unlocked by closing: see the type's documentation.
+        let _ = rustix::fs::unlinkat(&self.dir, self.name.as_str(), AtFlags::empty());
+        let _ = rustix::fs::flock(&self.fd, FlockOperation::Unlock);
     }
 }

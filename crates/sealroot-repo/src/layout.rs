@@ -1,0 +1,147 @@
+//! The repository's layout: every name in it, defined once, and the symlink texts that tie
+//! them together. Nothing else in the crate spells a directory name or builds a link text.
+//!
+//! ```text
+//! REPO/                       mode 0700
+//! ├── meta.json               configuration (see Config)
+//! ├── objects/XX/REST         file contents, tree objects, commits and images, by fs-verity digest
+//! ├── images/HEX              -> ../objects/XX/REST : the objects that are composefs images
+//! ├── images/refs/NAME        -> ../HEX (one ../ per component of NAME): named images
+//! ├── commits/HEX             -> ../objects/XX/REST : the objects that are commits
+//! ├── commits/HEX.sig, .p7s   a commit's ed25519 signatures, its image's kernel signature
+//! ├── commits/refs/NAME       -> ../HEX (one ../ per component of NAME): named commits
+//! ├── streams/                cfsctl's split streams (see `streams`)
+//! ├── cache/devino            the digest cache of directory commits
+//! └── tmp/                    markers, locks (tmp/locks/), temporary files and links
+//! ```
+//!
+//! Every directory of the layout is a real directory: it is opened with `openat2`
+//! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a symlink planted where a directory
+//! belongs is refused, with an error naming it, instead of followed.
+
+use crate::id::{ImageId, ObjectId, RefName};
+
+/// The configuration file, shared with composefs-rs.
+pub const META_FILE: &str = "meta.json";
+/// Every object, in 256 directories `XX/`.
+pub const OBJECTS: &str = "objects";
+/// The links of the objects that are images.
+pub const IMAGES: &str = "images";
+/// Named images.
+pub const IMAGE_REFS: &str = "images/refs";
+/// The links of the objects that are commits, and their signature files.
+pub const COMMITS: &str = "commits";
+/// Named commits.
+pub const COMMIT_REFS: &str = "commits/refs";
+/// composefs-rs's split streams.
+pub const STREAMS: &str = "streams";
+/// Named split streams (`cfsctl`'s gc roots).
+pub const STREAM_REFS: &str = "streams/refs";
+/// sealroot's digest cache of directory commits.
+pub const CACHE: &str = "cache";
+/// The digest cache file in [`CACHE`].
+pub const DEVINO_CACHE: &str = "devino";
+/// sealroot's scratch space.
+pub const TMP: &str = "tmp";
+/// Per-ref and per-commit lock files, in [`TMP`].
+pub const LOCKS: &str = "tmp/locks";
+
+/// The suffix of a commit's signature file.
+pub const SIGNATURE_SUFFIX: &str = ".sig";
+/// The suffix of the kernel built-in signature of a commit's image: DER PKCS#7 over the
+/// image's fs-verity digest, as `fsverity sign` writes it.
+pub const IMAGE_SIGNATURE_SUFFIX: &str = ".p7s";
+/// The prefix of transaction markers in [`TMP`].
+pub const MARKER_PREFIX: &str = "transaction.";
+/// The prefix of the temporary names the digest store and composefs-rs use in `objects/XX`
+/// where the filesystem has no `O_TMPFILE` (`.tmp-PID-N`, `.tmp-object-…`).
+pub const STORE_TMP_PREFIX: &str = ".tmp-";
+
+/// The two kinds of refs, each in its own directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefKind {
+    /// `images/refs/NAME -> ../HEX` (composefs-rs's refs).
+    Image,
+    /// `commits/refs/NAME -> ../HEX`.
+    Commit,
+}
+
+impl RefKind {
+    /// The directory of refs of this kind.
+    pub const fn dir(self) -> &'static str {
+        match self {
+            RefKind::Image => IMAGE_REFS,
+            RefKind::Commit => COMMIT_REFS,
+        }
+    }
+}
+
+/// The symlink text of ref `name` to the entry `hex` of the directory above the refs:
+/// `../` once per component of the name, then the hex (`os/stable -> ../../HEX`).
+pub fn ref_link(name: &RefName, hex: &str) -> String {
+    format!("{}{hex}", "../".repeat(name.depth()))
+}
+
+/// The hex a ref's symlink text names, if the text has exactly the form [`ref_link`] makes
+/// for `name`: anything else (an absolute path, `..` too many or too few, another
+/// directory) is refused, so a ref can never lead out of the repository.
+pub fn parse_ref_link<'a>(name: &RefName, link: &'a str) -> Option<&'a str> {
+    let depth = name.depth();
+    let mut rest = link;
+    for _ in 0..depth {
+        rest = rest.strip_prefix("../")?;
+    }
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// The path of object `id` below the repository: `objects/XX/REST`.
+pub fn object_rel(id: &ObjectId) -> String {
+    format!("{OBJECTS}/{}", id.object_path())
+}
+
+/// The symlink text of `images/HEX` and `commits/HEX`: `../objects/XX/REST`.
+pub fn object_link(id: &ObjectId) -> String {
+    format!("../{}", object_rel(id))
+}
+
+/// `images/HEX`.
+pub fn image_rel(id: &ImageId) -> String {
+    format!("{IMAGES}/{}", id.to_hex())
+}
+
+/// The name of a lock file in [`LOCKS`] for `what` (a ref or a commit): a fixed-length
+/// digest of it, so that any ref name makes a valid file name.
+pub fn lock_name(kind: &str, what: &str) -> String {
+    let digest = sealroot_verity::sha256_digest(format!("{kind}\0{what}").as_bytes());
+    format!("{kind}.{}", digest.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_links_have_one_form() {
+        let name = RefName::new("os/stable").unwrap();
+        assert_eq!(ref_link(&name, "ab"), "../../ab");
+        assert_eq!(parse_ref_link(&name, "../../ab"), Some("ab"));
+        for bad in [
+            "../ab",
+            "../../../ab",
+            "/etc/passwd",
+            "../../x/ab",
+            "../../",
+            "ab",
+        ] {
+            assert_eq!(parse_ref_link(&name, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lock_names_are_file_names() {
+        let a = lock_name("ref", "a/b");
+        assert!(!a.contains('/'));
+        assert_ne!(a, lock_name("ref", "a_b"));
+        assert_ne!(a, lock_name("commit", "a/b"));
+    }
+}
