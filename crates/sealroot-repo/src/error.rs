@@ -395,12 +395,14 @@ pub enum GcError {
     /// The repository is read-only for this code.
     #[error(transparent)]
     Transaction(#[from] TransactionError),
-    /// `streams/` holds split streams (written by `cfsctl oci`), whose object references
-    /// sealroot cannot follow: collecting would delete objects they need.
-    #[error("{}: holds cfsctl split streams, whose objects sealroot cannot trace; use cfsctl gc", path.display())]
-    StreamsPresent {
-        /// The `streams/` directory.
-        path: PathBuf,
+    /// A split stream a stream ref reaches (or an entry of `streams/`) cannot be read, so
+    /// what it needs is unknown: nothing is removed (as `cfsctl gc` stops too).
+    #[error("stream {name} cannot be read, so nothing was collected: {reason}")]
+    UnreadableStream {
+        /// The stream ref or `streams/` entry.
+        name: String,
+        /// Why.
+        reason: String,
     },
     /// A commit a ref reaches, or one of its tree objects, cannot be read, so what it needs
     /// is unknown: nothing is removed.

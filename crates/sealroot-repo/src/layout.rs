@@ -10,7 +10,9 @@
 //! ├── commits/HEX             -> ../objects/XX/REST : the objects that are commits
 //! ├── commits/HEX.sig, .p7s   a commit's ed25519 signatures, its image's kernel signature
 //! ├── commits/refs/NAME       -> ../HEX (one ../ per component of NAME): named commits
-//! ├── streams/                cfsctl's split streams (see `streams`)
+//! ├── streams/NAME            -> ../objects/XX/REST : split streams (cfsctl's, and ours:
+//! │                              sealroot-history-HEX, a ref's whole history, for cfsctl gc)
+//! ├── streams/refs/sealroot/NAME -> ../../(../ per component)sealroot-history-HEX
 //! ├── cache/devino            the digest cache of directory commits
 //! └── tmp/                    markers, locks (tmp/locks/), temporary files and links
 //! ```
@@ -37,6 +39,11 @@ pub const COMMIT_REFS: &str = "commits/refs";
 pub const STREAMS: &str = "streams";
 /// Named split streams (`cfsctl`'s gc roots).
 pub const STREAM_REFS: &str = "streams/refs";
+/// sealroot's named split streams: one per commit ref, listing every object of its history,
+/// so that `cfsctl gc` keeps them (it marks only from image refs and stream refs).
+pub const SEALROOT_STREAM_REFS: &str = "streams/refs/sealroot";
+/// The prefix of the `streams/` entries of sealroot's history streams.
+pub const HISTORY_STREAM_PREFIX: &str = "sealroot-history-";
 /// sealroot's digest cache of directory commits.
 pub const CACHE: &str = "cache";
 /// The digest cache file in [`CACHE`].
@@ -57,13 +64,16 @@ pub const MARKER_PREFIX: &str = "transaction.";
 /// where the filesystem has no `O_TMPFILE` (`.tmp-PID-N`, `.tmp-object-…`).
 pub const STORE_TMP_PREFIX: &str = ".tmp-";
 
-/// The two kinds of refs, each in its own directory.
+/// The kinds of refs, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RefKind {
     /// `images/refs/NAME -> ../HEX` (composefs-rs's refs).
     Image,
     /// `commits/refs/NAME -> ../HEX`.
     Commit,
+    /// `streams/refs/sealroot/NAME -> ../../sealroot-history-HEX`: a commit ref's history
+    /// stream, for `cfsctl gc`.
+    Stream,
 }
 
 impl RefKind {
@@ -72,26 +82,41 @@ impl RefKind {
         match self {
             RefKind::Image => IMAGE_REFS,
             RefKind::Commit => COMMIT_REFS,
+            RefKind::Stream => SEALROOT_STREAM_REFS,
+        }
+    }
+
+    /// How many directories the refs directory lies below the directory its refs point
+    /// into (`images/refs` below `images/`: 1; `streams/refs/sealroot` below `streams/`: 2).
+    const fn depth(self) -> usize {
+        match self {
+            RefKind::Image | RefKind::Commit => 1,
+            RefKind::Stream => 2,
         }
     }
 }
 
-/// The symlink text of ref `name` to the entry `hex` of the directory above the refs:
-/// `../` once per component of the name, then the hex (`os/stable -> ../../HEX`).
-pub fn ref_link(name: &RefName, hex: &str) -> String {
-    format!("{}{hex}", "../".repeat(name.depth()))
+/// The symlink text of ref `name` of `kind` to the entry `target` of the directory its refs
+/// point into: `../` once per component of the name (and once more for stream refs), then
+/// the target (`os/stable -> ../../HEX`).
+pub fn ref_link(kind: RefKind, name: &RefName, target: &str) -> String {
+    format!("{}{target}", "../".repeat(name.depth() + kind.depth() - 1))
 }
 
-/// The hex a ref's symlink text names, if the text has exactly the form [`ref_link`] makes
-/// for `name`: anything else (an absolute path, `..` too many or too few, another
+/// The target a ref's symlink text names, if the text has exactly the form [`ref_link`]
+/// makes for `name`: anything else (an absolute path, `..` too many or too few, another
 /// directory) is refused, so a ref can never lead out of the repository.
-pub fn parse_ref_link<'a>(name: &RefName, link: &'a str) -> Option<&'a str> {
-    let depth = name.depth();
+pub fn parse_ref_link<'a>(kind: RefKind, name: &RefName, link: &'a str) -> Option<&'a str> {
     let mut rest = link;
-    for _ in 0..depth {
+    for _ in 0..name.depth() + kind.depth() - 1 {
         rest = rest.strip_prefix("../")?;
     }
     (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// The `streams/` entry of the history stream stored as object `id`.
+pub fn history_stream_name(id: &ObjectId) -> String {
+    format!("{HISTORY_STREAM_PREFIX}{}", id.to_hex())
 }
 
 /// The path of object `id` below the repository: `objects/XX/REST`.
@@ -123,8 +148,16 @@ mod tests {
     #[test]
     fn ref_links_have_one_form() {
         let name = RefName::new("os/stable").unwrap();
-        assert_eq!(ref_link(&name, "ab"), "../../ab");
-        assert_eq!(parse_ref_link(&name, "../../ab"), Some("ab"));
+        assert_eq!(ref_link(RefKind::Image, &name, "ab"), "../../ab");
+        assert_eq!(
+            parse_ref_link(RefKind::Image, &name, "../../ab"),
+            Some("ab")
+        );
+        assert_eq!(ref_link(RefKind::Stream, &name, "s"), "../../../s");
+        assert_eq!(
+            parse_ref_link(RefKind::Stream, &name, "../../../s"),
+            Some("s")
+        );
         for bad in [
             "../ab",
             "../../../ab",
@@ -133,7 +166,7 @@ mod tests {
             "../../",
             "ab",
         ] {
-            assert_eq!(parse_ref_link(&name, bad), None, "{bad}");
+            assert_eq!(parse_ref_link(RefKind::Commit, &name, bad), None, "{bad}");
         }
     }
 

@@ -93,8 +93,8 @@ pub use sealroot_verity::HashAlgorithm;
 
 #[cfg(feature = "write")]
 pub use maintain::fsck::{
-    BrokenCommit, BrokenImage, BrokenRef, CorruptObject, FsckOptions, FsckReport, ImageProblem,
-    MissingObject, RefProblem, Repaired,
+    BrokenCommit, BrokenImage, BrokenRef, BrokenStream, CorruptObject, FsckOptions, FsckReport,
+    ImageProblem, MissingObject, RefProblem, Repaired,
 };
 #[cfg(feature = "write")]
 pub use maintain::gc::{GcOptions, GcReport};

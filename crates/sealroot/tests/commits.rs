@@ -13,7 +13,7 @@ use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapsh
 use serde_json::Value;
 
 mod common;
-use common::{fails, have, json, ok, run, BIN, TMP};
+use common::{fails, fsck_json, have, json, ok, run, BIN, TMP};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -578,14 +578,89 @@ fn a_file_with_a_dirtree_as_content_does_not_hide_that_dirtree_from_gc() {
     fs::create_dir(&other).unwrap();
     fs::copy(object(&t.repo, root_tree), other.join("copy-of-a-dirtree")).unwrap();
     ok(&t.repo, &["commit", "--ref", "a-first", s(&other)]);
-    fs::rename(
-        t.repo.join("commits/refs/os"),
-        t.repo.join("commits/refs/z-last"),
-    )
-    .unwrap();
+    for dir in ["commits/refs", "streams/refs/sealroot"] {
+        fs::rename(t.repo.join(dir).join("os"), t.repo.join(dir).join("z-last")).unwrap();
+    }
     fs::remove_file(t.repo.join("images/refs/os")).unwrap();
     ok(&t.repo, &["gc"]);
     let fsck = ok(&t.repo, &["fsck"]);
     assert!(fsck.contains("no problems found"), "{fsck}");
     ok(&t.repo, &["verify", "--keys", s(&t.public), "z-last"]);
+}
+
+/// `cfsctl gc` (composefs-rs 0.9.4) on a repository with commits keeps every commit of every
+/// ref's history, its tree objects, images and files: each commit ref has a history stream
+/// under `streams/refs/sealroot/`, which cfsctl's gc follows. A commit no ref reaches goes,
+/// and our own gc agrees with cfsctl's.
+#[test]
+fn cfsctl_gc_keeps_our_commits() {
+    let Some(cfsctl) = sealroot_testkit::cfsctl_or_skip("cfsctl_gc_keeps_our_commits") else {
+        return;
+    };
+    let t = setup("cfsctl-gc-");
+    let repo = &t.repo;
+    let src2 = t.dir.join("src2");
+    tree(&src2, 2);
+    ok(repo, &["commit", "--ref", "os", "-s", "second", s(&src2)]);
+    let src3 = t.dir.join("src3");
+    tree(&src3, 3);
+    ok(repo, &["commit", "--ref", "other/os", s(&src3)]);
+    // A commit whose ref goes: collected by both.
+    let src4 = t.dir.join("src4");
+    tree(&src4, 4);
+    ok(repo, &["commit", "--ref", "gone", s(&src4)]);
+    let gone = json(repo, &["show", "gone"]);
+    let (clean, report) = fsck_json(repo);
+    assert!(clean, "{report}");
+    // Remove "gone" by hand as a user of the CLI would not: the refs and the stream ref.
+    for dir in [
+        "commits/refs/gone",
+        "images/refs/gone",
+        "streams/refs/sealroot/gone",
+    ] {
+        fs::remove_file(repo.join(dir)).unwrap();
+    }
+    let before: Vec<String> = ok(repo, &["objects"]).lines().map(str::to_owned).collect();
+
+    sealroot_testkit::run_cfsctl(&cfsctl, &["--repo", s(repo), "gc"]);
+
+    let after: Vec<String> = ok(repo, &["objects"]).lines().map(str::to_owned).collect();
+    assert!(after.len() < before.len(), "cfsctl gc removed nothing");
+    let (clean, report) = fsck_json(repo);
+    assert!(clean, "after cfsctl gc: {report}");
+    let first = t.commit["commit"].as_str().unwrap();
+    ok(repo, &["verify", "--keys", s(&t.public), first]);
+    for r in ["os", "other/os"] {
+        // Every commit of the history is still whole: its image derives from its tree.
+        for line in ok(repo, &["log", r]).lines() {
+            if let Some(id) = line.strip_prefix("commit ") {
+                ok(repo, &["derive", id, "-o", s(&t.dir.join("derived.img"))]);
+            }
+        }
+    }
+    let gone_commit = gone["commit"].as_str().unwrap();
+    assert!(
+        !object(repo, gone_commit).exists(),
+        "the commit no ref reaches was not collected"
+    );
+    // Our gc finds nothing more to remove.
+    let g = json(repo, &["gc", "--dry-run"]);
+    assert_eq!(g["objects_removed"], 0, "{g}");
+}
+
+/// `fsck` of a repository as cfsctl would have: a commit ref whose history stream is missing
+/// is a problem (cfsctl gc would remove its objects), and `fsck --repair` writes it anew.
+#[test]
+fn a_missing_history_stream_is_found_and_repaired() {
+    let t = setup("stream-repair-");
+    let repo = &t.repo;
+    fs::remove_file(repo.join("streams/refs/sealroot/os")).unwrap();
+    let (clean, report) = fsck_json(repo);
+    assert!(!clean);
+    assert_eq!(report["broken_streams"][0]["commit_ref"], "os", "{report}");
+    let out = run(repo, &["fsck", "--repair", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["repaired"]["streams_rewritten"][0], "os", "{v}");
+    let (clean, report) = fsck_json(repo);
+    assert!(clean, "{report}");
 }

@@ -12,7 +12,7 @@ use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapsh
 use serde_json::Value;
 
 mod common;
-use common::{cmd, fails, json, ok, run, TMP};
+use common::{cmd, fails, fsck_json, json, ok, run, TMP};
 
 fn init(dir: &Path) -> std::path::PathBuf {
     let repo = dir.join("repo");
@@ -45,13 +45,6 @@ fn tar_of(src: &Path, out: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
-}
-
-fn fsck_json(repo: &Path) -> (bool, Value) {
-    let out = run(repo, &["fsck", "--json"]);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("fsck --json: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.success(), v)
 }
 
 mount_test! {

@@ -143,6 +143,18 @@ pub struct BrokenCommit {
     pub problem: String,
 }
 
+/// A stream ref whose stream cannot be used, or a commit ref whose history stream does not
+/// keep its history: `cfsctl gc` would remove objects a ref needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenStream {
+    /// The stream ref, below `streams/refs/`.
+    pub stream_ref: String,
+    /// The commit ref it is the history stream of, if it is one.
+    pub commit_ref: Option<RefName>,
+    /// What is wrong.
+    pub problem: String,
+}
+
 /// What `repair` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -154,6 +166,8 @@ pub struct Repaired {
     /// The refs that reach a removed or incomplete image: each needs its tree committed
     /// again (or its objects pulled again).
     pub refs_needing_commit: Vec<RefName>,
+    /// The commit refs whose history stream was written anew.
+    pub streams_rewritten: Vec<RefName>,
 }
 
 /// What `fsck` found.
@@ -182,6 +196,11 @@ pub struct FsckReport {
     pub commit_refs_checked: u64,
     /// Commit refs whose commit, tree or image is broken.
     pub broken_commits: Vec<BrokenCommit>,
+    /// Stream refs checked.
+    pub stream_refs_checked: u64,
+    /// Streams that cannot be used, and commit refs whose history stream does not keep
+    /// their history.
+    pub broken_streams: Vec<BrokenStream>,
     /// Names in `objects/` that are not objects, such as temporary files of an interrupted
     /// commit. Not an error: `gc` removes temporary files.
     pub stray_files: Vec<PathBuf>,
@@ -205,6 +224,7 @@ impl FsckReport {
             && self.broken_images.is_empty()
             && self.broken_refs.is_empty()
             && self.broken_commits.is_empty()
+            && self.broken_streams.is_empty()
     }
 
     /// Every ref affected by a problem found, each once, sorted.
@@ -213,10 +233,15 @@ impl FsckReport {
         let missing = self.missing_objects.iter().flat_map(|m| &m.refs);
         let images = self.broken_images.iter().flat_map(|b| &b.refs);
         let commits = self.broken_commits.iter().flat_map(|b| &b.refs);
+        let streams = self
+            .broken_streams
+            .iter()
+            .filter_map(|b| b.commit_ref.as_ref());
         let mut refs: Vec<RefName> = corrupt
             .chain(missing)
             .chain(images)
             .chain(commits)
+            .chain(streams)
             .cloned()
             .chain(
                 self.broken_refs
@@ -284,10 +309,138 @@ impl Repository {
         report.unfinished_transactions = unfinished;
         self.name_affected(objects.corrupt, images, &refs_of, torn_since, &mut report)?;
         self.fsck_commits(&mut report, progress)?;
+        self.fsck_streams(&mut report)?;
         if options.repair {
             report.repaired = Some(self.repair(&report)?);
         }
+        drop(_lock);
+        if let Some(repaired) = &mut report.repaired {
+            // Written in a transaction, which takes the lock shared: after ours is gone.
+            repaired.streams_rewritten = self.rewrite_streams(&report.broken_streams)?;
+        }
         Ok(report)
+    }
+
+    /// Checks every stream ref (it leads to a stream that parses and whose objects are all
+    /// here) and every commit ref's history stream (it keeps the ref's whole history).
+    fn fsck_streams(&self, report: &mut FsckReport) -> Result<(), IoError> {
+        let streams = self.open_layout(layout::STREAMS)?;
+        let mut broken = Vec::new();
+        for (stream_ref, entry) in self.stream_roots()? {
+            report.stream_refs_checked += 1;
+            let problem = match &streams {
+                None => Some(format!(
+                    "it names {entry}, and there is no streams/ directory"
+                )),
+                Some(streams) => self.check_stream(streams, &entry).err(),
+            };
+            if let Some(problem) = problem {
+                broken.push(BrokenStream {
+                    stream_ref,
+                    commit_ref: None,
+                    problem,
+                });
+            }
+        }
+        for (name, head) in self.commit_refs().map_err(|e| {
+            IoError::new(
+                Op::List,
+                self.join(layout::COMMIT_REFS),
+                std::io::Error::other(e.to_string()),
+            )
+        })? {
+            let Some(head) = head else { continue };
+            let stream_ref = format!("sealroot/{name}");
+            let problem = match self.history_stream(&name) {
+                Ok(None) => {
+                    Some("it has no history stream: cfsctl gc would remove its objects".to_owned())
+                }
+                Err(e) => Some(e.to_string()),
+                Ok(Some(s)) => {
+                    let mut reach = Reach::default();
+                    // Lenient: what cannot be read is reported by the commit checks.
+                    let _ = self.reach(&head, false, &mut reach);
+                    let kept = s.objects();
+                    let lacking = reach
+                        .objects
+                        .iter()
+                        .filter(|o| !kept.contains(o.digest()))
+                        .count();
+                    (lacking > 0).then(|| {
+                        format!("its history stream lacks {lacking} objects of the ref's history: cfsctl gc would remove them")
+                    })
+                }
+            };
+            if let Some(problem) = problem {
+                broken.retain(|b: &BrokenStream| b.stream_ref != stream_ref);
+                broken.push(BrokenStream {
+                    stream_ref,
+                    commit_ref: Some(name),
+                    problem,
+                });
+            }
+        }
+        report.broken_streams = broken;
+        Ok(())
+    }
+
+    /// Whether the stream `entry` of `streams/` parses and has all its objects.
+    fn check_stream(&self, streams: &std::os::fd::OwnedFd, entry: &str) -> Result<(), String> {
+        let object = self
+            .stream_object(streams, entry)
+            .map_err(|e| e.to_string())?;
+        let (objects, _) = self
+            .stream_references_of(&object)
+            .map_err(|e| e.to_string())?;
+        let missing = objects
+            .iter()
+            .filter(|d| !self.has_object(&ObjectId::new(**d)).unwrap_or(false))
+            .count();
+        if missing > 0 {
+            return Err(format!(
+                "{missing} of the objects it names are not in the repository"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes anew the history streams of the commit refs in `broken` (fsck --repair).
+    fn rewrite_streams(&self, broken: &[BrokenStream]) -> Result<Vec<RefName>, FsckError> {
+        let names: Vec<&RefName> = broken
+            .iter()
+            .filter_map(|b| b.commit_ref.as_ref())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.transaction().map_err(|e| match e {
+            crate::TransactionError::Io(io) => io,
+            other => IoError::new(
+                Op::Open,
+                self.path(),
+                std::io::Error::other(other.to_string()),
+            ),
+        })?;
+        let mut done = Vec::new();
+        for name in names {
+            tx.rewrite_history_stream(name).map_err(|e| {
+                IoError::new(
+                    Op::Write,
+                    self.join(layout::SEALROOT_STREAM_REFS).join(name.as_str()),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            done.push(name.clone());
+        }
+        tx.finish().map_err(|e| match e {
+            crate::TransactionError::Io(io) => io,
+            other => IoError::new(
+                Op::Sync,
+                self.path(),
+                std::io::Error::other(other.to_string()),
+            ),
+        })?;
+        Ok(done)
     }
 
     /// Checks every object's content; lists stray names.
@@ -482,7 +635,9 @@ impl Repository {
         let mut refs_of: HashMap<ImageId, Vec<RefName>> = HashMap::new();
         for r in raw {
             report.refs_checked += 1;
-            let image = r.target_hex().and_then(|h| self.image_of_hex(h));
+            let image = r
+                .target_hex(RefKind::Image)
+                .and_then(|h| self.image_of_hex(h));
             let problem = match (RefName::new(&r.name), &r.link, image) {
                 (Err(e), _, _) => Some(RefProblem::InvalidName(e.to_string())),
                 (Ok(_), None, _) => Some(RefProblem::NotASymlink),

@@ -107,8 +107,8 @@ impl Repository {
     /// that, and only then the objects nothing needs, so every image in `images/` keeps all
     /// its objects at every moment.
     ///
-    /// Refuses ([`GcError::StreamsPresent`]) when `streams/` holds `cfsctl` split streams,
-    /// whose object references sealroot does not follow.
+    /// Split streams are followed as `cfsctl gc` follows them (every stream ref is a root), so
+    /// a repository shared with `cfsctl` loses nothing its streams need.
     pub fn gc(&self, options: &GcOptions, progress: &dyn Progress) -> Result<GcReport, GcError> {
         let dry = options.dry_run;
         if !dry && !self.is_writable() {
@@ -123,7 +123,6 @@ impl Repository {
             dry_run: dry,
             ..GcReport::default()
         };
-        self.refuse_streams()?;
         let tmp = self.open_layout(layout::TMP)?;
         if let (Some(tmp), false) = (&tmp, dry) {
             let markers = recovery::stale_markers(self, tmp, true)?;
@@ -140,6 +139,7 @@ impl Repository {
         progress.phase(Phase::Sweeping, Some(256), None);
         self.sweep_images(&live.images, dry, &mut report)?;
         self.sweep_commits(&live.commits, dry, &mut report)?;
+        self.sweep_streams(&live.objects, dry)?;
         let counts = SweepCounts::default();
         self.sweep_objects(&scans, &live.objects, dry, &counts, progress)?;
         if let Some(tmp) = &tmp {
@@ -153,35 +153,15 @@ impl Repository {
         Ok(report)
     }
 
-    /// Refuses to collect while `streams/` holds split streams.
-    fn refuse_streams(&self) -> Result<(), GcError> {
-        let Some(streams) = self.open_layout(layout::STREAMS)? else {
-            return Ok(());
-        };
-        let mut any = false;
-        fs::for_each(&streams, |name, _| any |= name != c"refs")
-            .map_err(|e| IoError::new(Op::List, self.join(layout::STREAMS), e))?;
-        if !any {
-            if let Some(refs) = self.open_layout(layout::STREAM_REFS)? {
-                fs::for_each(&refs, |_, _| any = true)
-                    .map_err(|e| IoError::new(Op::List, self.join(layout::STREAM_REFS), e))?;
-            }
-        }
-        if any {
-            return Err(GcError::StreamsPresent {
-                path: self.join(layout::STREAMS),
-            });
-        }
-        Ok(())
-    }
-
     /// Follows every ref: image refs to their images (read for the objects they need),
     /// commit refs through their history and tree objects. A ref whatever its name is
     /// followed; one that leads nowhere is noted in `report` and keeps nothing.
     fn mark(&self, report: &mut GcReport, progress: &dyn Progress) -> Result<Live, GcError> {
         let mut image_roots: Vec<(ImageId, Vec<RefName>)> = Vec::new();
         for raw in self.raw_refs(RefKind::Image)? {
-            let image = raw.target_hex().and_then(|h| self.image_of_hex(h));
+            let image = raw
+                .target_hex(RefKind::Image)
+                .and_then(|h| self.image_of_hex(h));
             match image {
                 Some(id) if self.image_present(&id)? => {
                     add_root(&mut image_roots, id, RefName::new(&raw.name).ok())
@@ -191,7 +171,9 @@ impl Repository {
         }
         let mut commit_roots: Vec<(CommitId, Vec<RefName>)> = Vec::new();
         for raw in self.raw_refs(RefKind::Commit)? {
-            let commit = raw.target_hex().and_then(|h| h.parse::<CommitId>().ok());
+            let commit = raw
+                .target_hex(RefKind::Commit)
+                .and_then(|h| h.parse::<CommitId>().ok());
             let present = match &commit {
                 // A read error stops gc rather than making a commit look unreferenced.
                 Some(id) => match self.has_commit(id) {
@@ -241,6 +223,7 @@ impl Repository {
             images: image_roots.iter().map(|(i, _)| *i).collect(),
             commits: reach.commits.iter().map(|(c, _)| *c).collect(),
         };
+        self.mark_streams(&mut live.objects)?;
         for (r, (image, _)) in needs.into_iter().zip(&image_roots) {
             live.objects.extend(r?);
             live.objects.insert(*image.object());
@@ -254,6 +237,80 @@ impl Repository {
                 .map(|(_, image)| ImageId::sha256(*image)),
         );
         Ok(live)
+    }
+
+    /// Follows every stream ref (ours and `cfsctl`'s) as `cfsctl gc` does: the stream's object,
+    /// its object references, and the streams it refers to, in turn. A stream that cannot be
+    /// read stops gc with nothing removed.
+    fn mark_streams(&self, live: &mut HashSet<ObjectId>) -> Result<(), GcError> {
+        let Some(streams) = self.open_layout(layout::STREAMS)? else {
+            return Ok(());
+        };
+        let unreadable = |name: &str, reason: String| GcError::UnreadableStream {
+            name: name.to_owned(),
+            reason,
+        };
+        let mut pending: Vec<(String, ObjectId)> = Vec::new();
+        for (refname, entry) in self.stream_roots()? {
+            let object = self
+                .stream_object(&streams, &entry)
+                .map_err(|e| unreadable(&refname, e.to_string()))?;
+            pending.push((refname, object));
+        }
+        let mut seen = HashSet::new();
+        while let Some((name, object)) = pending.pop() {
+            if !seen.insert(object) {
+                continue;
+            }
+            live.insert(object);
+            let (objects, streams_named) = self
+                .stream_references_of(&object)
+                .map_err(|e| unreadable(&name, e.to_string()))?;
+            live.extend(objects.into_iter().map(ObjectId::new));
+            for s in streams_named {
+                let id = ObjectId::new(s);
+                // A stream it names but this repository lacks keeps nothing more.
+                if self.has_object(&id).unwrap_or(false) {
+                    pending.push((format!("{name} -> {id}"), id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the `streams/` links whose stream is not in `live` (before the objects go,
+    /// as for `images/`). Anything there that is not a link to an object stops gc, as it
+    /// stops `cfsctl gc`.
+    fn sweep_streams(&self, live: &HashSet<ObjectId>, dry: bool) -> Result<(), GcError> {
+        let Some(streams) = self.open_layout(layout::STREAMS)? else {
+            return Ok(());
+        };
+        let mut removed_any = false;
+        for entry in
+            fs::list(&streams).map_err(|e| IoError::new(Op::List, self.join(layout::STREAMS), e))?
+        {
+            let Ok(name) = entry.name.to_str() else {
+                continue;
+            };
+            if name == "refs" {
+                continue;
+            }
+            let object =
+                self.stream_object(&streams, name)
+                    .map_err(|e| GcError::UnreadableStream {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+            if live.contains(&object) || dry {
+                continue;
+            }
+            removed_any |= remove(&streams, name, || self.join(layout::STREAMS).join(name))?;
+        }
+        if removed_any {
+            rustix::fs::fsync(&streams)
+                .map_err(|e| IoError::new(Op::Sync, self.join(layout::STREAMS), e))?;
+        }
+        Ok(())
     }
 
     /// Removes the `images/` links of the images not in `live`, and flushes `images/`.

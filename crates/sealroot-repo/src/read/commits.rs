@@ -481,7 +481,7 @@ impl Repository {
 
     /// The tree part of [`reach`](Self::reach): every dirtree, dirmeta and file object of
     /// `commit`'s tree.
-    fn reach_tree(
+    pub(crate) fn reach_tree(
         &self,
         id: &CommitId,
         commit: &Commit,

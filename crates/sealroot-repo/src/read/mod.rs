@@ -6,3 +6,4 @@ pub(crate) mod commits;
 pub(crate) mod images;
 pub(crate) mod objects;
 pub(crate) mod refs;
+pub(crate) mod streams;

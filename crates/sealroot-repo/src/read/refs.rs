@@ -46,11 +46,17 @@ pub(crate) struct RawRef {
 }
 
 impl RawRef {
-    /// The hex the link names, if the name is valid and the link has the one form it may.
-    pub(crate) fn target_hex(&self) -> Option<&str> {
-        let name = RefName::new(&self.name).ok()?;
-        let hex = layout::parse_ref_link(&name, self.link.as_deref()?)?;
+    /// The hex the link of an image or commit ref names, if the name is valid and the link
+    /// has the one form it may.
+    pub(crate) fn target_hex(&self, kind: RefKind) -> Option<&str> {
+        let hex = self.target(kind)?;
         is_lower_hex(hex).then_some(hex)
+    }
+
+    /// The entry the link names, if the name is valid and the link has the one form it may.
+    pub(crate) fn target(&self, kind: RefKind) -> Option<&str> {
+        let name = RefName::new(&self.name).ok()?;
+        layout::parse_ref_link(kind, &name, self.link.as_deref()?)
     }
 }
 
@@ -126,7 +132,7 @@ impl Repository {
     /// The hex that ref `name` of `kind` names, checked to have the one form a ref may have.
     pub(crate) fn ref_target_hex(&self, kind: RefKind, name: &RefName) -> Result<String, RefError> {
         let link = self.read_ref_link(kind, name)?;
-        match layout::parse_ref_link(name, &link) {
+        match layout::parse_ref_link(kind, name, &link) {
             Some(hex) if is_lower_hex(hex) => Ok(hex.to_owned()),
             _ => Err(RefError::Broken {
                 name: name.clone(),
@@ -152,7 +158,10 @@ impl Repository {
             let (Ok(name), Some(link)) = (RefName::new(&raw.name), raw.link.clone()) else {
                 continue;
             };
-            let target = match raw.target_hex().and_then(|h| self.image_of_hex(h)) {
+            let target = match raw
+                .target_hex(RefKind::Image)
+                .and_then(|h| self.image_of_hex(h))
+            {
                 Some(id) if self.image_present(&id)? => RefTarget::Image(id),
                 Some(id) => RefTarget::Dangling(id),
                 None => RefTarget::Invalid(link),

@@ -2,8 +2,9 @@
 //! those objects, the commit object, `commits/HEX`, and commit refs moved by
 //! compare-and-swap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use rustix::io::Errno;
@@ -132,6 +133,9 @@ pub struct NewCommit {
     pub tree_objects: usize,
     /// Of those, how many were new.
     pub tree_objects_added: usize,
+    /// Every object the commit needs besides its own (tree objects, file objects, image):
+    /// what its ref's history stream lists for it.
+    objects: Arc<BTreeSet<AnyDigest>>,
 }
 
 /// What to do when a commit ref moved between the start of a commit and its end.
@@ -221,12 +225,20 @@ impl Transaction<'_> {
             body: options.body.clone(),
         };
         let id = self.write_commit_object(&commit)?;
+        let mut objects: BTreeSet<AnyDigest> = split
+            .objects
+            .iter()
+            .map(|(_, d, _)| AnyDigest::Sha256(*d))
+            .chain(split.files.iter().map(|d| AnyDigest::Sha256(*d)))
+            .collect();
+        objects.insert(*image.object().digest());
         Ok(NewCommit {
             id,
             commit,
             image,
             tree_objects: split.objects.len(),
             tree_objects_added: added,
+            objects: Arc::new(objects),
         })
     }
 
@@ -317,7 +329,7 @@ impl Transaction<'_> {
                 found: head.map_or_else(|| "no ref".into(), |c| c.to_string()),
             });
         };
-        self.point_commit_ref(name, &id)?;
+        self.point_commit_ref(name, &id, Some(&new.objects))?;
         Ok(id)
     }
 
@@ -344,13 +356,20 @@ impl Transaction<'_> {
                 });
             }
         }
-        self.point_commit_ref(name, id)
+        self.point_commit_ref(name, id, None)
     }
 
-    /// Writes commit ref `name` and then image ref `name`, after one flush that makes
-    /// everything the commit reaches durable. The caller holds the ref's lock. A crash
-    /// between the two renames leaves two valid refs, the image ref one commit behind.
-    fn point_commit_ref(&self, name: &RefName, id: &CommitId) -> Result<(), WriteCommitError> {
+    /// Writes the ref's history stream, then, after one flush that makes everything the
+    /// commit reaches durable, stream ref, commit ref and image ref `name`, in that order.
+    /// The caller holds the ref's lock. A crash between the renames leaves valid refs: a
+    /// stream ref a commit ahead keeps a superset, an image ref a commit behind an older
+    /// image.
+    fn point_commit_ref(
+        &self,
+        name: &RefName,
+        id: &CommitId,
+        own: Option<&BTreeSet<AnyDigest>>,
+    ) -> Result<(), WriteCommitError> {
         let repo = self.repo;
         let commit = repo.read_commit(id)?;
         let image = ImageId::sha256(commit.image);
@@ -358,7 +377,9 @@ impl Transaction<'_> {
             return Err(WriteImageError::NotFound(image).into());
         }
         self.link_commit(id)?;
+        let stream = self.write_history_stream(name, id, &commit, own)?;
         self.sync()?;
+        self.write_stream_ref(name, &stream)?;
         self.write_ref(RefKind::Commit, name, &id.to_hex())?;
         // The image ref of the same name, after the commit ref (which sealroot reads): it
         // lets cfsctl see the image and its gc keep it.
@@ -375,6 +396,10 @@ impl Transaction<'_> {
         let _lock = self.lock_ref(name)?;
         let commit = repo.resolve_commit_ref(name).ok();
         self.remove_ref_locked(RefKind::Commit, name)?;
+        match self.remove_ref_locked(RefKind::Stream, name) {
+            Ok(()) | Err(RefError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
         let image = commit
             .and_then(|c| repo.read_commit(&c).ok())
             .map(|c| c.image);

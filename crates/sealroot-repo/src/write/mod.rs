@@ -9,6 +9,7 @@ mod objects;
 pub(crate) mod recovery;
 mod refs;
 mod signatures;
+mod streams;
 mod transaction;
 
 pub use commits::{CommitOptions, NewCommit, OnRefMoved, WriteCommitError};

@@ -103,17 +103,17 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    /// Points ref `name` of `kind` at entry `hex` of the directory above the refs,
+    /// Points ref `name` of `kind` at `entry` of the directory its refs point into,
     /// atomically and durably. The caller holds the ref's lock, has checked the target and
     /// flushed what it reaches.
     pub(crate) fn write_ref(
         &self,
         kind: RefKind,
         name: &RefName,
-        hex: &str,
+        entry: &str,
     ) -> Result<(), RefError> {
         let repo = self.repo;
-        let target = layout::ref_link(name, hex);
+        let target = layout::ref_link(kind, name, entry);
         let path = repo.join(kind.dir()).join(name.as_str());
         let mut attempt = 0;
         let parent = loop {

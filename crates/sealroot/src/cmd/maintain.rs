@@ -111,6 +111,12 @@ fn fsck_json(r: &FsckReport) -> Value {
         .iter()
         .map(|b| json!({"refs": refs(&b.refs), "commit": b.commit.map(|c| c.to_hex()), "problem": b.problem}))
         .collect();
+    let streams: Vec<Value> = r
+        .broken_streams
+        .iter()
+        .map(|b| json!({"stream_ref": b.stream_ref, "commit_ref": b.commit_ref.as_ref().map(RefName::as_str),
+                        "problem": b.problem}))
+        .collect();
     let unfinished: Vec<Value> = r
         .unfinished_transactions
         .iter()
@@ -118,13 +124,15 @@ fn fsck_json(r: &FsckReport) -> Value {
         .collect();
     let repaired = r.repaired.as_ref().map(|p| {
         json!({"objects_removed": p.objects_removed.iter().map(|o| o.to_hex()).collect::<Vec<_>>(),
-               "refs_needing_commit": refs(&p.refs_needing_commit)})
+               "refs_needing_commit": refs(&p.refs_needing_commit),
+               "streams_rewritten": refs(&p.streams_rewritten)})
     });
     json!({"clean": r.is_clean(), "objects_checked": r.objects_checked, "bytes_checked": r.bytes_checked,
            "objects_with_verity": r.objects_with_verity, "images_checked": r.images_checked,
            "refs_checked": r.refs_checked, "corrupt_objects": corrupt, "missing_objects": missing,
            "broken_images": images, "broken_refs": broken_refs,
            "commit_refs_checked": r.commit_refs_checked, "broken_commits": broken_commits,
+           "stream_refs_checked": r.stream_refs_checked, "broken_streams": streams,
            "unfinished_transactions": unfinished,
            "torn_objects": r.torn_objects.iter().map(|o| o.to_hex()).collect::<Vec<_>>(),
            "stray_files": r.stray_files, "affected_refs": refs(&r.affected_refs()), "repaired": repaired})
@@ -169,6 +177,9 @@ fn print_fsck(r: &FsckReport) {
             b.problem
         );
     }
+    for b in &r.broken_streams {
+        println!("broken stream {}: {}", b.stream_ref, b.problem);
+    }
     for u in &r.unfinished_transactions {
         println!(
             "unfinished transaction {} ({}): not an error; the next commit or gc cleans it up",
@@ -188,8 +199,9 @@ fn print_fsck(r: &FsckReport) {
     }
     if let Some(p) = &r.repaired {
         println!(
-            "repaired: removed {} corrupt objects; refs needing a new commit: {}",
+            "repaired: removed {} corrupt objects, wrote {} history streams anew; refs needing a new commit: {}",
             p.objects_removed.len(),
+            p.streams_rewritten.len(),
             refs(&p.refs_needing_commit).join(", ")
         );
     } else if r.is_clean() {

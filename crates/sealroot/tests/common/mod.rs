@@ -69,3 +69,11 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// `fsck --json`: whether it exited 0, and its report.
+pub fn fsck_json(repo: &Path) -> (bool, serde_json::Value) {
+    let out = run(repo, &["fsck", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("fsck --json: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), v)
+}
