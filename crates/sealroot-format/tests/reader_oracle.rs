@@ -309,3 +309,74 @@ fn reader_refuses_what_fsck_erofs_flags() {
         unstable.join("\n")
     );
 }
+
+/// How many accepted mutations the kernel mounts (a sample: each mount costs a few ms).
+const KERNEL_SAMPLE: usize = 60;
+
+/// What the kernel shows of `image`, mounted at a new directory under `scratch`: `Err` when
+/// it refuses to mount it or to show some of it.
+fn kernel_view(
+    image: &[u8],
+    scratch: &Path,
+    n: usize,
+) -> Result<sealroot_testkit::Snapshot, String> {
+    let file = scratch.join(format!("image-{n}"));
+    let target = scratch.join(format!("mnt-{n}"));
+    std::fs::write(&file, image).expect("writing the image");
+    std::fs::create_dir(&target).expect("a mount point");
+    sealroot_testkit::mount_erofs(&file, &target).map_err(|e| format!("mount: {e}"))?;
+    // Not the contents: external files are holes of their (possibly huge) size.
+    let fields = sealroot_testkit::Fields {
+        content: false,
+        nlink: true,
+        dir_nlink: true,
+    };
+    std::panic::catch_unwind(|| sealroot_testkit::Snapshot::of_dir(&target, fields))
+        .map_err(|_| "walking the mounted tree failed".to_owned())
+}
+
+/// The first path where two snapshots differ, with both entries.
+fn first_difference(
+    want: &sealroot_testkit::Snapshot,
+    got: &sealroot_testkit::Snapshot,
+) -> Option<String> {
+    let paths: std::collections::BTreeSet<_> = want.0.keys().chain(got.0.keys()).collect();
+    paths.into_iter().find_map(|path| {
+        let (w, g) = (want.0.get(path), got.0.get(path));
+        (w != g).then(|| format!("/{}: {w:?} vs {g:?}", String::from_utf8_lossy(path)))
+    })
+}
+
+sealroot_testkit::mount_test! {
+    /// The kernel mounts a sample of what the reader accepts and shows all of it; where the
+    /// reader reads a mutated image as its seed's tree, the kernel shows the seed's tree too.
+    fn kernel_mounts_what_the_reader_accepts() {
+        let scratch = sealroot_testkit::scratch(env!("CARGO_TARGET_TMPDIR"), "oracle-mount-");
+        let (seeds, accepted, _) = accepted_mutations();
+        let step = (accepted.len() / KERNEL_SAMPLE).max(1);
+        let mut seed_views = std::collections::HashMap::new();
+        let mut failures = Vec::new();
+        let mut n = 0;
+        for case in accepted.iter().step_by(step) {
+            n += 1;
+            let view = match kernel_view(&case.image, scratch.path(), n) {
+                Ok(view) => view,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", case.what));
+                    continue;
+                }
+            };
+            if case.same_tree {
+                let seed = seed_views.entry(case.seed).or_insert_with(|| {
+                    n += 1;
+                    kernel_view(&seeds[case.seed].1, scratch.path(), n).expect("the seed mounts")
+                });
+                if let Some(diff) = first_difference(seed, &view) {
+                    failures.push(format!("{}: the kernel shows another tree: {diff}", case.what));
+                }
+            }
+        }
+        eprintln!("{n} images mounted");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

@@ -693,6 +693,7 @@ impl<'a> Reader<'a> {
             pos += len;
         }
         let shared_base = u64::from(self.sb.xattr_blkaddr) * BLOCK_SIZE;
+        let inline_count = entries.len();
         for i in 0..shared_count {
             let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or_else(|| bad("short"))?;
             let at = shared_base + u64::from(idx) * 4;
@@ -700,7 +701,7 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| bad("shared xattr beyond the end of the image"))?;
             entries.push(entry);
         }
-        check_xattr_names(&entries).map_err(bad)?;
+        check_xattr_names(&entries, inline_count).map_err(bad)?;
         self.check_name_filter(area, &entries)
             .map_err(|what| bad(&what))?;
         for (index, suffix, value) in entries {
@@ -763,6 +764,47 @@ impl<'a> Reader<'a> {
                 name,
                 value: value.to_vec(),
             });
+        }
+        Ok(())
+    }
+
+    /// A whiteout is skipped, as C skips them, but the kernel shows it on the erofs mount
+    /// (overlayfs hides it): so it must be one of those composefs adds to the root, `00` to
+    /// `ff`, with the attributes it gives them (the root's owner and mtime, mode 0644, one
+    /// link, no data, the root's `security.selinux` if any), or two images would read alike
+    /// and mount differently.
+    fn check_root_whiteout(
+        &self,
+        child: &RawInode<'a>,
+        name: &[u8],
+        in_root: bool,
+    ) -> Result<(), ReadError> {
+        let hex = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+        if !in_root || name.len() != 2 || !name.iter().all(hex) {
+            return Err(child.bad("whiteout that is not one of the root's 00 to ff"));
+        }
+        check_special_data(child)?;
+        let root = &self.tree.inodes[InodeId::ROOT.index()];
+        let (mut xattrs, mut file, mut whiteout) = (Vec::new(), RegularFile::default(), false);
+        self.read_xattrs(
+            child,
+            FileType::CharDevice,
+            &mut xattrs,
+            &mut file,
+            &mut whiteout,
+        )?;
+        let root_label: Vec<&Xattr> = root
+            .xattrs
+            .iter()
+            .filter(|x| x.name == b"security.selinux")
+            .collect();
+        let same = child.mode == S_IFCHR | 0o644
+            && (child.uid, child.gid, child.mtime)
+                == (root.stat.uid, root.stat.gid, root.stat.mtime)
+            && child.nlink == 1
+            && xattrs.iter().eq(root_label);
+        if !same {
+            return Err(child.bad("whiteout with attributes composefs does not give them"));
         }
         Ok(())
     }
@@ -831,6 +873,9 @@ impl<'a> Reader<'a> {
                 stack.pop();
                 continue;
             };
+            if (name == b"." || name == b"..") && ft != ft::DIR {
+                return Err(corrupt(dir.offset, "'.' or '..' not of directory type"));
+            }
             if name == b"." {
                 if child_nid != dir.nid {
                     return Err(corrupt(dir.offset, "'.' does not point at the directory"));
@@ -873,20 +918,9 @@ impl<'a> Reader<'a> {
                 ));
             }
             if child.mode & S_IFMT == S_IFCHR && child.rdev == 0 {
-                // A real overlayfs whiteout: C skips them (they are the writer's 00-ff). The
-                // kernel still loads them, so they get the checks every inode gets.
-                if child.nlink > 1 {
-                    return Err(child.bad("whiteout with more than one link"));
-                }
-                check_special_data(&child)?;
-                let mut discard = (Vec::new(), RegularFile::default(), false);
-                self.read_xattrs(
-                    &child,
-                    FileType::CharDevice,
-                    &mut discard.0,
-                    &mut discard.1,
-                    &mut discard.2,
-                )?;
+                // A real overlayfs whiteout: C skips them (they are the writer's 00-ff).
+                let in_root = dir.nid == self.sb.root_nid;
+                self.check_root_whiteout(&child, name, in_root)?;
                 continue;
             }
             let id = InodeId(
@@ -928,6 +962,11 @@ struct InodeFields {
 /// How many bytes of data follow an inode's xattrs (its inline tail), by its layout.
 fn inline_tail_len(fields: &InodeFields, ftype: FileType) -> Result<u64, String> {
     match fields.layout {
+        // The kernel takes the last block of an inline inode from the tail, whole if need be:
+        // composefs makes an inode inline only when it has a partial last block.
+        LAYOUT_FLAT_INLINE if fields.size % BLOCK_SIZE == 0 => {
+            Err("inline layout without a partial last block".into())
+        }
         LAYOUT_FLAT_INLINE => Ok(fields.size % BLOCK_SIZE),
         LAYOUT_FLAT_PLAIN => Ok(0),
         LAYOUT_CHUNK_BASED => {
@@ -989,18 +1028,35 @@ fn xattr_charge(prefix: &[u8], suffix: &[u8], value: &[u8]) -> u64 {
     XATTR_ENTRY_CHARGE + (prefix.len() + suffix.len() + value.len()) as u64
 }
 
-/// Each xattr name once, and each spelled as composefs spells it (its prefix abbreviated
-/// to an index): the kernel's `getxattr` finds the first of two equal names (C's reader
-/// keeps the last) and never finds a name stored with a prefix it abbreviates, so such an
-/// inode means one thing to the kernel and another to a reader. Sorting makes this
-/// O(n log n); an inode's inline area alone can hold some 65 000 entries.
-fn check_xattr_names(entries: &[RawXattr<'_>]) -> Result<(), &'static str> {
+/// Each xattr name once, each spelled as composefs spells it (its prefix abbreviated to an
+/// index), and in its order (by name, the inline entries, then the shared ones): the
+/// kernel's `getxattr` finds the first of two equal names (C's reader keeps the last) and
+/// never finds a name stored with a prefix it abbreviates, so such an inode means one thing
+/// to the kernel and another to a reader; and `listxattr` lists in image order, which the
+/// tree keeps. `entries` holds the `inline` inline ones first. O(n) after the order check;
+/// an inode's inline area alone can hold some 65 000 entries.
+fn check_xattr_names(entries: &[RawXattr<'_>], inline: usize) -> Result<(), &'static str> {
+    fn full_name<'e>(entry: &RawXattr<'e>) -> impl Iterator<Item = &'e u8> {
+        let prefix: &'static [u8] = xattr_prefix(entry.0).unwrap_or_default();
+        prefix.iter().chain(entry.1.iter())
+    }
     if entries
         .iter()
         .any(|(index, suffix, _)| *index == 0 && xattr_split(suffix).0 != 0)
     {
         return Err("a name stored without its prefix index");
     }
+    let (inline_entries, shared) = entries.split_at(inline.min(entries.len()));
+    for part in [inline_entries, shared] {
+        for pair in part.windows(2) {
+            match full_name(&pair[0]).cmp(full_name(&pair[1])) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err("the same name twice"),
+                std::cmp::Ordering::Greater => return Err("names not in order"),
+            }
+        }
+    }
+    // A name both inline and shared.
     let mut names: Vec<(u8, &[u8])> = entries.iter().map(|(i, s, _)| (*i, *s)).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
