@@ -1,5 +1,7 @@
 //! The dumpfile reader: C `mkcomposefs --from-file` (`tree_from_dump`), line by line.
 
+use std::collections::HashMap;
+
 use sealroot_verity::Sha256Digest;
 
 use super::error::{DumpfileError, ErrorKind, Field};
@@ -160,6 +162,13 @@ struct Parser {
     tree: Option<Tree>,
     links: Vec<PendingLink>,
     strict: bool,
+    /// The entries of the directories whose lines came out of name order, by name. A
+    /// directory's entries are appended as its lines come; while they come in name order
+    /// (as `composefs-info dump` prints them) the entries stay sorted and are searched as
+    /// they are. The first line out of order gives the directory an index here instead
+    /// (inserting in name order was O(n) per line, O(n^2) for a large directory listed out
+    /// of order); such directories are sorted once, in [`Parser::finish`].
+    unsorted: HashMap<InodeId, HashMap<Vec<u8>, Node>>,
 }
 
 fn entries_of(tree: &Tree, id: InodeId) -> Option<&[DirEntry]> {
@@ -298,8 +307,9 @@ impl Parser {
         let name = loop {
             match split_once(rest, b'/') {
                 (component, tail, true) => {
-                    parent =
-                        lookup_child(tree, parent, component).ok_or(ErrorKind::ParentMissing)?;
+                    parent = self
+                        .child(parent, component)
+                        .ok_or(ErrorKind::ParentMissing)?;
                     rest = trim_slashes(tail);
                 }
                 (name, _, false) => break name,
@@ -308,7 +318,9 @@ impl Parser {
         let Node::Inode(dir_id) = parent else {
             return Err(ErrorKind::ParentNotDirectory);
         };
-        let entries = entries_of(tree, dir_id).ok_or(ErrorKind::ParentNotDirectory)?;
+        if entries_of(tree, dir_id).is_none() {
+            return Err(ErrorKind::ParentNotDirectory);
+        }
         if name == b"." || name == b".." {
             return Err(ErrorKind::DotOrDotDot);
         }
@@ -318,7 +330,7 @@ impl Parser {
         if name.len() > NAME_MAX {
             return Err(ErrorKind::NameTooLong { len: name.len() });
         }
-        if find_entry(entries, name).is_some() {
+        if self.child(Node::Inode(dir_id), name).is_some() {
             return Err(ErrorKind::AlreadyExists);
         }
         Ok(Placement::Child {
@@ -327,7 +339,18 @@ impl Parser {
         })
     }
 
-    /// Adds `entry` to directory `dir`, keeping the entries sorted.
+    /// `lcfs_node_lookup_child` while lines are read: only directories have children.
+    fn child(&self, node: Node, name: &[u8]) -> Option<Node> {
+        let Node::Inode(dir) = node else {
+            return None;
+        };
+        match self.unsorted.get(&dir) {
+            Some(index) => index.get(name).copied(),
+            None => lookup_child(self.tree.as_ref()?, node, name),
+        }
+    }
+
+    /// Adds `entry` to directory `dir` (in line order: see [`Parser::children`]).
     fn link_entry(&mut self, dir: InodeId, entry: DirEntry) -> Result<(), ErrorKind> {
         let entries = match self
             .tree
@@ -338,13 +361,41 @@ impl Parser {
             Some(Content::Directory(entries)) => entries,
             _ => return Err(ErrorKind::ParentNotDirectory),
         };
-        match entries.binary_search_by(|e| e.name.as_slice().cmp(&entry.name)) {
-            Ok(_) => Err(ErrorKind::AlreadyExists),
-            Err(pos) => {
-                entries.insert(pos, entry);
-                Ok(())
+        let node = if entry.hardlink {
+            Node::Link(entry.inode.index())
+        } else {
+            Node::Inode(entry.inode)
+        };
+        if let Some(index) = self.unsorted.get_mut(&dir) {
+            if index.insert(entry.name.clone(), node).is_some() {
+                return Err(ErrorKind::AlreadyExists);
             }
+            entries.push(entry);
+            return Ok(());
         }
+        if entries.last().is_none_or(|last| last.name < entry.name) {
+            entries.push(entry);
+            return Ok(());
+        }
+        if find_entry(entries, &entry.name).is_some() {
+            return Err(ErrorKind::AlreadyExists);
+        }
+        // The first line out of order in this directory: index it from now on.
+        let mut index: HashMap<Vec<u8>, Node> = entries
+            .iter()
+            .map(|e| {
+                let node = if e.hardlink {
+                    Node::Link(e.inode.index())
+                } else {
+                    Node::Inode(e.inode)
+                };
+                (e.name.clone(), node)
+            })
+            .collect();
+        index.insert(entry.name.clone(), node);
+        entries.push(entry);
+        self.unsorted.insert(dir, index);
+        Ok(())
     }
 
     fn add(&mut self, placement: Placement, inode: Inode) -> Result<(), ErrorKind> {
@@ -579,9 +630,20 @@ impl Parser {
     /// loops), then the inodes are numbered in dump order.
     fn finish(self) -> Result<Tree, DumpfileError> {
         let Parser {
-            tree, mut links, ..
+            tree,
+            mut links,
+            unsorted,
+            ..
         } = self;
         let mut tree = tree.ok_or(DumpfileError::Empty)?;
+        for dir in unsorted.into_keys() {
+            if let Some(Content::Directory(entries)) =
+                tree.inodes.get_mut(dir.index()).map(|i| &mut i.content)
+            {
+                // Names in a directory are unique, so an unstable sort is deterministic.
+                entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            }
+        }
         let fail = |link: &PendingLink, kind| DumpfileError::Line {
             line: link.line,
             path: Some(display_path(&link.path)),
