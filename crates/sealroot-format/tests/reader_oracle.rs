@@ -78,7 +78,7 @@ fn hand_made() -> Vec<(String, Vec<u8>)> {
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut add = |name: String, dump: &[u8], options: WriteOptions| {
-        let tree = dumpfile::parse(dump).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tree = dumpfile::parse_compat(dump).unwrap_or_else(|e| panic!("{name}: {e}"));
         let image = erofs::write(&tree, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
         out.push((name, image));
     };

@@ -1187,7 +1187,7 @@ fn seed_images() -> Vec<(String, Vec<u8>)> {
         if name.starts_with("cs9-") || name.starts_with("config") {
             continue;
         }
-        let Ok(tree) = dumpfile::parse(&vectors::load(&name)) else {
+        let Ok(tree) = dumpfile::parse_compat(&vectors::load(&name)) else {
             continue;
         };
         let options = match vectors::version(&name) {
