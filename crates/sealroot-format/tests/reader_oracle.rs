@@ -75,7 +75,7 @@ fn hand_made() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The images the mutations start from, with the options they were written with.
-fn seeds() -> Vec<(String, Vec<u8>)> {
+fn seeds() -> Images {
     let mut out = Vec::new();
     let mut add = |name: String, dump: &[u8], options: WriteOptions| {
         let tree = dumpfile::parse_compat(dump).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -183,8 +183,11 @@ struct Accepted {
     same_tree: bool,
 }
 
+/// Named images.
+type Images = Vec<(String, Vec<u8>)>;
+
 /// The seeds, and every mutation of them the reader accepts (with how many were tried).
-fn accepted_mutations() -> (Vec<(String, Vec<u8>)>, Vec<Accepted>, usize) {
+fn accepted_mutations() -> (Images, Vec<Accepted>, usize) {
     let per_seed = std::env::var("SEALROOT_ORACLE_MUTATIONS")
         .ok()
         .and_then(|n| n.parse().ok())
