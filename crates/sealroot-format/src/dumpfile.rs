@@ -18,8 +18,11 @@
 //!
 //! # Reading: [`parse`]
 //!
-//! [`parse`] builds the tree C `mkcomposefs --from-file` builds, and refuses what its dumpfile
-//! reader refuses ([`parse_strict`] is its `CFS_PARSE_STRICT=1` mode). The rules, all C's:
+//! [`parse_compat`] builds the tree C `mkcomposefs --from-file` builds, and refuses what its
+//! dumpfile reader refuses. [`parse`] (what sealroot reads for itself, [`ParseMode::Strict`])
+//! also makes the checks C makes with `CFS_PARSE_STRICT=1` (marked "strict" below) and
+//! refuses every number that C would wrap, saturate or truncate and every escaped NUL that
+//! would cut a name short. The rules, all C's:
 //!
 //! - Lines end at `\n`; a last line without one is read (refused in strict mode). An empty
 //!   line is an error (empty path). A raw NUL byte anywhere is an error.
@@ -107,7 +110,7 @@ pub(crate) mod validate;
 mod tests;
 
 pub use error::{DumpfileError, ErrorKind, EscapeError, Field};
-pub use parse::ParseOptions;
+pub use parse::ParseMode;
 
 /// The limits C composefs applies, by their C names, and the nesting limit of sealroot's own
 /// reader. Other crates check against these rather than copies (sealroot-tree's xattr
@@ -166,32 +169,34 @@ pub fn escape(out: &mut Vec<u8>, value: &[u8], how: Escape) {
     escape::escape_into(out, value, style);
 }
 
-/// Parses a dumpfile as C `mkcomposefs --from-file` does by default (not strict).
+/// Parses a dumpfile strictly ([`ParseMode::Strict`]): what sealroot reads for itself.
+///
+/// # Errors
+///
+/// Whatever C refuses while reading the file with `CFS_PARSE_STRICT` set, and numbers that
+/// do not fit their fields or names an escaped NUL would cut short, naming the line, its
+/// path and the problem.
+pub fn parse(input: &[u8]) -> Result<Tree, DumpfileError> {
+    parse::parse(input, ParseMode::Strict)
+}
+
+/// Parses a dumpfile as C `mkcomposefs --from-file` does by default ([`ParseMode::Compat`]):
+/// for compatibility with C, not for sealroot's own input.
 ///
 /// # Errors
 ///
 /// Whatever C refuses while reading the file, naming the line, its path and the problem.
-pub fn parse(input: &[u8]) -> Result<Tree, DumpfileError> {
-    parse::parse(input, &ParseOptions::default())
+pub fn parse_compat(input: &[u8]) -> Result<Tree, DumpfileError> {
+    parse::parse(input, ParseMode::Compat)
 }
 
-/// Parses a dumpfile as C `mkcomposefs --from-file` does with `CFS_PARSE_STRICT` set.
+/// Parses a dumpfile in `mode`.
 ///
 /// # Errors
 ///
-/// As [`parse`], and also a missing final newline, a non-zero `RDEV` on a file that is not a
-/// device, and a symlink whose `SIZE` is not its target's length or that has `CONTENT`.
-pub fn parse_strict(input: &[u8]) -> Result<Tree, DumpfileError> {
-    parse::parse(input, &ParseOptions { strict: true })
-}
-
-/// Parses a dumpfile with explicit options.
-///
-/// # Errors
-///
-/// See [`parse`] and [`parse_strict`].
-pub fn parse_with(input: &[u8], options: &ParseOptions) -> Result<Tree, DumpfileError> {
-    parse::parse(input, options)
+/// See [`parse`] and [`parse_compat`].
+pub fn parse_with(input: &[u8], mode: ParseMode) -> Result<Tree, DumpfileError> {
+    parse::parse(input, mode)
 }
 
 /// Checks that C `mkcomposefs` would write an image of `tree` with the default versions

@@ -61,7 +61,7 @@ fn fetcher(
 fn every_vector_round_trips_through_objects_to_the_same_image() {
     let mut checked = 0;
     for (name, _) in vectors::checksums() {
-        let tree = storable(dumpfile::parse(&vectors::load(&name)).unwrap());
+        let tree = storable(dumpfile::parse_compat(&vectors::load(&name)).unwrap());
         let options = match vectors::version(&name) {
             Some(v) => erofs::WriteOptions {
                 min_version: v,
@@ -121,7 +121,7 @@ fn shared_directories_are_shared_objects() {
             format!("/{top}/same/f 5 100644 1 0 0 0 0.0 - hello -\n").as_bytes(),
         );
     }
-    let tree = dumpfile::parse(&text).unwrap();
+    let tree = dumpfile::parse_compat(&text).unwrap();
     let parts = split(&tree).unwrap();
     // root, a (= b), same: three dirtrees; one dirmeta for all.
     let trees = parts
@@ -147,7 +147,7 @@ fn hard_links_survive() {
 /a/owner 3 100600 2 7 8 0 12.5 - abc - user.x=1\n\
 /z 0 40755 2 0 0 0 0.0 - - -\n\
 /z/link 0 @120000 - - - - 0.0 /a/owner - -\n";
-    let tree = dumpfile::parse(text).unwrap();
+    let tree = dumpfile::parse_compat(text).unwrap();
     let parts = split(&tree).unwrap();
     let store = store_of(&parts);
     let back = assemble(&parts.tree, &parts.dirmeta, &mut fetcher(&store)).unwrap();
@@ -164,7 +164,7 @@ fn hard_links_survive() {
 
 #[test]
 fn a_corrupt_or_missing_object_is_named() {
-    let tree = dumpfile::parse(b"/ 0 40755 2 0 0 0 0.0 - - -\n/d 0 40700 2 0 0 0 0.0 - - -\n/d/f 2 100644 1 0 0 0 0.0 - hi -\n").unwrap();
+    let tree = dumpfile::parse_compat(b"/ 0 40755 2 0 0 0 0.0 - - -\n/d 0 40700 2 0 0 0 0.0 - - -\n/d/f 2 100644 1 0 0 0 0.0 - hi -\n").unwrap();
     let parts = split(&tree).unwrap();
     let mut store = store_of(&parts);
     let (_, sub, _) = parts.objects[0].clone();
@@ -248,7 +248,7 @@ fn commits_round_trip_and_are_canonical() {
 #[test]
 fn parsers_never_panic_on_mutations() {
     let text = b"/ 0 40755 2 0 0 0 0.0 - - -\n/d 0 40700 2 0 0 0 5.5 - - - user.a=b\n/d/f 2 100644 1 0 0 0 0.0 - hi -\n/d/l 3 120777 1 0 0 0 0.0 abc - -\n/d/n 0 20644 1 0 0 259 0.0 - - -\n/g 70000 100644 1 0 0 0 0.0 ab/cdef - abcdef0000000000000000000000000000000000000000000000000000000000\n";
-    let tree = storable(dumpfile::parse(text).unwrap());
+    let tree = storable(dumpfile::parse_compat(text).unwrap());
     let parts = split(&tree).unwrap();
     let mut inputs: Vec<(ObjectKind, Vec<u8>)> = parts
         .objects
@@ -314,8 +314,8 @@ fn diff_reads_only_what_changed() {
 /usr 0 40755 2 0 0 0 0.0 - - -\n\
 /usr/old 1 100644 1 0 0 0 0.0 - y -\n\
 /usr/same 1 100644 1 0 0 0 0.0 - s -\n";
-    let a = split(&dumpfile::parse(base.as_bytes()).unwrap()).unwrap();
-    let b = split(&dumpfile::parse(next.as_bytes()).unwrap()).unwrap();
+    let a = split(&dumpfile::parse_compat(base.as_bytes()).unwrap()).unwrap();
+    let b = split(&dumpfile::parse_compat(next.as_bytes()).unwrap()).unwrap();
     let mut store = store_of(&a);
     store.extend(store_of(&b));
     let changes = diff(
@@ -356,7 +356,7 @@ fn diff_reads_only_what_changed() {
 
 #[test]
 fn unstorable_trees_are_refused_by_path() {
-    let tree = dumpfile::parse(
+    let tree = dumpfile::parse_compat(
         b"/ 0 40755 2 0 0 0 0.0 - - -\n/big 9000 100644 1 0 0 0 0.0 some/where - -\n",
     )
     .unwrap();
@@ -418,7 +418,8 @@ fn modes_are_16_bits() {
     assert!(err.contains("mode"), "{err}");
     // A tree carrying higher bits (the C image keeps 16) splits into the 16-bit objects.
     let mut tree =
-        dumpfile::parse(b"/ 0 40755 2 0 0 0 0.0 - - -\n/f 1 100644 1 0 0 0 0.0 - x -\n").unwrap();
+        dumpfile::parse_compat(b"/ 0 40755 2 0 0 0 0.0 - - -\n/f 1 100644 1 0 0 0 0.0 - x -\n")
+            .unwrap();
     let plain = split(&tree).unwrap();
     tree.inodes[1].stat.mode |= 0o77000000;
     assert_eq!(split(&tree).unwrap().tree, plain.tree);

@@ -18,7 +18,8 @@ fn options_for(name: &str) -> erofs::WriteOptions {
 }
 
 fn image_of(name: &str) -> Vec<u8> {
-    let tree = dumpfile::parse(&vectors::load(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let tree =
+        dumpfile::parse_compat(&vectors::load(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     erofs::write(&tree, &options_for(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -56,7 +57,7 @@ fn should_fail_vectors_are_refused() {
     let names = vectors::should_fail();
     assert_eq!(names.len(), 14, "expected the 14 should-fail vectors");
     for file in names {
-        let result = dumpfile::parse(&vectors::load(&file))
+        let result = dumpfile::parse_compat(&vectors::load(&file))
             .map_err(|e| e.to_string())
             .and_then(|tree| {
                 erofs::write(&tree, &erofs::WriteOptions::default()).map_err(|e| e.to_string())

@@ -24,7 +24,14 @@
 //! modes, owners, sizes, mtimes, link counts, device numbers, symlink targets, xattrs, and a hash
 //! of file contents); two snapshots are compared with [`assert_same`], naming the first path and
 //! field that differ.
+//!
+//! # Randomness
+//!
+//! [`Rng`] is the one seeded generator the tests share.
 #![forbid(unsafe_code)]
+
+mod rng;
+pub use rng::Rng;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

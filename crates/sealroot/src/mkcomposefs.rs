@@ -224,5 +224,15 @@ fn read_dumpfile(source: &Path) -> Result<Tree> {
     } else {
         input = std::fs::read(source).with_context(|| format!("open `{}`", source.display()))?;
     }
-    dumpfile::parse(&input).with_context(|| format!("{}", source.display()))
+    // As C: the variable set to anything (even empty) makes parsing strict. Otherwise C's
+    // default, for compatibility: out-of-range numbers wrap as C wraps them.
+    let mode = if std::env::var_os(PARSE_STRICT).is_some() {
+        dumpfile::ParseMode::Strict
+    } else {
+        dumpfile::ParseMode::Compat
+    };
+    dumpfile::parse_with(&input, mode).with_context(|| format!("{}", source.display()))
 }
+
+/// C mkcomposefs's (hidden) switch to strict dumpfile parsing.
+const PARSE_STRICT: &str = "CFS_PARSE_STRICT";

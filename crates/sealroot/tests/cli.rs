@@ -527,11 +527,75 @@ mount_test! {
             let mnt = t.join(format!("{name}.mnt"));
             fs::create_dir(&mnt).unwrap();
             sealroot_testkit::mount_erofs(&img, &mnt).unwrap();
-            let tree = dumpfile::parse(&dump).unwrap();
+            let tree = dumpfile::parse_compat(&dump).unwrap();
             let want = expected_erofs_view(&tree, version);
             let got = Snapshot::of_dir(&mnt, Fields { content: false, nlink: true, dir_nlink: true });
             assert_same(&want, &got);
             eprintln!("{name}: {} entries match", want.0.len());
         }
+    }
+}
+
+/// `mkcomposefs --from-file` reads as C does: out-of-range numbers wrap (the image C writes,
+/// its sha256 computed with C 1.0.8 and pinned) unless `CFS_PARSE_STRICT` is set, which
+/// refuses them and C's four strict checks with an error naming the line and field.
+#[test]
+fn mkcomposefs_honours_cfs_parse_strict() {
+    let dir = scratch(TMP, "strict-");
+    let root = "/ 4096 40755 2 0 0 0 1700000000.0 - - -\n";
+    let cases = [
+        (
+            format!("{root}/f 0 100644 4294967297 0 0 0 1700000000.0 - - -\n"),
+            Some("84deb63bc332294b7264f78e691dea4107e7287eda532303289bf5c0fa952557"),
+            "NLINK field",
+        ),
+        (
+            format!("{root}/f 0 100644 1 0 0 0 1700000000.1000000000 - - -\n"),
+            Some("036f90632f6f283a336cd872240284704bf5cb9ed68698f7322f8fbca464b0db"),
+            "MTIME field",
+        ),
+        // C's own strict checks.
+        (
+            format!("{root}/l 5 120777 1 0 0 0 1700000000.0 t - -\n"),
+            None,
+            "invalid symlink size",
+        ),
+        (
+            format!("{root}/f 0 100644 1 0 0 7 1700000000.0 - - -\n"),
+            None,
+            "non-zero devnum",
+        ),
+        (
+            format!("{root}/l 1 120777 1 0 0 0 1700000000.0 t x -\n"),
+            None,
+            "symlink cannot have content",
+        ),
+        (
+            format!("{root}/f 0 100644 1 0 0 0 1700000000.0 - - -"),
+            None,
+            "missing trailing newline",
+        ),
+    ];
+    for (i, (input, c_sha256, problem)) in cases.iter().enumerate() {
+        let dump = dir.path().join(format!("case-{i}.dump"));
+        let image = dir.path().join(format!("case-{i}.img"));
+        fs::write(&dump, input).unwrap();
+        let (dump, image) = (dump.to_str().unwrap(), image.to_str().unwrap());
+        ok(&["mkcomposefs", "--from-file", dump, image], None);
+        if let Some(sha) = c_sha256 {
+            let got = Sha256::digest(fs::read(image).unwrap());
+            let got: String = got.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(&got, sha, "case {i}: not the image C writes");
+        }
+        fs::remove_file(image).unwrap();
+        let out = Command::new(BIN)
+            .args(["mkcomposefs", "--from-file", dump, image])
+            .env("CFS_PARSE_STRICT", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i}: strict parsing took it");
+        assert!(err.contains(problem), "case {i}: {err}");
+        assert!(!Path::new(image).exists(), "case {i}: an image was left");
     }
 }

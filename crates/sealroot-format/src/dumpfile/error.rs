@@ -98,6 +98,24 @@ pub enum ErrorKind {
         /// Its text (lossy).
         value: String,
     },
+    /// A number that does not fit its field as written (refused in strict parsing; C
+    /// wraps or saturates it).
+    #[error("{field} field: {value} is out of range (strict parsing: at most {max}, no sign, no overflow)")]
+    OutOfRange {
+        /// Which field.
+        field: Field,
+        /// Its text.
+        value: String,
+        /// The largest value the field holds.
+        max: u64,
+    },
+    /// An escaped NUL (`\x00`) in a field C reads as a string, which would cut it short
+    /// (refused in strict parsing).
+    #[error("{field} field: an escaped NUL would cut it short")]
+    EscapedNul {
+        /// Which field.
+        field: Field,
+    },
     /// A mode whose type bits are none of the seven file types composefs knows.
     #[error("invalid mode {mode:o}")]
     InvalidMode {

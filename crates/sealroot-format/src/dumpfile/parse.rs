@@ -1,8 +1,10 @@
 //! The dumpfile reader: C `mkcomposefs --from-file` (`tree_from_dump`), line by line.
 
+use std::collections::HashMap;
+
 use sealroot_verity::Sha256Digest;
 
-use super::error::{DumpfileError, ErrorKind, Field};
+use super::error::{DumpfileError, ErrorKind, EscapeError, Field};
 use super::escape::{c_string, display_path, display_raw, hex_value, unescape, unescape_optional};
 use super::limits::{
     INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, XATTR_BUDGET_MAX, XATTR_ENTRY_COST, XATTR_HEADER_COST,
@@ -12,12 +14,23 @@ use crate::tree::{
     Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr,
 };
 
-/// How strictly to read, as C `mkcomposefs` with or without `CFS_PARSE_STRICT` set.
+/// How strictly to read a dumpfile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ParseOptions {
-    /// C's strict mode: the last line must end with a newline, `RDEV` must be 0 except on
-    /// devices, and a symlink's `SIZE` must be its target's length and its `CONTENT` empty.
-    pub strict: bool,
+#[non_exhaustive]
+pub enum ParseMode {
+    /// As C `mkcomposefs --from-file` by default, for compatibility: out-of-range numbers wrap
+    /// or saturate as `strtoull` and C's 32-bit fields make them, an escaped NUL ends a
+    /// name, the last line needs no newline, and `RDEV` on a non-device, a symlink's `SIZE`
+    /// and `CONTENT` are ignored.
+    Compat,
+    /// What sealroot reads for itself: C's `CFS_PARSE_STRICT=1` checks (a final newline,
+    /// `RDEV` 0 except on devices, a symlink's `SIZE` its target's length and no `CONTENT`),
+    /// and every number must fit its field as written (no sign but on `MTIME` seconds, no
+    /// overflow, `MODE` in 16 bits, `NLINK`, `UID`, `GID` and `RDEV` in 32, nanoseconds
+    /// below 10^9, seconds in 64 signed bits) and no escaped NUL may cut a path, payload,
+    /// digest or xattr name short.
+    #[default]
+    Strict,
 }
 
 /// The fixed fields of one line, still escaped.
@@ -72,10 +85,15 @@ fn split_fields(line: &[u8]) -> (Fields<'_>, &[u8]) {
     (fields, rest)
 }
 
-/// The number `strtoull(text, &end, radix)` reads, when it reads all of a non-empty `text`
-/// (C `parse_int_field`). Like `strtoull` it skips leading white space, takes a sign (a
-/// minus negates modulo 2^64) and turns overflow into `u64::MAX`.
-pub(crate) fn parse_c_u64(text: &[u8], radix: u32) -> Option<u64> {
+/// What `strtoull(text, &end, radix)` reads, when it reads all of a non-empty `text`: the
+/// magnitude, whether a minus sign came first, and whether it overflowed 64 bits.
+struct CNumber {
+    magnitude: u64,
+    negative: bool,
+    overflow: bool,
+}
+
+fn scan_c_u64(text: &[u8], radix: u32) -> Option<CNumber> {
     let mut rest = text;
     while let Some((&c, tail)) = rest.split_first() {
         if !matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
@@ -108,13 +126,75 @@ pub(crate) fn parse_c_u64(text: &[u8], radix: u32) -> Option<u64> {
             None => overflow = true,
         }
     }
-    Some(if overflow {
-        u64::MAX
-    } else if negative {
-        value.wrapping_neg()
-    } else {
-        value
+    Some(CNumber {
+        magnitude: value,
+        negative,
+        overflow,
     })
+}
+
+/// The number `strtoull(text, &end, radix)` reads, when it reads all of a non-empty `text`
+/// (C `parse_int_field`). Like `strtoull` it skips leading white space, takes a sign (a
+/// minus negates modulo 2^64) and turns overflow into `u64::MAX`.
+pub(crate) fn parse_c_u64(text: &[u8], radix: u32) -> Option<u64> {
+    let n = scan_c_u64(text, radix)?;
+    Some(if n.overflow {
+        u64::MAX
+    } else if n.negative {
+        n.magnitude.wrapping_neg()
+    } else {
+        n.magnitude
+    })
+}
+
+/// In strict mode: the number in `text` exactly, unsigned and at most `max`, or why not.
+fn strict_u64(text: &[u8], radix: u32, max: u64, field: Field) -> Result<u64, ErrorKind> {
+    let out_of_range = || ErrorKind::OutOfRange {
+        field,
+        value: display_raw(text),
+        max,
+    };
+    let n = scan_c_u64(text, radix).ok_or_else(|| ErrorKind::InvalidInteger {
+        field,
+        value: display_raw(text),
+    })?;
+    if n.negative || n.overflow || n.magnitude > max {
+        return Err(out_of_range());
+    }
+    Ok(n.magnitude)
+}
+
+/// In strict mode: `MTIME` seconds, a signed 64-bit number.
+fn strict_seconds(text: &[u8]) -> Result<i64, ErrorKind> {
+    let n = scan_c_u64(text, 10).ok_or_else(|| ErrorKind::InvalidInteger {
+        field: Field::Mtime,
+        value: display_raw(text),
+    })?;
+    let value = if n.negative {
+        0i64.checked_sub_unsigned(n.magnitude)
+    } else {
+        i64::try_from(n.magnitude).ok()
+    };
+    value
+        .filter(|_| !n.overflow)
+        .ok_or_else(|| ErrorKind::OutOfRange {
+            field: Field::Mtime,
+            value: display_raw(text),
+            max: i64::MAX as u64,
+        })
+}
+
+/// [`parse_c_u64`], or the error naming the field.
+fn c_int(text: &[u8], radix: u32, field: Field) -> Result<u64, ErrorKind> {
+    parse_c_u64(text, radix).ok_or_else(|| ErrorKind::InvalidInteger {
+        field,
+        value: display_raw(text),
+    })
+}
+
+/// Turns an escape problem in `field` into the line's error.
+fn escape_error(field: Field) -> impl Fn(EscapeError) -> ErrorKind {
+    move |problem| ErrorKind::Escape { field, problem }
 }
 
 /// The digest C's `digest_to_raw` fills in completely: the first 64 characters must be hex
@@ -160,6 +240,13 @@ struct Parser {
     tree: Option<Tree>,
     links: Vec<PendingLink>,
     strict: bool,
+    /// The entries of the directories whose lines came out of name order, by name. A
+    /// directory's entries are appended as its lines come; while they come in name order
+    /// (as `composefs-info dump` prints them) the entries stay sorted and are searched as
+    /// they are. The first line out of order gives the directory an index here instead
+    /// (inserting in name order was O(n) per line, O(n^2) for a large directory listed out
+    /// of order); such directories are sorted once, in [`Parser::finish`].
+    unsorted: HashMap<InodeId, HashMap<Vec<u8>, Node>>,
 }
 
 fn entries_of(tree: &Tree, id: InodeId) -> Option<&[DirEntry]> {
@@ -253,7 +340,7 @@ fn set_xattr(
 }
 
 /// The `KEY=VALUE` xattrs after the fixed fields, each set as C sets it.
-fn parse_xattrs(text: &[u8], xattrs: &mut Vec<Xattr>) -> Result<(), ErrorKind> {
+fn parse_xattrs(text: &[u8], xattrs: &mut Vec<Xattr>, strict: bool) -> Result<(), ErrorKind> {
     // C caps the xattr text because setting each xattr scans the ones before it.
     if text.len() > XATTR_TEXT_MAX {
         return Err(ErrorKind::TooManyXattrs { len: text.len() });
@@ -271,7 +358,13 @@ fn parse_xattrs(text: &[u8], xattrs: &mut Vec<Xattr>) -> Result<(), ErrorKind> {
         if !has_equals {
             return Err(ErrorKind::XattrMissingEquals);
         }
-        let name = c_string(unescape(name).map_err(escape)?);
+        let name = unescape(name).map_err(escape)?;
+        if strict && name.contains(&0) {
+            return Err(ErrorKind::EscapedNul {
+                field: Field::Xattr,
+            });
+        }
+        let name = c_string(name);
         let value = unescape(value).map_err(escape)?;
         set_xattr(xattrs, &mut budget, name, value)?;
     }
@@ -298,8 +391,9 @@ impl Parser {
         let name = loop {
             match split_once(rest, b'/') {
                 (component, tail, true) => {
-                    parent =
-                        lookup_child(tree, parent, component).ok_or(ErrorKind::ParentMissing)?;
+                    parent = self
+                        .child(parent, component)
+                        .ok_or(ErrorKind::ParentMissing)?;
                     rest = trim_slashes(tail);
                 }
                 (name, _, false) => break name,
@@ -308,7 +402,9 @@ impl Parser {
         let Node::Inode(dir_id) = parent else {
             return Err(ErrorKind::ParentNotDirectory);
         };
-        let entries = entries_of(tree, dir_id).ok_or(ErrorKind::ParentNotDirectory)?;
+        if entries_of(tree, dir_id).is_none() {
+            return Err(ErrorKind::ParentNotDirectory);
+        }
         if name == b"." || name == b".." {
             return Err(ErrorKind::DotOrDotDot);
         }
@@ -318,7 +414,7 @@ impl Parser {
         if name.len() > NAME_MAX {
             return Err(ErrorKind::NameTooLong { len: name.len() });
         }
-        if find_entry(entries, name).is_some() {
+        if self.child(Node::Inode(dir_id), name).is_some() {
             return Err(ErrorKind::AlreadyExists);
         }
         Ok(Placement::Child {
@@ -327,7 +423,18 @@ impl Parser {
         })
     }
 
-    /// Adds `entry` to directory `dir`, keeping the entries sorted.
+    /// `lcfs_node_lookup_child` while lines are read: only directories have children.
+    fn child(&self, node: Node, name: &[u8]) -> Option<Node> {
+        let Node::Inode(dir) = node else {
+            return None;
+        };
+        match self.unsorted.get(&dir) {
+            Some(index) => index.get(name).copied(),
+            None => lookup_child(self.tree.as_ref()?, node, name),
+        }
+    }
+
+    /// Adds `entry` to directory `dir` (in line order: see [`Parser::children`]).
     fn link_entry(&mut self, dir: InodeId, entry: DirEntry) -> Result<(), ErrorKind> {
         let entries = match self
             .tree
@@ -338,13 +445,41 @@ impl Parser {
             Some(Content::Directory(entries)) => entries,
             _ => return Err(ErrorKind::ParentNotDirectory),
         };
-        match entries.binary_search_by(|e| e.name.as_slice().cmp(&entry.name)) {
-            Ok(_) => Err(ErrorKind::AlreadyExists),
-            Err(pos) => {
-                entries.insert(pos, entry);
-                Ok(())
+        let node = if entry.hardlink {
+            Node::Link(entry.inode.index())
+        } else {
+            Node::Inode(entry.inode)
+        };
+        if let Some(index) = self.unsorted.get_mut(&dir) {
+            if index.insert(entry.name.clone(), node).is_some() {
+                return Err(ErrorKind::AlreadyExists);
             }
+            entries.push(entry);
+            return Ok(());
         }
+        if entries.last().is_none_or(|last| last.name < entry.name) {
+            entries.push(entry);
+            return Ok(());
+        }
+        if find_entry(entries, &entry.name).is_some() {
+            return Err(ErrorKind::AlreadyExists);
+        }
+        // The first line out of order in this directory: index it from now on.
+        let mut index: HashMap<Vec<u8>, Node> = entries
+            .iter()
+            .map(|e| {
+                let node = if e.hardlink {
+                    Node::Link(e.inode.index())
+                } else {
+                    Node::Inode(e.inode)
+                };
+                (e.name.clone(), node)
+            })
+            .collect();
+        index.insert(entry.name.clone(), node);
+        entries.push(entry);
+        self.unsorted.insert(dir, index);
+        Ok(())
     }
 
     fn add(&mut self, placement: Placement, inode: Inode) -> Result<(), ErrorKind> {
@@ -399,9 +534,8 @@ impl Parser {
             return Err(ErrorKind::EmbeddedNul { offset });
         }
         let (f, xattr_text) = split_fields(line);
-        let escape = |field: Field| move |problem| ErrorKind::Escape { field, problem };
 
-        let path = c_string(unescape(f.path).map_err(escape(Field::Path))?);
+        let path = self.c_string(f.path, Field::Path)?;
         if path.is_empty() {
             return Err(ErrorKind::EmptyPath);
         }
@@ -411,89 +545,148 @@ impl Parser {
             Some((b'@', rest)) => (true, rest),
             _ => (false, f.mode),
         };
-        let int = |text: &[u8], radix: u32, field: Field| {
-            parse_c_u64(text, radix).ok_or_else(|| ErrorKind::InvalidInteger {
-                field,
-                value: display_raw(text),
-            })
-        };
         // `lcfs_node_try_set_mode` takes 32 bits: higher bits are dropped before the check.
-        let mode = int(mode_text, 8, Field::Mode)? as u32;
+        let mode = if self.strict {
+            strict_u64(mode_text, 8, u64::from(u16::MAX), Field::Mode)?
+        } else {
+            c_int(mode_text, 8, Field::Mode)?
+        } as u32;
         let file_type = FileType::from_mode(mode).ok_or(ErrorKind::InvalidMode { mode })?;
-        let is_dir = file_type == FileType::Directory;
-
-        let placement = self.place(&path, is_dir)?;
+        let placement = self.place(&path, file_type == FileType::Directory)?;
 
         if hardlink {
-            // Every other field of a hard-link line is ignored: the link is the target.
-            if is_dir {
-                return Err(ErrorKind::DirectoryHardlink);
-            }
-            let target = unescape_optional(f.payload)
-                .map_err(escape(Field::Payload))?
-                .map(c_string);
-            let Placement::Child { dir, name } = placement else {
-                return Err(ErrorKind::RootNotDirectory);
-            };
-            let index = self.links.len();
-            self.link_entry(
-                dir,
-                DirEntry {
-                    name: name.clone(),
-                    inode: InodeId(to_id(index)?),
-                    hardlink: true,
-                },
-            )?;
-            return Ok(Some(PendingLink {
-                line: 0,
-                path,
-                dir,
-                name,
-                target,
-            }));
+            return self.hardlink_line(&f, path, file_type, placement).map(Some);
         }
 
-        let size = int(f.size, 10, Field::Size)?;
-        let nlink = int(f.nlink, 10, Field::Nlink)?;
-        let uid = int(f.uid, 10, Field::Uid)?;
-        // C checks `uid == 0 && err` after parsing GID and RDEV (a slip for gid/rdev), so a bad
-        // GID or RDEV is an error only when UID is 0; otherwise it reads as 0.
-        let lenient = |text: &[u8], field: Field| match parse_c_u64(text, 10) {
-            Some(v) => Ok(v),
-            None if uid != 0 => Ok(0),
-            None => Err(ErrorKind::InvalidInteger {
-                field,
-                value: display_raw(text),
-            }),
-        };
-        let gid = lenient(f.gid, Field::Gid)?;
-        let rdev = lenient(f.rdev, Field::Rdev)?;
-        let (sec_text, nsec_text, _) = split_once(f.mtime, b'.');
-        let sec = int(sec_text, 10, Field::Mtime)?;
-        let nsec = int(nsec_text, 10, Field::Mtime)?;
-
-        let payload = unescape_optional(f.payload)
-            .map_err(escape(Field::Payload))?
-            .map(c_string);
-        let content = unescape_optional(f.content).map_err(escape(Field::Content))?;
+        let stat = self.numbers(&f, mode, file_type)?;
+        let payload = self.optional_c_string(f.payload, Field::Payload)?;
+        let content = unescape_optional(f.content).map_err(escape_error(Field::Content))?;
         if let Some(content) = &content {
-            if content.len() as u64 != size {
+            if content.len() as u64 != stat.size {
                 return Err(ErrorKind::ContentSizeMismatch {
                     content_len: content.len() as u64,
-                    size,
+                    size: stat.size,
                 });
             }
         }
-        let digest_text = unescape_optional(f.digest)
-            .map_err(escape(Field::Digest))?
-            .map(c_string);
+        let digest_text = self.optional_c_string(f.digest, Field::Digest)?;
 
+        let mut inode = self.inode(stat, file_type, payload, content)?;
+        // C keeps a digest on any node but writes it only for regular files.
+        if let (Some(text), Content::Regular(file)) = (digest_text, &mut inode.content) {
+            let digest = decode_digest(&text);
+            // The digest reaches the image (as trusted.overlay.metacopy) only for a non-empty
+            // file stored outside it; elsewhere C ignores a bad one.
+            let written = file.inline.is_none() && inode.stat.size > 0;
+            if digest.is_none() && written {
+                return Err(ErrorKind::InvalidDigest {
+                    value: display_raw(&text),
+                });
+            }
+            file.digest = digest;
+        }
+
+        parse_xattrs(xattr_text, &mut inode.xattrs, self.strict)?;
+        self.add(placement, inode)?;
+        Ok(None)
+    }
+
+    /// A C string field (C stops at an escaped NUL; strict parsing refuses one).
+    fn c_string(&self, text: &[u8], field: Field) -> Result<Vec<u8>, ErrorKind> {
+        let bytes = unescape(text).map_err(escape_error(field))?;
+        self.checked_c_string(bytes, field)
+    }
+
+    /// [`Parser::c_string`] of an optional field (`-` for none).
+    fn optional_c_string(&self, text: &[u8], field: Field) -> Result<Option<Vec<u8>>, ErrorKind> {
+        unescape_optional(text)
+            .map_err(escape_error(field))?
+            .map(|bytes| self.checked_c_string(bytes, field))
+            .transpose()
+    }
+
+    fn checked_c_string(&self, bytes: Vec<u8>, field: Field) -> Result<Vec<u8>, ErrorKind> {
+        if self.strict && bytes.contains(&0) {
+            return Err(ErrorKind::EscapedNul { field });
+        }
+        Ok(c_string(bytes))
+    }
+
+    /// A hard-link line: every field but the path, `@MODE` and the target is ignored.
+    fn hardlink_line(
+        &mut self,
+        f: &Fields<'_>,
+        path: Vec<u8>,
+        file_type: FileType,
+        placement: Placement,
+    ) -> Result<PendingLink, ErrorKind> {
+        if file_type == FileType::Directory {
+            return Err(ErrorKind::DirectoryHardlink);
+        }
+        let target = self.optional_c_string(f.payload, Field::Payload)?;
+        let Placement::Child { dir, name } = placement else {
+            return Err(ErrorKind::RootNotDirectory);
+        };
+        let index = self.links.len();
+        self.link_entry(
+            dir,
+            DirEntry {
+                name: name.clone(),
+                inode: InodeId(to_id(index)?),
+                hardlink: true,
+            },
+        )?;
+        Ok(PendingLink {
+            line: 0,
+            path,
+            dir,
+            name,
+            target,
+        })
+    }
+
+    /// The numeric fields of a line: as C reads them (wrapped, saturated, truncated to the
+    /// inode's 32 bits), or in strict mode exactly or not at all.
+    fn numbers(&self, f: &Fields<'_>, mode: u32, file_type: FileType) -> Result<Stat, ErrorKind> {
         let device = matches!(file_type, FileType::CharDevice | FileType::BlockDevice);
+        let (sec_text, nsec_text, _) = split_once(f.mtime, b'.');
+        let (size, nlink, uid, gid, rdev, sec, nsec) = if self.strict {
+            let u32_max = u64::from(u32::MAX);
+            (
+                strict_u64(f.size, 10, u64::MAX, Field::Size)?,
+                strict_u64(f.nlink, 10, u32_max, Field::Nlink)?,
+                strict_u64(f.uid, 10, u32_max, Field::Uid)?,
+                strict_u64(f.gid, 10, u32_max, Field::Gid)?,
+                strict_u64(f.rdev, 10, u32_max, Field::Rdev)?,
+                strict_seconds(sec_text)?,
+                strict_u64(nsec_text, 10, 999_999_999, Field::Mtime)?,
+            )
+        } else {
+            let uid = c_int(f.uid, 10, Field::Uid)?;
+            // C checks `uid == 0 && err` after parsing GID and RDEV (a slip for gid/rdev), so
+            // a bad GID or RDEV is an error only when UID is 0; otherwise it reads as 0.
+            let lenient = |text: &[u8], field: Field| match parse_c_u64(text, 10) {
+                Some(v) => Ok(v),
+                None if uid != 0 => Ok(0),
+                None => Err(ErrorKind::InvalidInteger {
+                    field,
+                    value: display_raw(text),
+                }),
+            };
+            (
+                c_int(f.size, 10, Field::Size)?,
+                c_int(f.nlink, 10, Field::Nlink)?,
+                uid,
+                lenient(f.gid, Field::Gid)?,
+                lenient(f.rdev, Field::Rdev)?,
+                c_int(sec_text, 10, Field::Mtime)? as i64,
+                c_int(nsec_text, 10, Field::Mtime)?,
+            )
+        };
         if !device && self.strict && rdev != 0 {
             return Err(ErrorKind::NonDeviceRdev { rdev });
         }
-
-        let mut stat = Stat {
+        Ok(Stat {
             mode,
             uid: uid as u32,
             gid: gid as u32,
@@ -502,11 +695,20 @@ impl Parser {
             rdev: if device { rdev as u32 } else { 0 },
             size,
             mtime: Mtime {
-                sec: sec as i64,
+                sec,
                 nsec: nsec as u32,
             },
-        };
+        })
+    }
 
+    /// The inode of a line, by its type: a symlink's target, a file's content and payload.
+    fn inode(
+        &self,
+        mut stat: Stat,
+        file_type: FileType,
+        payload: Option<Vec<u8>>,
+        content: Option<Vec<u8>>,
+    ) -> Result<Inode, ErrorKind> {
         let body = match file_type {
             FileType::Symlink => {
                 let target = payload.unwrap_or_default();
@@ -517,10 +719,10 @@ impl Parser {
                     return Err(ErrorKind::SymlinkTargetTooLong { len: target.len() });
                 }
                 if self.strict {
-                    if size != target.len() as u64 {
+                    if stat.size != target.len() as u64 {
                         return Err(ErrorKind::SymlinkSizeMismatch {
                             target_len: target.len() as u64,
-                            size,
+                            size: stat.size,
                         });
                     }
                     if content.as_ref().is_some_and(|c| !c.is_empty()) {
@@ -554,34 +756,27 @@ impl Parser {
                 }
             }
         };
-
-        let mut inode = Inode::new(stat, body);
-        // C keeps a digest on any node but writes it only for regular files.
-        if let (Some(text), Content::Regular(file)) = (digest_text, &mut inode.content) {
-            let digest = decode_digest(&text);
-            // The digest reaches the image (as trusted.overlay.metacopy) only for a non-empty
-            // file stored outside it; elsewhere C ignores a bad one.
-            let written = file.inline.is_none() && inode.stat.size > 0;
-            if digest.is_none() && written {
-                return Err(ErrorKind::InvalidDigest {
-                    value: display_raw(&text),
-                });
-            }
-            file.digest = digest;
-        }
-
-        parse_xattrs(xattr_text, &mut inode.xattrs)?;
-        self.add(placement, inode)?;
-        Ok(None)
+        Ok(Inode::new(stat, body))
     }
 
     /// C `tree_resolve_hardlinks`, then the checks C makes only when writing (hard-link
     /// loops), then the inodes are numbered in dump order.
     fn finish(self) -> Result<Tree, DumpfileError> {
         let Parser {
-            tree, mut links, ..
+            tree,
+            mut links,
+            unsorted,
+            ..
         } = self;
         let mut tree = tree.ok_or(DumpfileError::Empty)?;
+        for dir in unsorted.into_keys() {
+            if let Some(Content::Directory(entries)) =
+                tree.inodes.get_mut(dir.index()).map(|i| &mut i.content)
+            {
+                // Names in a directory are unique, so an unstable sort is deterministic.
+                entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            }
+        }
         let fail = |link: &PendingLink, kind| DumpfileError::Line {
             line: link.line,
             path: Some(display_path(&link.path)),
@@ -748,9 +943,10 @@ pub(super) fn renumber(tree: Tree) -> Tree {
 }
 
 /// Parses a whole dumpfile.
-pub(crate) fn parse(input: &[u8], options: &ParseOptions) -> Result<Tree, DumpfileError> {
+pub(crate) fn parse(input: &[u8], mode: ParseMode) -> Result<Tree, DumpfileError> {
+    let strict = mode == ParseMode::Strict;
     let mut parser = Parser {
-        strict: options.strict,
+        strict,
         ..Parser::default()
     };
     let mut lines = input.split(|&b| b == b'\n').enumerate().peekable();
@@ -761,7 +957,7 @@ pub(crate) fn parse(input: &[u8], options: &ParseOptions) -> Result<Tree, Dumpfi
             if line.is_empty() {
                 break;
             }
-            if options.strict {
+            if strict {
                 return Err(DumpfileError::MissingTrailingNewline { line: number });
             }
         }

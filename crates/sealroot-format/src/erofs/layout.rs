@@ -15,6 +15,9 @@ pub const SLOT_BITS: u32 = 5;
 pub const SUPER_OFFSET: u64 = 1024;
 /// Size of `struct erofs_super_block`.
 pub const SUPER_SIZE: u64 = 128;
+/// Offset of `dirblkbits` in the superblock (directory block size beyond the block size: the
+/// kernel mounts only 0).
+pub const SUPER_DIRBLKBITS_OFFSET: u64 = 90;
 /// Size of `struct erofs_inode_compact`.
 pub const INODE_COMPACT_SIZE: u64 = 32;
 /// Size of `struct erofs_inode_extended`.
@@ -56,6 +59,9 @@ pub const I_VERSION_BIT: u16 = 0;
 pub const I_DATALAYOUT_BIT: u16 = 1;
 /// `EROFS_CHUNK_FORMAT_BLKBITS_MASK`.
 pub const CHUNK_FORMAT_BLKBITS_MASK: u32 = 0x1f;
+/// The highest size an inode may have: the kernel takes `i_size` as a signed `loff_t` and
+/// refuses an image with a "negative i_size" (2^63 or more) when it meets that inode.
+pub const I_SIZE_MAX: u64 = i64::MAX as u64;
 /// `EROFS_CHUNK_FORMAT_INDEXES`: chunk indexes rather than a plain block map (never written).
 pub const CHUNK_FORMAT_INDEXES: u16 = 0x20;
 /// `EROFS_NULL_ADDR`: a hole in a block map.

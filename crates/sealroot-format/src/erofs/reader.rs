@@ -9,6 +9,18 @@
 //! data in the tree add up to at most the image's size. Shared xattrs are the exception the
 //! format intends: each inode that refers to one gets its own copy in the tree.
 //!
+//! It refuses what the kernel refuses or would read differently from the tree it returns
+//! (checked against `fsck.erofs` and the kernel by `tests/reader_oracle.rs`): a superblock
+//! with a checksum or newer compatible features or directory block sizes; inode sizes of
+//! 2^63 or more (the kernel's "negative i_size"); an xattr area of a bare header; unknown
+//! chunk formats; a compact inode's `i_mtime` or an extended inode's `i_nb` set (newer
+//! kernels read them as mtime and block address bits); mtime nanoseconds of a second or more;
+//! an xattr name twice, or spelled without its prefix index (the kernel's `getxattr` would
+//! find another value, or none); an xattr-name filter that does not match the names (the
+//! kernel trusts it to say a name is absent); a directory whose link count is not 2 plus its
+//! subdirectories, or whose size is not its entries' (padded inline tail, partial block).
+//! Whiteouts, which C's reader skips, get the same checks.
+//!
 //! The tree it returns undoes the writer's overlayfs rewrite, as C `composefs-info` does:
 //! `trusted.overlay.metacopy` becomes the file digest, `trusted.overlay.redirect` the payload,
 //! escaped whiteouts turn back into character devices 0:0, `trusted.overlay.overlay.*` is
@@ -72,6 +84,8 @@ fn corrupt(offset: u64, what: impl Into<String>) -> ReadError {
 
 /// `LCFS_INLINE_CONTENT_MAX`.
 const INLINE_CONTENT_MAX: u64 = limits::INLINE_CONTENT_MAX as u64;
+/// Nanoseconds are below this.
+const NSEC_PER_SEC: u32 = 1_000_000_000;
 /// `PATH_MAX`.
 const PATH_MAX: u64 = limits::PATH_MAX as u64;
 /// What an xattr costs against [`Reader::xattr_left`] beyond its name and value: the
@@ -87,6 +101,10 @@ pub struct Superblock {
     pub composefs_version: u32,
     /// The composefs header flags (`COMPOSEFS_FLAG_HAS_ACL`).
     pub flags: u32,
+    /// The EROFS compatible features: [`FEATURE_COMPAT_MTIME`], and
+    /// [`FEATURE_COMPAT_XATTR_FILTER`] when inodes carry an xattr-name filter the kernel
+    /// trusts.
+    pub feature_compat: u32,
     /// The nid of the root directory.
     pub root_nid: u64,
     /// Inode count.
@@ -168,6 +186,23 @@ pub fn read_superblock(image: &[u8]) -> Result<Superblock, ReadError> {
             value: blkszbits.into(),
         });
     }
+    let feature_compat = u32_at(image, sb + 8).ok_or_else(short)?;
+    if feature_compat & !(FEATURE_COMPAT_MTIME | FEATURE_COMPAT_XATTR_FILTER) != 0 {
+        // EROFS_FEATURE_COMPAT_SB_CHKSUM makes the kernel check a crc32c composefs never
+        // writes; the others are newer layouts (xattrs in a metabox, plain prefixes, ...).
+        return Err(ReadError::Unsupported {
+            what: "EROFS compatible feature (superblock checksum or newer)",
+            value: feature_compat.into(),
+        });
+    }
+    let dirblkbits = image[(sb + SUPER_DIRBLKBITS_OFFSET) as usize];
+    if dirblkbits != 0 {
+        // The kernel refuses to mount with directory blocks of another size.
+        return Err(ReadError::Unsupported {
+            what: "directory block size bits",
+            value: dirblkbits.into(),
+        });
+    }
     let extslots = image[(sb + 13) as usize];
     let incompat = u32_at(image, sb + 80).ok_or_else(short)?;
     let extra_devices = u16_at(image, sb + 86).ok_or_else(short)?;
@@ -180,6 +215,7 @@ pub fn read_superblock(image: &[u8]) -> Result<Superblock, ReadError> {
     let s = Superblock {
         composefs_version,
         flags,
+        feature_compat,
         root_nid: u64::from(u16_at(image, sb + 14).ok_or_else(short)?),
         inos: u64_at(image, sb + 16).ok_or_else(short)?,
         build_time: Mtime {
@@ -205,6 +241,7 @@ pub fn read_superblock(image: &[u8]) -> Result<Superblock, ReadError> {
 /// One inode as stored, before conversion into the tree.
 struct RawInode<'a> {
     offset: u64,
+    nid: u64,
     mode: u32,
     nlink: u32,
     size: u64,
@@ -220,6 +257,13 @@ struct RawInode<'a> {
     tail: &'a [u8],
 }
 
+impl RawInode<'_> {
+    /// A [`ReadError::Corrupt`] at this inode, naming it.
+    fn bad(&self, what: impl std::fmt::Display) -> ReadError {
+        corrupt(self.offset, format!("inode {}: {what}", self.nid))
+    }
+}
+
 struct Reader<'a> {
     image: &'a [u8],
     sb: Superblock,
@@ -231,8 +275,7 @@ struct Reader<'a> {
     /// this, inodes pointing at the same blocks would make a small image read as a huge tree.
     data_left: u64,
     /// How many more bytes of xattrs may be decoded: each costs its name, its value and
-    /// [`XATTR_ENTRY_CHARGE`], duplicates included (they are merged only once the inode's
-    /// xattrs are all read). Shared xattrs (and, in a hostile image, overlapping inodes) let
+    /// [`XATTR_ENTRY_CHARGE`]. Shared xattrs (and, in a hostile image, overlapping inodes) let
     /// a few bytes stand for many copies; an OS tree decodes a fraction of its image size, so
     /// 16 times the image plus 64 MiB is generous for every image composefs writes and bounds
     /// what a hostile one costs. (An inline entry takes at least 4 bytes of the image, whose
@@ -295,6 +338,12 @@ impl<'a> OpenDir<'a> {
         }
         let entry = dirent(self.current, self.next, self.count).map_err(|what| self.bad(&what))?;
         self.next += 1;
+        let in_tail = self.next_chunk > self.blocks.len().div_ceil(BLOCK_SIZE as usize);
+        if in_tail && self.next == self.count && self.current.last() == Some(&0) {
+            // An inline tail is exactly as long as its entries: the directory's size says
+            // where the last name ends, and composefs never pads it.
+            return Err(self.bad("inline tail padded after the last name"));
+        }
         if self.prev.is_some_and(|prev| prev >= entry.0) {
             return Err(corrupt(
                 self.offset,
@@ -348,6 +397,8 @@ fn read_with_budget(image: &[u8], xattr_budget: u64) -> Result<(Tree, Superblock
 }
 
 impl<'a> Reader<'a> {
+    /// Reads and checks inode `nid`: its fields, where its xattrs and inline tail are, and
+    /// everything the kernel checks when it loads an inode (see [`Reader::inode_fields`]).
     fn inode(&self, nid: u64) -> Result<RawInode<'a>, ReadError> {
         let img = self.image;
         let offset = nid
@@ -355,108 +406,129 @@ impl<'a> Reader<'a> {
             .and_then(|o| o.checked_add(u64::from(self.sb.meta_blkaddr) * BLOCK_SIZE))
             .ok_or_else(|| corrupt(0, format!("nid {nid} out of range")))?;
         let oob = || corrupt(offset, format!("inode {nid} beyond the end of the image"));
-        let format = u16_at(img, offset).ok_or_else(oob)?;
-        let extended = format & 1 == 1;
-        let layout = (format >> I_DATALAYOUT_BIT) & 0x7;
-        if format >> 4 != 0 {
-            return Err(corrupt(
+        let fields = self.inode_fields(nid, offset)?;
+        let ftype = FileType::from_mode(fields.mode).ok_or_else(|| {
+            corrupt(
                 offset,
-                format!("unknown inode format bits {format:#x}"),
-            ));
-        }
-        let icount = u64::from(u16_at(img, offset + 2).ok_or_else(oob)?);
-        let mode = u32::from(u16_at(img, offset + 4).ok_or_else(oob)?);
-        let (isize, nlink, size, raw_blkaddr, uid, gid, mtime);
-        if extended {
-            isize = INODE_EXTENDED_SIZE;
-            size = u64_at(img, offset + 8).ok_or_else(oob)?;
-            raw_blkaddr = u32_at(img, offset + 16).ok_or_else(oob)?;
-            uid = u32_at(img, offset + 24).ok_or_else(oob)?;
-            gid = u32_at(img, offset + 28).ok_or_else(oob)?;
-            mtime = Mtime {
-                sec: u64_at(img, offset + 32).ok_or_else(oob)? as i64,
-                nsec: u32_at(img, offset + 40).ok_or_else(oob)?,
-            };
-            nlink = u32_at(img, offset + 44).ok_or_else(oob)?;
-        } else {
-            isize = INODE_COMPACT_SIZE;
-            nlink = u32::from(u16_at(img, offset + 6).ok_or_else(oob)?);
-            size = u64::from(u32_at(img, offset + 8).ok_or_else(oob)?);
-            raw_blkaddr = u32_at(img, offset + 16).ok_or_else(oob)?;
-            uid = u32::from(u16_at(img, offset + 24).ok_or_else(oob)?);
-            gid = u32::from(u16_at(img, offset + 26).ok_or_else(oob)?);
-            mtime = self.sb.build_time;
-        }
-        let Some(ftype) = FileType::from_mode(mode) else {
-            return Err(corrupt(offset, format!("invalid mode {mode:o}")));
-        };
-        let xattr_size = if icount == 0 {
-            0
-        } else {
-            XATTR_HEADER_SIZE + (icount - 1) * 4
-        };
-        let xattrs = bytes_at(img, offset + isize, xattr_size).ok_or_else(oob)?;
-        let tail_start = offset + isize + xattr_size;
-        let tail_len = match layout {
-            LAYOUT_FLAT_INLINE => size % BLOCK_SIZE,
-            LAYOUT_CHUNK_BASED => {
-                if ftype != FileType::Regular {
-                    return Err(corrupt(
-                        offset,
-                        "chunk-based inode that is not a regular file",
-                    ));
-                }
-                let cf = raw_blkaddr as u16;
-                if cf & CHUNK_FORMAT_INDEXES != 0 {
-                    return Err(corrupt(offset, "chunk indexes are not used by composefs"));
-                }
-                let bits = u32::from(cf) & CHUNK_FORMAT_BLKBITS_MASK;
-                // Counted as C counts when writing, wrapping for sizes within a chunk of
-                // 2^64 (which C, and so the writer, accept with an empty index).
-                let chunk = 1u64 << (bits + BLOCK_SIZE_BITS);
-                let count = size.wrapping_add(chunk - 1) / chunk;
-                if count > MAX_NONINLINE_CHUNKS {
-                    return Err(corrupt(offset, "chunk index larger than one block"));
-                }
-                // The index is all holes (data comes from the backing file through overlayfs);
-                // C sometimes moves it to a block of its own while the kernel still looks
-                // after the inode, so its bytes are not checked.
-                0
+                format!("inode {nid}: invalid mode {:o}", fields.mode),
+            )
+        })?;
+        let xattr_size = match fields.icount {
+            0 => 0,
+            // The kernel refuses an xattr area of a bare header ("not supported yet").
+            1 => {
+                return Err(corrupt(
+                    offset,
+                    format!("inode {nid}: xattr area of a header and no entries"),
+                ))
             }
-            LAYOUT_FLAT_PLAIN => 0,
-            _ => {
-                return Err(ReadError::Unsupported {
-                    what: "inode data layout (compression?)",
-                    value: layout.into(),
-                })
-            }
+            n => XATTR_HEADER_SIZE + (n - 1) * 4,
         };
+        let xattrs = bytes_at(img, offset + fields.isize, xattr_size).ok_or_else(oob)?;
+        let tail_start = offset + fields.isize + xattr_size;
+        let tail_len = inline_tail_len(&fields, ftype)
+            .map_err(|what| corrupt(offset, format!("inode {nid}: {what}")))?;
         let tail = bytes_at(img, tail_start, tail_len).ok_or_else(oob)?;
-        if layout == LAYOUT_FLAT_INLINE
+        if fields.layout == LAYOUT_FLAT_INLINE
             && tail_len > 0
             && tail_start / BLOCK_SIZE != (tail_start + tail_len - 1) / BLOCK_SIZE
         {
-            return Err(corrupt(tail_start, "inline data crosses a block boundary"));
+            return Err(corrupt(
+                tail_start,
+                format!("inode {nid}: inline data crosses a block boundary"),
+            ));
         }
         let rdev = if matches!(ftype, FileType::CharDevice | FileType::BlockDevice) {
-            raw_blkaddr
+            fields.raw_blkaddr
         } else {
             0
         };
         Ok(RawInode {
             offset,
-            mode,
-            nlink,
-            size,
-            uid,
-            gid,
-            mtime,
+            nid,
+            mode: fields.mode,
+            nlink: fields.nlink,
+            size: fields.size,
+            uid: fields.uid,
+            gid: fields.gid,
+            mtime: fields.mtime,
             rdev,
-            layout,
-            raw_blkaddr,
+            layout: fields.layout,
+            raw_blkaddr: fields.raw_blkaddr,
             xattrs,
             tail,
         })
+    }
+
+    /// The fields of the compact or extended inode at `offset`, refusing what the kernel
+    /// refuses or would read differently: unknown format bits, a size of 2^63 or more (a
+    /// "negative i_size"), a compact inode's `i_mtime` (newer kernels add it to the epoch,
+    /// older ones ignore it, and composefs writes 0), an extended inode's `i_nb` (the high
+    /// bits of the block address on newer kernels).
+    fn inode_fields(&self, nid: u64, offset: u64) -> Result<InodeFields, ReadError> {
+        let img = self.image;
+        let oob = || corrupt(offset, format!("inode {nid} beyond the end of the image"));
+        let bad = |what: String| corrupt(offset, format!("inode {nid}: {what}"));
+        let format = u16_at(img, offset).ok_or_else(oob)?;
+        if format >> 4 != 0 {
+            return Err(bad(format!("unknown inode format bits {format:#x}")));
+        }
+        let icount = u64::from(u16_at(img, offset + 2).ok_or_else(oob)?);
+        let mode = u32::from(u16_at(img, offset + 4).ok_or_else(oob)?);
+        let layout = (format >> I_DATALAYOUT_BIT) & 0x7;
+        let fields = if format & (1 << I_VERSION_BIT) != 0 {
+            if u16_at(img, offset + 6).ok_or_else(oob)? != 0 {
+                return Err(bad(
+                    "extended inode with i_nb set (block address high bits)".into(),
+                ));
+            }
+            InodeFields {
+                isize: INODE_EXTENDED_SIZE,
+                icount,
+                mode,
+                layout,
+                size: u64_at(img, offset + 8).ok_or_else(oob)?,
+                raw_blkaddr: u32_at(img, offset + 16).ok_or_else(oob)?,
+                uid: u32_at(img, offset + 24).ok_or_else(oob)?,
+                gid: u32_at(img, offset + 28).ok_or_else(oob)?,
+                mtime: Mtime {
+                    sec: u64_at(img, offset + 32).ok_or_else(oob)? as i64,
+                    nsec: u32_at(img, offset + 40).ok_or_else(oob)?,
+                },
+                nlink: u32_at(img, offset + 44).ok_or_else(oob)?,
+            }
+        } else {
+            if u32_at(img, offset + 12).ok_or_else(oob)? != 0 {
+                return Err(bad(
+                    "compact inode with i_mtime set (kernels disagree on it)".into(),
+                ));
+            }
+            InodeFields {
+                isize: INODE_COMPACT_SIZE,
+                icount,
+                mode,
+                layout,
+                nlink: u32::from(u16_at(img, offset + 6).ok_or_else(oob)?),
+                size: u64::from(u32_at(img, offset + 8).ok_or_else(oob)?),
+                raw_blkaddr: u32_at(img, offset + 16).ok_or_else(oob)?,
+                uid: u32::from(u16_at(img, offset + 24).ok_or_else(oob)?),
+                gid: u32::from(u16_at(img, offset + 26).ok_or_else(oob)?),
+                mtime: self.sb.build_time,
+            }
+        };
+        if fields.mtime.nsec >= NSEC_PER_SEC {
+            return Err(bad(format!(
+                "mtime nanoseconds {} are a second or more",
+                fields.mtime.nsec
+            )));
+        }
+        if fields.size > I_SIZE_MAX {
+            return Err(bad(format!(
+                "size {} is 2^63 or more (the kernel refuses a negative i_size)",
+                fields.size
+            )));
+        }
+        Ok(fields)
     }
 
     /// A flat inode's data: the full blocks at `raw_blkaddr`, then the inline tail.
@@ -466,16 +538,14 @@ impl<'a> Reader<'a> {
         let blocks = if block_bytes > 0 {
             let start = u64::from(ino.raw_blkaddr) * BLOCK_SIZE;
             bytes_at(self.image, start, block_bytes)
-                .ok_or_else(|| corrupt(ino.offset, "data blocks beyond the end of the image"))?
+                .ok_or_else(|| ino.bad("data blocks beyond the end of the image"))?
         } else {
             &[]
         };
-        self.data_left = self.data_left.checked_sub(ino.size).ok_or_else(|| {
-            corrupt(
-                ino.offset,
-                "inodes share data blocks (more data than the image holds)",
-            )
-        })?;
+        self.data_left = self
+            .data_left
+            .checked_sub(ino.size)
+            .ok_or_else(|| ino.bad("inodes share data blocks (more data than the image holds)"))?;
         Ok((blocks, ino.tail))
     }
 
@@ -500,8 +570,7 @@ impl<'a> Reader<'a> {
         parent_nid: u64,
         depth: usize,
     ) -> Result<Option<OpenDir<'a>>, ReadError> {
-        let ftype =
-            FileType::from_mode(ino.mode).ok_or_else(|| corrupt(ino.offset, "invalid mode"))?;
+        let ftype = FileType::from_mode(ino.mode).ok_or_else(|| ino.bad("invalid mode"))?;
         let mut stat = Stat {
             mode: ino.mode,
             uid: ino.uid,
@@ -520,13 +589,16 @@ impl<'a> Reader<'a> {
         let content = match ftype {
             FileType::Directory => {
                 if ino.layout == LAYOUT_CHUNK_BASED {
-                    return Err(corrupt(ino.offset, "chunk-based directory"));
+                    return Err(ino.bad("chunk-based directory"));
+                }
+                if ino.layout == LAYOUT_FLAT_PLAIN && ino.size % BLOCK_SIZE != 0 {
+                    return Err(ino.bad("directory without an inline tail not in whole blocks"));
                 }
                 if depth > limits::DEPTH_MAX {
-                    return Err(corrupt(
-                        ino.offset,
-                        format!("directories nested too deeply (over {})", limits::DEPTH_MAX),
-                    ));
+                    return Err(ino.bad(format_args!(
+                        "directories nested too deeply (over {})",
+                        limits::DEPTH_MAX
+                    )));
                 }
                 let (blocks, tail) = self.flat_data(ino)?;
                 open = Some(OpenDir {
@@ -550,14 +622,14 @@ impl<'a> Reader<'a> {
             }
             FileType::Symlink => {
                 if ino.layout == LAYOUT_CHUNK_BASED {
-                    return Err(corrupt(ino.offset, "chunk-based symlink"));
+                    return Err(ino.bad("chunk-based symlink"));
                 }
                 if ino.size == 0 || ino.size >= PATH_MAX {
-                    return Err(corrupt(ino.offset, "symlink target empty or too long"));
+                    return Err(ino.bad("symlink target empty or too long"));
                 }
                 let target = self.flat_bytes(ino)?;
                 if target.contains(&0) {
-                    return Err(corrupt(ino.offset, "symlink target contains a NUL byte"));
+                    return Err(ino.bad("symlink target contains a NUL byte"));
                 }
                 Content::Symlink(target)
             }
@@ -570,7 +642,7 @@ impl<'a> Reader<'a> {
                 } else {
                     if ino.layout != LAYOUT_CHUNK_BASED && ino.size > 0 {
                         if ino.size > INLINE_CONTENT_MAX {
-                            return Err(corrupt(ino.offset, "inline file content over 5000 bytes"));
+                            return Err(ino.bad("inline file content over 5000 bytes"));
                         }
                         file.inline = Some(self.flat_bytes(ino)?);
                         file.payload = None;
@@ -580,9 +652,7 @@ impl<'a> Reader<'a> {
                 }
             }
             _ => {
-                if ino.layout != LAYOUT_FLAT_PLAIN || ino.size != 0 {
-                    return Err(corrupt(ino.offset, "device, fifo or socket with data"));
-                }
+                check_special_data(ino)?;
                 Content::Special
             }
         };
@@ -605,8 +675,8 @@ impl<'a> Reader<'a> {
             return Ok(());
         }
         let area = ino.xattrs;
-        let off = ino.offset;
-        let bad = |what: &str| corrupt(off, format!("xattrs: {what}"));
+        let (off, nid) = (ino.offset, ino.nid);
+        let bad = |what: &str| corrupt(off, format!("inode {nid}: xattrs: {what}"));
         let shared_count = u64::from(*area.get(4).ok_or_else(|| bad("short header"))?);
         let mut pos = XATTR_HEADER_SIZE + shared_count * 4;
         if pos > area.len() as u64 {
@@ -623,6 +693,7 @@ impl<'a> Reader<'a> {
             pos += len;
         }
         let shared_base = u64::from(self.sb.xattr_blkaddr) * BLOCK_SIZE;
+        let inline_count = entries.len();
         for i in 0..shared_count {
             let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or_else(|| bad("short"))?;
             let at = shared_base + u64::from(idx) * 4;
@@ -630,6 +701,9 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| bad("shared xattr beyond the end of the image"))?;
             entries.push(entry);
         }
+        check_xattr_names(&entries, inline_count).map_err(bad)?;
+        self.check_name_filter(area, &entries)
+            .map_err(|what| bad(&what))?;
         for (index, suffix, value) in entries {
             let prefix = if index == 0 {
                 &b""[..]
@@ -691,7 +765,94 @@ impl<'a> Reader<'a> {
                 value: value.to_vec(),
             });
         }
-        dedup_xattrs(out);
+        Ok(())
+    }
+
+    /// A whiteout is skipped, as C skips them, but the kernel shows it on the erofs mount
+    /// (overlayfs hides it): so it must be one of those composefs adds to the root, `00` to
+    /// `ff`, with the attributes it gives them (the root's owner and mtime, mode 0644, one
+    /// link, no data, the root's `security.selinux` if any), or two images would read alike
+    /// and mount differently.
+    fn check_root_whiteout(
+        &self,
+        child: &RawInode<'a>,
+        name: &[u8],
+        in_root: bool,
+    ) -> Result<(), ReadError> {
+        let hex = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+        if !in_root || name.len() != 2 || !name.iter().all(hex) {
+            return Err(child.bad("whiteout that is not one of the root's 00 to ff"));
+        }
+        check_special_data(child)?;
+        let root = &self.tree.inodes[InodeId::ROOT.index()];
+        let (mut xattrs, mut file, mut whiteout) = (Vec::new(), RegularFile::default(), false);
+        self.read_xattrs(
+            child,
+            FileType::CharDevice,
+            &mut xattrs,
+            &mut file,
+            &mut whiteout,
+        )?;
+        let root_label: Vec<&Xattr> = root
+            .xattrs
+            .iter()
+            .filter(|x| x.name == b"security.selinux")
+            .collect();
+        let same = child.mode == S_IFCHR | 0o644
+            && (child.uid, child.gid, child.mtime)
+                == (root.stat.uid, root.stat.gid, root.stat.mtime)
+            && child.nlink == 1
+            && xattrs.iter().eq(root_label);
+        if !same {
+            return Err(child.bad("whiteout with attributes composefs does not give them"));
+        }
+        Ok(())
+    }
+
+    /// A directory's link count is 2 and one for each subdirectory, as composefs writes it
+    /// (the kernel shows the image's count, and a tree must not hold another).
+    fn check_dir_nlink(
+        &self,
+        offset: u64,
+        id: InodeId,
+        entries: &[DirEntry],
+    ) -> Result<(), ReadError> {
+        let subdirs = entries
+            .iter()
+            .filter(|e| {
+                !e.hardlink
+                    && self.tree.inodes[e.inode.index()].stat.file_type()
+                        == Some(FileType::Directory)
+            })
+            .count() as u64;
+        let nlink = self.tree.inodes[id.index()].stat.nlink;
+        if u64::from(nlink) != subdirs + 2 {
+            return Err(corrupt(
+                offset,
+                format!("directory with link count {nlink} but {subdirs} subdirectories"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// With [`FEATURE_COMPAT_XATTR_FILTER`], the kernel answers "no such xattr" (and "no
+    /// ACL") from the header's name filter without looking at the entries: a filter that
+    /// hides an xattr the image holds would make the kernel and this reader disagree. It must
+    /// be what composefs writes, one bit set for each name hash no entry has.
+    fn check_name_filter(&self, area: &[u8], entries: &[RawXattr<'_>]) -> Result<(), String> {
+        if self.sb.feature_compat & FEATURE_COMPAT_XATTR_FILTER == 0 {
+            return Ok(());
+        }
+        let stored = u32_at(area, 0).ok_or("short header")?;
+        let present = entries.iter().fold(0u32, |bits, (index, suffix, _)| {
+            bits | 1 << xattr_filter_bit(*index, suffix)
+        });
+        if stored != !present {
+            return Err(format!(
+                "name filter {stored:#010x} does not match the names (want {:#010x})",
+                !present
+            ));
+        }
         Ok(())
     }
 
@@ -707,10 +868,14 @@ impl<'a> Reader<'a> {
                 }
                 let id = dir.id;
                 let entries = std::mem::take(&mut dir.entries);
+                self.check_dir_nlink(dir.offset, id, &entries)?;
                 self.tree.inodes[id.index()].content = Content::Directory(entries);
                 stack.pop();
                 continue;
             };
+            if (name == b"." || name == b"..") && ft != ft::DIR {
+                return Err(corrupt(dir.offset, "'.' or '..' not of directory type"));
+            }
             if name == b"." {
                 if child_nid != dir.nid {
                     return Err(corrupt(dir.offset, "'.' does not point at the directory"));
@@ -754,9 +919,8 @@ impl<'a> Reader<'a> {
             }
             if child.mode & S_IFMT == S_IFCHR && child.rdev == 0 {
                 // A real overlayfs whiteout: C skips them (they are the writer's 00-ff).
-                if child.nlink > 1 {
-                    return Err(corrupt(child.offset, "whiteout with more than one link"));
-                }
+                let in_root = dir.nid == self.sb.root_nid;
+                self.check_root_whiteout(&child, name, in_root)?;
                 continue;
             }
             let id = InodeId(
@@ -780,7 +944,70 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses one xattr entry at `pos`: (name index, name suffix, value) and its aligned length.
+/// The inode fields as stored (compact ones widened), before the layout is checked.
+struct InodeFields {
+    /// Size of the inode structure (compact or extended).
+    isize: u64,
+    icount: u64,
+    mode: u32,
+    layout: u16,
+    nlink: u32,
+    size: u64,
+    uid: u32,
+    gid: u32,
+    mtime: Mtime,
+    raw_blkaddr: u32,
+}
+
+/// How many bytes of data follow an inode's xattrs (its inline tail), by its layout.
+fn inline_tail_len(fields: &InodeFields, ftype: FileType) -> Result<u64, String> {
+    match fields.layout {
+        // The kernel takes the last block of an inline inode from the tail, whole if need be:
+        // composefs makes an inode inline only when it has a partial last block.
+        LAYOUT_FLAT_INLINE if fields.size % BLOCK_SIZE == 0 => {
+            Err("inline layout without a partial last block".into())
+        }
+        LAYOUT_FLAT_INLINE => Ok(fields.size % BLOCK_SIZE),
+        LAYOUT_FLAT_PLAIN => Ok(0),
+        LAYOUT_CHUNK_BASED => {
+            if ftype != FileType::Regular {
+                return Err("chunk-based inode that is not a regular file".into());
+            }
+            let cf = fields.raw_blkaddr as u16;
+            if cf & CHUNK_FORMAT_INDEXES != 0 {
+                return Err("chunk indexes are not used by composefs".into());
+            }
+            if u32::from(cf) & !CHUNK_FORMAT_BLKBITS_MASK != 0 {
+                // The kernel refuses chunk formats it does not know.
+                return Err(format!("unknown chunk format {cf:#x}"));
+            }
+            let bits = u32::from(cf) & CHUNK_FORMAT_BLKBITS_MASK;
+            // Counted as C counts when writing, wrapping for sizes within a chunk of 2^64
+            // (which C, and so the writer, accept with an empty index).
+            let chunk = 1u64 << (bits + BLOCK_SIZE_BITS);
+            let count = fields.size.wrapping_add(chunk - 1) / chunk;
+            if count > MAX_NONINLINE_CHUNKS {
+                return Err("chunk index larger than one block".into());
+            }
+            // The index is all holes (data comes from the backing file through overlayfs);
+            // C sometimes moves it to a block of its own while the kernel still looks after
+            // the inode, so its bytes are not checked.
+            Ok(0)
+        }
+        other => Err(format!(
+            "unsupported inode data layout {other} (compression?)"
+        )),
+    }
+}
+
+/// A device, fifo or socket has no data: size 0, no blocks.
+fn check_special_data(ino: &RawInode<'_>) -> Result<(), ReadError> {
+    if ino.layout != LAYOUT_FLAT_PLAIN || ino.size != 0 {
+        return Err(ino.bad("device, fifo or socket with data"));
+    }
+    Ok(())
+}
+
 /// One xattr entry: name index, name suffix, value.
 type RawXattr<'a> = (u8, &'a [u8], &'a [u8]);
 
@@ -801,36 +1028,41 @@ fn xattr_charge(prefix: &[u8], suffix: &[u8], value: &[u8]) -> u64 {
     XATTR_ENTRY_CHARGE + (prefix.len() + suffix.len() + value.len()) as u64
 }
 
-/// Merges xattrs of the same name as C's reader does (`lcfs_node_set_xattr` of each in
-/// turn): the first keeps its place and takes the last one's value. Sorting an index makes
-/// this O(n log n); an inode's inline area alone can hold some 65 000 entries.
-fn dedup_xattrs(xattrs: &mut Vec<Xattr>) {
-    if xattrs.len() < 2 {
-        return;
+/// Each xattr name once, each spelled as composefs spells it (its prefix abbreviated to an
+/// index), and in its order (by name, the inline entries, then the shared ones): the
+/// kernel's `getxattr` finds the first of two equal names (C's reader keeps the last) and
+/// never finds a name stored with a prefix it abbreviates, so such an inode means one thing
+/// to the kernel and another to a reader; and `listxattr` lists in image order, which the
+/// tree keeps. `entries` holds the `inline` inline ones first. O(n) after the order check;
+/// an inode's inline area alone can hold some 65 000 entries.
+fn check_xattr_names(entries: &[RawXattr<'_>], inline: usize) -> Result<(), &'static str> {
+    fn full_name<'e>(entry: &RawXattr<'e>) -> impl Iterator<Item = &'e u8> {
+        let prefix: &'static [u8] = xattr_prefix(entry.0).unwrap_or_default();
+        prefix.iter().chain(entry.1.iter())
     }
-    let mut order: Vec<usize> = (0..xattrs.len()).collect();
-    // Stable: equal names stay in image order.
-    order.sort_by(|&a, &b| xattrs[a].name.cmp(&xattrs[b].name));
-    let mut keep = vec![true; xattrs.len()];
-    let mut any = false;
-    let mut start = 0;
-    while start < order.len() {
-        let first = order[start];
-        let mut end = start + 1;
-        while end < order.len() && xattrs[order[end]].name == xattrs[first].name {
-            keep[order[end]] = false;
-            end += 1;
+    if entries
+        .iter()
+        .any(|(index, suffix, _)| *index == 0 && xattr_split(suffix).0 != 0)
+    {
+        return Err("a name stored without its prefix index");
+    }
+    let (inline_entries, shared) = entries.split_at(inline.min(entries.len()));
+    for part in [inline_entries, shared] {
+        for pair in part.windows(2) {
+            match full_name(&pair[0]).cmp(full_name(&pair[1])) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err("the same name twice"),
+                std::cmp::Ordering::Greater => return Err("names not in order"),
+            }
         }
-        if end - start > 1 {
-            xattrs[first].value = std::mem::take(&mut xattrs[order[end - 1]].value);
-            any = true;
-        }
-        start = end;
     }
-    if any {
-        let mut keep = keep.into_iter();
-        xattrs.retain(|_| keep.next().unwrap_or(true));
+    // A name both inline and shared.
+    let mut names: Vec<(u8, &[u8])> = entries.iter().map(|(i, s, _)| (*i, *s)).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err("the same name twice");
     }
+    Ok(())
 }
 
 /// The number of dirents in one directory block (or tail), from the first name offset.
@@ -882,30 +1114,6 @@ mod tests {
             name: name.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
         }
-    }
-
-    #[test]
-    fn duplicate_xattrs_keep_the_first_place_and_the_last_value() {
-        let mut xattrs = vec![
-            xattr("user.b", "1"),
-            xattr("user.a", "2"),
-            xattr("user.b", "3"),
-            xattr("user.c", "4"),
-            xattr("user.a", "5"),
-            xattr("user.b", "6"),
-        ];
-        dedup_xattrs(&mut xattrs);
-        assert_eq!(
-            xattrs,
-            [
-                xattr("user.b", "6"),
-                xattr("user.a", "5"),
-                xattr("user.c", "4")
-            ]
-        );
-        let mut unique = vec![xattr("user.z", "1"), xattr("user.a", "2")];
-        dedup_xattrs(&mut unique);
-        assert_eq!(unique, [xattr("user.z", "1"), xattr("user.a", "2")]);
     }
 
     /// Every decoded xattr is charged its name (prefix included), its value and a fixed
