@@ -193,7 +193,7 @@ fn commit_stream(repo: &Repo, made: &Made, parent: Option<AnyDigest>) -> AnyDige
     let stream = CommitStream {
         commit: AnyDigest::Sha256(made.commit),
         commit_size: made.bytes.len() as u64,
-        objects: made.needs.clone(),
+        objects: made.needs.iter().copied().collect(),
         parent,
     };
     repo.add_stream(

@@ -1,7 +1,5 @@
 //! The split stream of a sealroot commit.
 
-use std::collections::BTreeSet;
-
 use sealroot_verity::AnyDigest;
 
 use super::{
@@ -44,8 +42,9 @@ pub struct CommitStream {
     pub commit: AnyDigest,
     /// The commit object's size (the stream size).
     pub commit_size: u64,
-    /// Every other object the commit needs (the commit itself, if there, is left out).
-    pub objects: BTreeSet<AnyDigest>,
+    /// Every other object the commit needs, sorted and each once (the commit itself, if
+    /// there, is left out when encoding).
+    pub objects: Vec<AnyDigest>,
     /// The parent commit's stream object, if the parent has one.
     pub parent: Option<AnyDigest>,
 }
@@ -53,9 +52,18 @@ pub struct CommitStream {
 impl CommitStream {
     /// The split stream.
     pub fn to_stream(&self) -> SplitStream {
-        let mut object_refs = Vec::with_capacity(self.objects.len() + 1);
+        let mut rest: Vec<AnyDigest> = self
+            .objects
+            .iter()
+            .filter(|d| **d != self.commit)
+            .copied()
+            .collect();
+        // Canonical whatever the caller gave: sorted, each once.
+        rest.sort_unstable();
+        rest.dedup();
+        let mut object_refs = Vec::with_capacity(rest.len() + 1);
         object_refs.push(self.commit);
-        object_refs.extend(self.objects.iter().filter(|d| **d != self.commit));
+        object_refs.extend(rest);
         SplitStream {
             algorithm: self.commit.algorithm(),
             content_type: COMMIT_CONTENT_TYPE,
@@ -109,7 +117,7 @@ impl CommitStream {
         Ok(CommitStream {
             commit: *commit,
             commit_size: s.stream_size,
-            objects: rest.iter().copied().collect(),
+            objects: rest.to_vec(),
             parent: s.named_refs.get(PARENT_REF).copied(),
         })
     }
@@ -132,7 +140,7 @@ mod tests {
         let cs = CommitStream {
             commit,
             commit_size: 321,
-            objects: [d256(9), d256(1), commit, d256(4)].into_iter().collect(),
+            objects: vec![d256(1), commit, d256(4), d256(9)],
             parent: Some(d256(7)),
         };
         let b = cs.encode().unwrap();
@@ -188,7 +196,7 @@ mod tests {
             Err(CommitStreamError::NotCanonical(_))
         ));
         let mixed = CommitStream {
-            objects: [d512(1)].into_iter().collect(),
+            objects: vec![d512(1)],
             ..cs
         };
         assert!(matches!(

@@ -10,7 +10,10 @@
 //! measurement where the object has fs-verity (the kernel then guarantees every read),
 //! else the digest recomputed from the content.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use crate::id::DigestSet as HashSet;
+use sealroot_verity::AnyDigest;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -360,7 +363,7 @@ impl Repository {
                     let mut reach = Reach::default();
                     // Lenient: what cannot be read is reported by the commit checks.
                     let _ = self.reach(&head, false, &mut reach);
-                    let kept = s.objects();
+                    let kept: HashSet<AnyDigest> = s.objects().copied().collect();
                     let lacking = reach
                         .objects
                         .iter()
@@ -479,7 +482,7 @@ impl Repository {
             )
             .collect();
         let mut out = ObjectsChecked {
-            present: HashSet::with_capacity(total),
+            present: HashSet::with_capacity_and_hasher(total, Default::default()),
             corrupt: Vec::new(),
         };
         for r in checked {
@@ -787,6 +790,10 @@ impl Repository {
                 let mut reach = Reach::default();
                 // Lenient: only fails on I/O errors, and those only cost the naming.
                 self.reach(&id?, false, &mut reach).ok()?;
+                // Its history stream is the ref's too.
+                if let Ok(Some((_, object))) = self.history_stream_object(&name) {
+                    reach.objects.insert(object);
+                }
                 Some((name, reach.objects))
             })
             .collect())

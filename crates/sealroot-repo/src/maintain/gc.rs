@@ -8,7 +8,7 @@
 //! links of what is dead are removed and flushed, and only then the dead objects. That order
 //! keeps "every image in `images/` has all its objects" true at every moment, crash or not.
 
-use std::collections::HashSet;
+use crate::id::DigestSet as HashSet;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -196,13 +196,32 @@ impl Repository {
         }
         let mut reach = Reach::default();
         for (commit, refs) in &commit_roots {
-            self.reach(commit, true, &mut reach)
-                .map_err(|e| GcError::UnreadableCommit {
-                    commit: commit.to_hex(),
-                    refs: refs.clone(),
-                    reason: e.to_string(),
-                })?;
+            // A history stream made for this very head lists every object of its history:
+            // no tree need be walked. Otherwise (none, or made for another head), walk.
+            let stream = refs
+                .iter()
+                .find_map(|r| self.history_stream(r).ok().flatten())
+                .filter(|s| s.head() == Some(*commit));
+            let walked = match &stream {
+                Some(s) => self.reach_by_stream(commit, s, &mut reach),
+                None => self.reach(commit, true, &mut reach),
+            };
+            walked.map_err(|e| GcError::UnreadableCommit {
+                commit: commit.to_hex(),
+                refs: refs.clone(),
+                reason: e.to_string(),
+            })?;
         }
+        // An image ref to a commit's image (what every commit ref has beside it) needs no
+        // reading: its objects are that commit's tree's file objects.
+        let commit_images: HashSet<ImageId> = reach
+            .commits
+            .iter()
+            .map(|(_, i)| ImageId::sha256(*i))
+            .collect();
+        let (covered, image_roots): (Vec<_>, Vec<_>) = image_roots
+            .into_iter()
+            .partition(|(image, _)| commit_images.contains(image));
         progress.phase(Phase::Marking, Some(image_roots.len() as u64), None);
         let needs: Vec<Result<Vec<ObjectId>, GcError>> = image_roots
             .par_iter()
@@ -220,7 +239,11 @@ impl Repository {
             .collect();
         let mut live = Live {
             objects: reach.objects,
-            images: image_roots.iter().map(|(i, _)| *i).collect(),
+            images: image_roots
+                .iter()
+                .chain(&covered)
+                .map(|(i, _)| *i)
+                .collect(),
             commits: reach.commits.iter().map(|(c, _)| *c).collect(),
         };
         self.mark_streams(&mut live.objects)?;
@@ -257,12 +280,12 @@ impl Repository {
                 .map_err(|e| unreadable(&refname, e.to_string()))?;
             pending.push((refname, object));
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         while let Some((name, object)) = pending.pop() {
-            if !seen.insert(object) {
+            // A history stream that marked its commits already is not read again.
+            if !seen.insert(object) || !live.insert(object) {
                 continue;
             }
-            live.insert(object);
             let (objects, streams_named) = self
                 .stream_references_of(&object)
                 .map_err(|e| unreadable(&name, e.to_string()))?;

@@ -13,7 +13,7 @@
 //! (`images/HEX`), so a commit can be mounted without re-deriving it, and
 //! [`Repository::derive_image`] re-creates it from the tree objects alone.
 
-use std::collections::HashSet;
+use crate::id::DigestSet as HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -392,7 +392,7 @@ impl Repository {
     pub fn log(&self, id: &CommitId, max: usize) -> Result<Vec<LogEntry>, CommitError> {
         let mut out = Vec::new();
         let mut next = Some(*id);
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         while let Some(id) = next {
             if out.len() >= max || !seen.insert(id) {
                 break;
@@ -446,6 +446,35 @@ impl Repository {
                 path: path.display().to_string(),
             }),
         }
+    }
+
+    /// Adds to `out` the commits of `root`'s history present here (and their images), and
+    /// every object of `stream`, the history stream written when `root` became its ref's
+    /// head: it lists every object of that history (it is written with them, under the ref's
+    /// lock), so the tree objects need not be walked. Commits are read (and checked), trees
+    /// are not.
+    pub(crate) fn reach_by_stream(
+        &self,
+        root: &CommitId,
+        stream: &crate::read::streams::HistoryStream,
+        out: &mut Reach,
+    ) -> Result<(), CommitError> {
+        out.objects.reserve(stream.stream.objects.len() + 2);
+        out.objects.insert(stream.object);
+        out.objects
+            .extend(stream.objects().map(|d| ObjectId::new(*d)));
+        let mut next = Some(*root);
+        while let Some(id) = next.take() {
+            if (id != *root && !self.has_commit(&id)?) || !out.seen.insert(id) {
+                break;
+            }
+            let commit = self.read_commit(&id)?;
+            out.objects.insert(id.object());
+            out.objects.insert(sha256_object(commit.image));
+            out.commits.push((id, commit.image));
+            next = commit.parent.map(CommitId);
+        }
+        Ok(())
     }
 
     /// Adds to `out` everything commit `root` and its ancestors present here reach: the

@@ -6,7 +6,6 @@
 //! The link is read, never followed: an image is present when `images/HEX` is a symlink
 //! whose text is exactly `../objects/XX/REST` for its own digest and that object exists.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -37,7 +36,7 @@ pub(crate) fn tree_objects(
     algorithm: HashAlgorithm,
     tree: &Tree,
 ) -> Result<Vec<ObjectId>, BadPayload> {
-    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
     for (i, inode) in tree.inodes.iter().enumerate() {
         if let Content::Regular(file) = &inode.content {
             if let Some(payload) = &file.payload {
@@ -47,12 +46,12 @@ pub(crate) fn tree_objects(
                         payload: String::from_utf8_lossy(payload).into_owned(),
                     }
                 })?;
-                seen.insert(id);
+                ids.push(id);
             }
         }
     }
-    let mut ids: Vec<ObjectId> = seen.into_iter().collect();
-    ids.sort();
+    ids.sort_unstable();
+    ids.dedup();
     Ok(ids)
 }
 

@@ -4,7 +4,6 @@
 //! every object of the ref's history; sealroot's own `gc` follows every stream ref too, so
 //! that neither tool removes what the other's refs need.
 
-use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 
 use rustix::fs::FileType;
@@ -75,8 +74,8 @@ impl HistoryStream {
     }
 
     /// Every object it keeps, the head's commit object included.
-    pub(crate) fn objects(&self) -> BTreeSet<AnyDigest> {
-        self.stream.objects().copied().collect()
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &AnyDigest> {
+        self.stream.objects()
     }
 }
 
@@ -176,11 +175,11 @@ impl Repository {
         Ok((r.object_refs, r.stream_refs))
     }
 
-    /// The history stream of commit ref `name`, if it has one.
-    pub(crate) fn history_stream(
+    /// The object of commit ref `name`'s history stream, if it has one (not read).
+    pub(crate) fn history_stream_object(
         &self,
         name: &RefName,
-    ) -> Result<Option<HistoryStream>, StreamError> {
+    ) -> Result<Option<(String, ObjectId)>, StreamError> {
         let link = match self.read_ref_link(RefKind::Stream, name) {
             Ok(l) => l,
             Err(RefError::NotFound(_)) => return Ok(None),
@@ -192,6 +191,24 @@ impl Repository {
                 reason: format!("it points at {link:?}"),
             });
         };
+        let Some(streams) = self.open_layout(layout::STREAMS)? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            entry.to_owned(),
+            self.stream_object(&streams, entry)?,
+        )))
+    }
+
+    /// The history stream of commit ref `name`, if it has one.
+    pub(crate) fn history_stream(
+        &self,
+        name: &RefName,
+    ) -> Result<Option<HistoryStream>, StreamError> {
+        let Some((entry, _)) = self.history_stream_object(name)? else {
+            return Ok(None);
+        };
+        let entry = entry.as_str();
         let Some(streams) = self.open_layout(layout::STREAMS)? else {
             return Ok(None);
         };

@@ -37,7 +37,7 @@ impl Transaction<'_> {
         if let Some(parent) = commit.parent.map(CommitId) {
             let current = repo.history_stream(name).ok().flatten();
             match current {
-                Some(s) if s.head() == Some(parent) => objects.extend(s.objects()),
+                Some(s) if s.head() == Some(parent) => objects.extend(s.objects().copied()),
                 // Another history (or none yet, or one that cannot be read): walk it.
                 _ => {
                     let mut reach = Reach::default();
@@ -50,7 +50,7 @@ impl Transaction<'_> {
         let stream = CommitStream {
             commit: *commit_object.digest(),
             commit_size: commit.encode().len() as u64,
-            objects,
+            objects: objects.into_iter().collect(),
             parent: None,
         };
         self.store_history_stream(id, &stream)
@@ -97,12 +97,13 @@ impl Transaction<'_> {
         let commit = self.repo.read_commit(&head)?;
         let mut reach = Reach::default();
         self.repo.reach(&head, true, &mut reach)?;
-        let objects: BTreeSet<AnyDigest> = reach
+        let mut objects: Vec<AnyDigest> = reach
             .objects
             .iter()
             .map(|o| *o.digest())
             .filter(|d| *d != *head.object().digest())
             .collect();
+        objects.sort_unstable();
         let stream = CommitStream {
             commit: *head.object().digest(),
             commit_size: commit.encode().len() as u64,
