@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use sealroot_sys::fsverity::{EnableParams, VerityError};
 use sealroot_verity::{AnyDigest, HashAlgorithm, Hasher, Params};
@@ -190,12 +190,29 @@ impl Subdirs {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(e),
         }
-        let fd = rustix::fs::openat(
+        let fd = match rustix::fs::openat(
             &objects,
             name.as_str(),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        ) {
+            Ok(fd) => fd,
+            // O_DIRECTORY | O_NOFOLLOW says ENOTDIR at a symlink: say ELOOP, as for every
+            // other symlink refused.
+            Err(Errno::NOTDIR) => {
+                let st = rustix::fs::statat(&objects, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+                return Err(
+                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Symlink
+                    {
+                        Errno::LOOP
+                    } else {
+                        Errno::NOTDIR
+                    },
+                );
+            }
+            Err(e) => return Err(e),
+        };
         Ok(cell.get_or_init(|| fd).as_fd())
     }
 }
@@ -578,8 +595,9 @@ mod tests {
                 &r,
                 Err(StoreError::Io {
                     op: StoreOp::Subdir,
+                    source,
                     ..
-                })
+                }) if source.raw_os_error() == Some(Errno::LOOP.raw_os_error())
             ),
             "{r:?}"
         );
