@@ -75,7 +75,9 @@ fn main() -> ExitCode {
                     println!("sealroot {}", env!("CARGO_PKG_VERSION"));
                     return ExitCode::SUCCESS;
                 }
-                Some(s) if cmd::is_command(s) => {
+                // A repository command, perhaps after the global options (`--repo PATH`).
+                Some(_) if cmd::command_name(&args).is_some() => {
+                    let s = cmd::command_name(&args).unwrap_or_default();
                     return match cmd::run(&args) {
                         Ok(code) => code,
                         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
