@@ -341,10 +341,21 @@ impl Store {
             Ok(fd) => {
                 let st = rustix::fs::fstat(&fd)
                     .map_err(|e| self.io(StoreOp::Lookup, Some(digest), e))?;
-                if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                    != rustix::fs::FileType::RegularFile
-                {
-                    return Err(self.io(StoreOp::Lookup, Some(digest), Errno::LOOP));
+                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                    rustix::fs::FileType::RegularFile => {}
+                    rustix::fs::FileType::Symlink => {
+                        return Err(self.io(StoreOp::Lookup, Some(digest), Errno::LOOP))
+                    }
+                    rustix::fs::FileType::Directory => {
+                        return Err(self.io(StoreOp::Lookup, Some(digest), Errno::ISDIR))
+                    }
+                    _ => {
+                        return Err(self.io(
+                            StoreOp::Lookup,
+                            Some(digest),
+                            io::Error::other("not a regular file"),
+                        ))
+                    }
                 }
                 self.present.fetch_add(1, Ordering::Relaxed);
                 self.remember(digest);

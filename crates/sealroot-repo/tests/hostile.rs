@@ -624,3 +624,58 @@ fn a_damaged_or_newer_configuration_is_refused_naming_the_file() {
     put(&|| fs::write(&meta, &good).unwrap());
     Repository::open(&s.path).unwrap();
 }
+
+#[test]
+fn a_fifo_or_directory_planted_as_an_object_is_not_the_object() {
+    let s = setup();
+    let fifo_content = pattern(10, 7000);
+    let dir_content = pattern(11, 7000);
+    let fifo_id = ObjectId::from(sha256_digest(&fifo_content));
+    let dir_id = ObjectId::from(sha256_digest(&dir_content));
+    let (fifo, dir) = (s.repo.object_path(&fifo_id), s.repo.object_path(&dir_id));
+    fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    // Nothing hangs on the FIFO, nothing takes either for the object.
+    let tx = s.repo.transaction().unwrap();
+    let e = tx.ensure_object(&fifo_content).unwrap_err().to_string();
+    assert!(
+        e.contains(&fifo.display().to_string()) && e.contains("not a regular file"),
+        "{e}"
+    );
+    let e = tx.ensure_object(&dir_content).unwrap_err().to_string();
+    assert!(
+        e.contains(&dir.display().to_string()) && e.contains("Is a directory"),
+        "{e}"
+    );
+    drop(tx);
+    assert!(s.repo.read_object_checked(&fifo_id, 1 << 20).is_err());
+    let report = s.repo.fsck(&FsckOptions::check(), &NoProgress).unwrap();
+    let mut corrupt: Vec<_> = report
+        .corrupt_objects
+        .iter()
+        .map(|c| (c.object, c.problem.clone()))
+        .collect();
+    corrupt.sort_by_key(|c| c.0);
+    let mut want = vec![
+        (fifo_id, Corruption::NotARegularFile),
+        (dir_id, Corruption::NotARegularFile),
+    ];
+    want.sort_by_key(|c| c.0);
+    assert_eq!(corrupt, want);
+    // Repair does not remove a directory (it may hold anything), and says so; the FIFO it
+    // removes.
+    let e = s
+        .repo
+        .fsck(&FsckOptions::repair(), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&dir.display().to_string()), "{e}");
+    fs::remove_dir(&dir).unwrap();
+    s.repo.fsck(&FsckOptions::repair(), &NoProgress).unwrap();
+    assert!(fs::symlink_metadata(&fifo).is_err());
+    let tx = s.repo.transaction().unwrap();
+    assert_eq!(tx.ensure_object(&fifo_content).unwrap(), fifo_id);
+    tx.finish().unwrap();
+}
