@@ -94,7 +94,8 @@ impl Error {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 use rustix::io::Errno;
                 let raw = io.raw_os_error();
-                if raw == Some(Errno::NOSPC.raw_os_error()) || raw == Some(Errno::DQUOT.raw_os_error())
+                if raw == Some(Errno::NOSPC.raw_os_error())
+                    || raw == Some(Errno::DQUOT.raw_os_error())
                 {
                     return true;
                 }

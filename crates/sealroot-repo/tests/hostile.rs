@@ -64,7 +64,9 @@ fn commit(repo: &Repository, src: &Path, r: &str) -> Result<(), String> {
     let new = tx
         .write_commit(&tree, &CommitOptions::default())
         .map_err(|e| e.to_string())?;
-    let head = repo.commit_ref_if_any(&name(r)).map_err(|e| e.to_string())?;
+    let head = repo
+        .commit_ref_if_any(&name(r))
+        .map_err(|e| e.to_string())?;
     tx.commit_to_ref(&name(r), &new, head, OnRefMoved::Refuse)
         .map_err(|e| e.to_string())?;
     tx.finish().map_err(|e| e.to_string())?;
@@ -161,7 +163,11 @@ fn an_image_ref_leading_outside_is_never_followed() {
     symlink(&outside_file, s.path.join("images/refs/abs")).unwrap();
     let fake = ImageId::new(ObjectId::from(sha256_digest(b"fake image")));
     symlink(&outside_file, s.path.join("images").join(fake.to_hex())).unwrap();
-    symlink(format!("../{}", fake.to_hex()), s.path.join("images/refs/fake")).unwrap();
+    symlink(
+        format!("../{}", fake.to_hex()),
+        s.path.join("images/refs/fake"),
+    )
+    .unwrap();
     let outside = Untouched::watch(&s.outside);
 
     for r in ["up", "abs", "fake"] {
@@ -292,7 +298,10 @@ fn a_symlink_planted_as_an_object_is_not_the_object() {
         .map(|c| (c.object, c.problem.clone()))
         .collect();
     assert_eq!(corrupt, [(id, Corruption::NotARegularFile)]);
-    assert!(fs::symlink_metadata(&object).is_err(), "the link is removed");
+    assert!(
+        fs::symlink_metadata(&object).is_err(),
+        "the link is removed"
+    );
     outside.assert_untouched("fsck --repair");
     let tx = s.repo.transaction().unwrap();
     assert_eq!(tx.ensure_object(&content).unwrap(), id);
@@ -307,7 +316,8 @@ fn a_symlinked_tmp_is_never_written_nor_emptied() {
     fs::remove_dir_all(&tmp).unwrap();
     // What gc would empty, and what a transaction marker might be mistaken for.
     fs::write(
-        s.outside.join(format!("transaction.{}.1.0", "f".repeat(32))),
+        s.outside
+            .join(format!("transaction.{}.1.0", "f".repeat(32))),
         b"",
     )
     .unwrap();
@@ -372,7 +382,10 @@ fn a_symlinked_cache_is_neither_read_nor_written() {
         .to_string();
     refuses(&e, &cache);
     let tx = s.repo.transaction().unwrap();
-    let e = tx.write_cache_file("devino", b"new").unwrap_err().to_string();
+    let e = tx
+        .write_cache_file("devino", b"new")
+        .unwrap_err()
+        .to_string();
     refuses(&e, &cache);
     tx.finish().unwrap();
     outside.assert_untouched("reading and writing the cache");
@@ -471,7 +484,13 @@ fn a_symlinked_signature_file_is_neither_read_nor_written_through() {
 fn names_that_climb_out_are_refused() {
     let s = setup();
     let outside = Untouched::watch(&s.outside);
-    for bad in ["..", "../outside", "a/../../outside", "/etc/passwd", ".hidden"] {
+    for bad in [
+        "..",
+        "../outside",
+        "a/../../outside",
+        "/etc/passwd",
+        ".hidden",
+    ] {
         assert!(RefName::new(bad).is_err(), "{bad}");
         assert!(s.repo.resolve_image(bad).is_err(), "{bad}");
         assert!(s.repo.resolve_commit(bad).is_err(), "{bad}");
@@ -539,7 +558,11 @@ fn a_damaged_or_newer_configuration_is_refused_naming_the_file() {
             Box::new(|| fs::write(&meta, pattern(3, 300)).unwrap()),
             "not JSON",
         ),
-        ("empty", Box::new(|| fs::write(&meta, b"").unwrap()), "not JSON"),
+        (
+            "empty",
+            Box::new(|| fs::write(&meta, b"").unwrap()),
+            "not JSON",
+        ),
         (
             "not an object",
             Box::new(|| fs::write(&meta, b"[1, 2]").unwrap()),
@@ -580,7 +603,9 @@ fn a_damaged_or_newer_configuration_is_refused_naming_the_file() {
         ),
         (
             "a newer layout version",
-            Box::new(|| fs::write(&meta, good.replace("\"version\": 1", "\"version\": 2")).unwrap()),
+            Box::new(|| {
+                fs::write(&meta, good.replace("\"version\": 1", "\"version\": 2")).unwrap()
+            }),
             "newer than this sealroot understands",
         ),
         (
@@ -635,7 +660,10 @@ fn a_fifo_or_directory_planted_as_an_object_is_not_the_object() {
     let (fifo, dir) = (s.repo.object_path(&fifo_id), s.repo.object_path(&dir_id));
     fs::create_dir_all(fifo.parent().unwrap()).unwrap();
     fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(st.success());
     // Nothing hangs on the FIFO, nothing takes either for the object.
     let tx = s.repo.transaction().unwrap();

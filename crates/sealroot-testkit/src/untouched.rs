@@ -3,8 +3,8 @@
 
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
-use std::os::unix::ffi::OsStrExt;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
@@ -34,8 +34,8 @@ impl Untouched {
     /// Starts watching `root` (which must exist, with what the test puts there already in it).
     pub fn watch(root: &Path) -> Untouched {
         let before = Snapshot::of_dir(root, FIELDS);
-        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
-            .expect("inotify_init1");
+        let inotify =
+            inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).expect("inotify_init1");
         for (rel, entry) in &before.0 {
             if entry.mode & 0o170000 != 0o040000 {
                 continue;
@@ -45,8 +45,12 @@ impl Untouched {
             } else {
                 root.join(OsStr::from_bytes(rel))
             };
-            inotify::add_watch(&inotify, &dir, WatchFlags::ALL_EVENTS | WatchFlags::DONT_FOLLOW)
-                .unwrap_or_else(|e| panic!("watching {}: {e}", dir.display()));
+            inotify::add_watch(
+                &inotify,
+                &dir,
+                WatchFlags::ALL_EVENTS | WatchFlags::DONT_FOLLOW,
+            )
+            .unwrap_or_else(|e| panic!("watching {}: {e}", dir.display()));
         }
         let untouched = Untouched {
             root: root.to_owned(),

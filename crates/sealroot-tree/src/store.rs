@@ -171,8 +171,7 @@ fn store_error(e: StoreError) -> BuildError {
                 _ => Operation::LinkObject,
             };
             // The store opens nothing through a symlink: ELOOP means one was planted there.
-            let source = if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
-            {
+            let source = if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
                 io::Error::other(
                     "a symlink stands on this path where the store has a directory or an \
                      object; it is never followed",

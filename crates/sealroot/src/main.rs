@@ -157,7 +157,10 @@ mod tests {
         }
         let io = std::io::Error::other("a symlink stands there");
         let e = anyhow::Error::new(Opening(io)).context("gc failed");
-        assert_eq!(message(&e), "gc failed: opening /r/tmp: a symlink stands there");
+        assert_eq!(
+            message(&e),
+            "gc failed: opening /r/tmp: a symlink stands there"
+        );
         let plain = anyhow::anyhow!("no such ref").context("cannot resolve x");
         assert_eq!(message(&plain), "cannot resolve x: no such ref");
     }

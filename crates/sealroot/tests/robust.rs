@@ -79,13 +79,19 @@ fn fails_with(repo: &Path, args: &[&str], says: &[&str]) -> String {
     let prefix = format!("sealroot {}: ", args[0]);
     assert!(err.starts_with(&prefix), "sealroot {args:?}: {err}");
     for s in says {
-        assert!(err.contains(s), "sealroot {args:?}: {err:?} does not say {s:?}");
+        assert!(
+            err.contains(s),
+            "sealroot {args:?}: {err:?} does not say {s:?}"
+        );
     }
     // The library's messages hold their causes: printing the chain must not repeat them.
     let line = err.lines().next().unwrap_or_default();
     let parts: Vec<&str> = line.split(": ").collect();
     for w in parts.windows(2) {
-        assert_ne!(w[0], w[1], "sealroot {args:?}: a cause repeated in {line:?}");
+        assert_ne!(
+            w[0], w[1],
+            "sealroot {args:?}: a cause repeated in {line:?}"
+        );
     }
     assert!(
         line.matches("never follows links").count() <= 1,
@@ -183,13 +189,19 @@ fn an_image_ref_leading_outside_is_not_followed() {
     let mnt = s.root.join("mnt");
     fs::create_dir(&mnt).unwrap();
     for r in ["up", "abs"] {
-        let says = [&format!("{r:?} is broken")[..], "not a link of the form a ref has"];
+        let says = [
+            &format!("{r:?} is broken")[..],
+            "not a link of the form a ref has",
+        ];
         fails_with(&s.repo, &["ls", r], &says);
         fails_with(&s.repo, &["cat", r, "/small"], &says);
         fails_with(&s.repo, &["mount", r, mnt.to_str().unwrap()], &says);
     }
     let refs = ok(&s.repo, &["refs"]);
-    assert!(refs.contains("up (invalid: ../../../outside/file)"), "{refs}");
+    assert!(
+        refs.contains("up (invalid: ../../../outside/file)"),
+        "{refs}"
+    );
     outside.assert_untouched("ls, cat, mount, log and refs of a ref leading outside");
 }
 
@@ -239,7 +251,13 @@ fn symlinked_object_directories_are_refused_and_left_alone() {
         &["commit", "--ref", "main", other.to_str().unwrap()],
         &[&objects, "symlink"],
     );
-    for args in [&["gc"][..], &["gc", "--dry-run"], &["fsck"], &["fsck", "--repair"], &["objects"]] {
+    for args in [
+        &["gc"][..],
+        &["gc", "--dry-run"],
+        &["fsck"],
+        &["fsck", "--repair"],
+        &["objects"],
+    ] {
         fails_with(&s.repo, args, &[&objects, "symlink"]);
     }
     outside.assert_untouched("commit, gc, fsck and objects");
@@ -283,7 +301,10 @@ fn a_symlinked_cache_is_neither_read_nor_written() {
     let outside = Untouched::watch(&s.outside);
     fs::write(s.src.join("new"), pattern(8, 10_000)).unwrap();
     // The commit stands: a cache only saves time. It says why the cache was not used.
-    let out = run(&s.repo, &["commit", "--ref", "main", s.src.to_str().unwrap()]);
+    let out = run(
+        &s.repo,
+        &["commit", "--ref", "main", s.src.to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -349,9 +370,12 @@ fn commit_in_progress(
     // Not a timed assertion: a bound on waiting for what must happen.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let marker = fs::read_dir(repo.join("tmp"))
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("transaction."));
+        let marker = fs::read_dir(repo.join("tmp")).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("transaction.")
+        });
         let new: Vec<String> = object_files(repo)
             .into_iter()
             .filter(|o| !before.contains(o))
@@ -374,7 +398,11 @@ fn big_tar(root: &Path, files: usize, seed: u32) -> Vec<u8> {
     let dir = root.join(format!("big{seed}"));
     fs::create_dir_all(&dir).unwrap();
     for i in 0..files {
-        fs::write(dir.join(format!("f{i:03}")), pattern(seed * 1000 + i as u32, 1 << 20)).unwrap();
+        fs::write(
+            dir.join(format!("f{i:03}")),
+            pattern(seed * 1000 + i as u32, 1 << 20),
+        )
+        .unwrap();
     }
     let out = std::process::Command::new("tar")
         .arg("-C")
@@ -429,11 +457,17 @@ fn a_killed_commit_is_reported_and_cleaned_up() {
         );
         // The next writer (or gc) cleans up after it.
         if cleaner == "commit" {
-            ok(&s.repo, &["commit", "--ref", "other", s.src.to_str().unwrap()]);
+            ok(
+                &s.repo,
+                &["commit", "--ref", "other", s.src.to_str().unwrap()],
+            );
         } else {
             let gc = json(&s.repo, &["gc"]);
             assert_eq!(gc["recovered_transactions"], 1, "{gc}");
-            assert!(gc["objects_removed"].as_u64().unwrap() >= new.len() as u64, "{gc}");
+            assert!(
+                gc["objects_removed"].as_u64().unwrap() >= new.len() as u64,
+                "{gc}"
+            );
             for o in &new {
                 assert!(!s.repo.join("objects").join(o).exists(), "{o} is garbage");
             }
@@ -441,9 +475,11 @@ fn a_killed_commit_is_reported_and_cleaned_up() {
         let (code, report) = fsck(&s.repo);
         assert_eq!(code, Some(0), "{report}");
         assert!(unfinished(&report).is_empty(), "after {cleaner}: {report}");
-        assert!(!fs::read_dir(s.repo.join("tmp"))
+        assert!(!fs::read_dir(s.repo.join("tmp")).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("transaction.")));
+            .file_name()
+            .to_string_lossy()
+            .starts_with("transaction.")));
     }
     assert_eq!(json(&s.repo, &["log", "main"]), first.1);
 }
@@ -478,13 +514,20 @@ fn a_system_crash_leaves_torn_objects_not_corruption() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["clean"], true, "{report}");
     assert_eq!(report["corrupt_objects"], serde_json::json!([]), "{report}");
-    assert_eq!(report["torn_objects"], serde_json::json!([torn_hex]), "{report}");
+    assert_eq!(
+        report["torn_objects"],
+        serde_json::json!([torn_hex]),
+        "{report}"
+    );
     assert_eq!(unfinished(&report), [(crashed, "system-crash".to_owned())]);
     let text = ok(&s.repo, &["fsck"]);
     assert!(text.contains(&format!("torn object {torn_hex}")), "{text}");
 
     // The next commit checks what the crashed transaction wrote and removes the torn object.
-    ok(&s.repo, &["commit", "--ref", "other", s.src.to_str().unwrap()]);
+    ok(
+        &s.repo,
+        &["commit", "--ref", "other", s.src.to_str().unwrap()],
+    );
     assert!(!torn_path.exists());
     let (code, report) = fsck(&s.repo);
     assert_eq!(code, Some(0), "{report}");
@@ -587,8 +630,16 @@ fn a_damaged_or_newer_configuration_fails_every_command_clearly() {
     let mnt = mnt.to_str().unwrap();
     let src = s.src.to_str().unwrap();
     let cases: [(&str, &dyn Fn(), &str); 7] = [
-        ("truncated", &|| fs::write(&meta, &good[..40]).unwrap(), "bad repository configuration: not JSON"),
-        ("garbage", &|| fs::write(&meta, pattern(4, 200)).unwrap(), "bad repository configuration: not JSON"),
+        (
+            "truncated",
+            &|| fs::write(&meta, &good[..40]).unwrap(),
+            "bad repository configuration: not JSON",
+        ),
+        (
+            "garbage",
+            &|| fs::write(&meta, pattern(4, 200)).unwrap(),
+            "bad repository configuration: not JSON",
+        ),
         (
             "a symlink",
             &|| {
@@ -597,7 +648,11 @@ fn a_damaged_or_newer_configuration_fails_every_command_clearly() {
             },
             "symlink",
         ),
-        ("a directory", &|| fs::create_dir(&meta).unwrap(), "not a regular file but a directory"),
+        (
+            "a directory",
+            &|| fs::create_dir(&meta).unwrap(),
+            "not a regular file but a directory",
+        ),
         (
             "huge",
             &|| fs::write(&meta, format!("{{\"pad\": \"{}\"}}", "x".repeat(1 << 20))).unwrap(),
@@ -651,10 +706,17 @@ fn usage_errors_and_global_options() {
         .env_remove("SEALROOT_REPO")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A usage error is exit status 2; a failing command 1; fsck that finds a problem 1,
     // with its report.
-    assert_eq!(run(&s.repo, &["gc", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(
+        run(&s.repo, &["gc", "--no-such-flag"]).status.code(),
+        Some(2)
+    );
     assert_eq!(run(&s.repo, &["no-such-command"]).status.code(), Some(2));
     fails_with(&s.repo, &["ls", "nothing"], &["\"nothing\" is not a ref"]);
     symlink("/nowhere", s.repo.join("images/refs/dangling")).unwrap();
