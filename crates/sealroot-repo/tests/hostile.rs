@@ -547,7 +547,9 @@ fn a_damaged_or_newer_configuration_is_refused_naming_the_file() {
         let _ = fs::remove_dir(&meta);
         f();
     };
-    let cases: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
+    // What meta.json is, how to make it so, what the error says.
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "truncated",
             Box::new(|| fs::write(&meta, &good[..good.len() / 2]).unwrap()),
