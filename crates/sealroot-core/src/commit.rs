@@ -73,6 +73,37 @@ pub enum Error {
     /// The commit could not be written or its ref moved.
     #[error(transparent)]
     Write(#[from] WriteCommitError),
+    /// The filesystem holding the repository is full (or the quota is reached).
+    #[error("the filesystem holding the repository {} is full; free some space (`sealroot gc` \
+             removes what a failed commit stored) and commit again: {source}", repo.display())]
+    NoSpace {
+        /// The repository.
+        repo: PathBuf,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Whether a system call in this error's chain failed for lack of space (`ENOSPC`,
+    /// `EDQUOT`).
+    fn is_no_space(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                use rustix::io::Errno;
+                let raw = io.raw_os_error();
+                if raw == Some(Errno::NOSPC.raw_os_error())
+                    || raw == Some(Errno::DQUOT.raw_os_error())
+                {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
 }
 
 impl From<MetaKeyError> for Error {
@@ -189,8 +220,27 @@ pub fn timestamp(given: Option<i64>) -> Result<i64, Error> {
         .unwrap_or(0))
 }
 
-/// Makes the commit `request` describes and moves its ref.
+/// Makes the commit `request` describes and moves its ref. A full filesystem is
+/// [`Error::NoSpace`].
 pub fn commit(
+    repo: &Repository,
+    request: Request,
+    progress: &dyn Progress,
+) -> Result<Committed, Error> {
+    commit_unchecked(repo, request, progress).map_err(|e| {
+        if e.is_no_space() {
+            Error::NoSpace {
+                repo: repo.path().to_owned(),
+                source: Box::new(e),
+            }
+        } else {
+            e
+        }
+    })
+}
+
+/// [`commit`], whatever the error.
+fn commit_unchecked(
     repo: &Repository,
     request: Request,
     progress: &dyn Progress,

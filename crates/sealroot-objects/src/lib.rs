@@ -26,7 +26,7 @@
 //! What a filesystem cannot do (`O_TMPFILE`, `linkat(AT_EMPTY_PATH)` without
 //! `CAP_DAC_READ_SEARCH`, `copy_file_range` between two filesystems) is learnt on first
 //! failure and remembered by [`TmpPolicy`] and [`CopyMemo`], which threads share. Every call
-//! is relative to a directory file descriptor; errors are the kernel's [`Errno`] (or the typed
+//! is relative to a directory file descriptor; errors are the kernel's [`Errno`](rustix::io::Errno) (or the typed
 //! [`EnableError`]), which the callers turn into their own errors naming the path.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use sealroot_sys::fsverity::{EnableParams, VerityError};
 use sealroot_verity::{AnyDigest, HashAlgorithm, Hasher, Params};
@@ -190,12 +190,29 @@ impl Subdirs {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(e),
         }
-        let fd = rustix::fs::openat(
+        let fd = match rustix::fs::openat(
             &objects,
             name.as_str(),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        ) {
+            Ok(fd) => fd,
+            // O_DIRECTORY | O_NOFOLLOW says ENOTDIR at a symlink: say ELOOP, as for every
+            // other symlink refused.
+            Err(Errno::NOTDIR) => {
+                let st = rustix::fs::statat(&objects, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+                return Err(
+                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Symlink
+                    {
+                        Errno::LOOP
+                    } else {
+                        Errno::NOTDIR
+                    },
+                );
+            }
+            Err(e) => return Err(e),
+        };
         Ok(cell.get_or_init(|| fd).as_fd())
     }
 }
@@ -324,10 +341,21 @@ impl Store {
             Ok(fd) => {
                 let st = rustix::fs::fstat(&fd)
                     .map_err(|e| self.io(StoreOp::Lookup, Some(digest), e))?;
-                if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                    != rustix::fs::FileType::RegularFile
-                {
-                    return Err(self.io(StoreOp::Lookup, Some(digest), Errno::LOOP));
+                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                    rustix::fs::FileType::RegularFile => {}
+                    rustix::fs::FileType::Symlink => {
+                        return Err(self.io(StoreOp::Lookup, Some(digest), Errno::LOOP))
+                    }
+                    rustix::fs::FileType::Directory => {
+                        return Err(self.io(StoreOp::Lookup, Some(digest), Errno::ISDIR))
+                    }
+                    _ => {
+                        return Err(self.io(
+                            StoreOp::Lookup,
+                            Some(digest),
+                            io::Error::other("not a regular file"),
+                        ))
+                    }
                 }
                 self.present.fetch_add(1, Ordering::Relaxed);
                 self.remember(digest);
@@ -578,8 +606,9 @@ mod tests {
                 &r,
                 Err(StoreError::Io {
                     op: StoreOp::Subdir,
+                    source,
                     ..
-                })
+                }) if source.raw_os_error() == Some(Errno::LOOP.raw_os_error())
             ),
             "{r:?}"
         );

@@ -89,8 +89,48 @@ pub struct IoError {
 /// What `ELOOP` means inside a repository: every path is resolved without following a
 /// symlink, so a link stood where the layout has a file or directory.
 #[derive(Debug, thiserror::Error)]
-#[error("a symlink stands where the repository has a file or directory; sealroot never follows links inside a repository")]
-pub struct SymlinkRefused;
+#[error("{} where the repository has a file or directory; sealroot never follows links inside a repository",
+    at.as_ref().map_or_else(|| "a symlink stands".to_owned(), |p| format!("{} is a symlink", p.display())))]
+pub struct SymlinkRefused {
+    /// The symlink, if it is not the path itself but a directory above it (the deepest
+    /// symlink on the path).
+    at: Option<PathBuf>,
+}
+
+impl SymlinkRefused {
+    /// The refusal of `path` (in a repository), naming the symlink on it: the first one below
+    /// the repository, found by looking up each component from the repository (the first
+    /// directory on the way holding a `meta.json`) down. No link below the repository is
+    /// followed to find it: the repository's own path may hold links, nothing inside it may.
+    fn on(path: &std::path::Path) -> Self {
+        let mut top_down: Vec<&std::path::Path> = path
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty())
+            .collect();
+        top_down.reverse();
+        let is_link = |p: &std::path::Path| {
+            p.symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+        };
+        let mut inside = false;
+        let mut at = None;
+        for p in top_down {
+            if inside {
+                if is_link(p) {
+                    at = Some(p.to_owned());
+                    break;
+                }
+            } else {
+                // At or above the repository, links are the user's own (the repository
+                // directory itself may be one: it was followed when opened).
+                inside = p.join(crate::layout::META_FILE).symlink_metadata().is_ok();
+            }
+        }
+        SymlinkRefused {
+            at: at.filter(|p| p != path),
+        }
+    }
+}
 
 impl IoError {
     pub(crate) fn new(
@@ -98,15 +138,12 @@ impl IoError {
         path: impl Into<PathBuf>,
         source: impl Into<io::Error>,
     ) -> Self {
+        let path = path.into();
         let mut source = source.into();
         if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            source = io::Error::other(SymlinkRefused);
+            source = io::Error::other(SymlinkRefused::on(&path));
         }
-        IoError {
-            op,
-            path: path.into(),
-            source,
-        }
+        IoError { op, path, source }
     }
 
     /// Whether the path was refused because a symlink stood on the way.

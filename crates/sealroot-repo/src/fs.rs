@@ -36,15 +36,19 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
 /// opened with `O_NOFOLLOW` instead.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
-/// Opens `rel` below `dir` with `flags`, refusing a symlink at any component (`ELOOP`) and any
-/// path leading above `dir` (`EXDEV`).
+/// Opens `rel` below `dir` with `flags`, refusing a symlink at any component, the last one
+/// included (`ELOOP`, whatever `flags` hold: `O_DIRECTORY` and `O_PATH` too), and any path
+/// leading above `dir` (`EXDEV`).
 pub(crate) fn open_beneath<P: rustix::path::Arg + Copy>(
     dir: impl AsFd,
     rel: P,
     flags: OFlags,
 ) -> Result<OwnedFd, Errno> {
-    let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let flags = (flags | OFlags::CLOEXEC) - OFlags::NOFOLLOW;
     if !NO_OPENAT2.load(Ordering::Relaxed) {
+        // Without O_NOFOLLOW: RESOLVE_NO_SYMLINKS then refuses a trailing symlink with ELOOP
+        // as it does the others. (O_NOFOLLOW would make O_DIRECTORY say ENOTDIR there, and
+        // O_PATH open the link itself.)
         match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), RESOLVE) {
             Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
             // Retried by the kernel's own rule when a rename raced the lookup.
@@ -52,7 +56,7 @@ pub(crate) fn open_beneath<P: rustix::path::Arg + Copy>(
             r => return r,
         }
     }
-    open_components(dir.as_fd(), rel, flags)
+    open_components(dir.as_fd(), rel, flags | OFlags::NOFOLLOW)
 }
 
 /// [`open_beneath`] without `openat2`: every component opened with `O_NOFOLLOW`, `..` and
@@ -98,7 +102,22 @@ fn open_components<P: rustix::path::Arg>(
         });
     }
     let at = current.as_ref().map_or(dir, |fd| fd.as_fd());
-    rustix::fs::openat(at, *last, flags, Mode::empty())
+    let is_symlink = || {
+        rustix::fs::statat(at, *last, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
+    match rustix::fs::openat(at, *last, flags, Mode::empty()) {
+        // O_DIRECTORY | O_NOFOLLOW says ENOTDIR at a symlink; O_PATH | O_NOFOLLOW opens it.
+        Err(Errno::NOTDIR) if is_symlink() => Err(Errno::LOOP),
+        Ok(fd) if flags.contains(OFlags::PATH) => {
+            let st = rustix::fs::fstat(&fd)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+                return Err(Errno::LOOP);
+            }
+            Ok(fd)
+        }
+        r => r,
+    }
 }
 
 /// Opens directory `rel` below `dir` (no symlink anywhere on the way).
@@ -322,7 +341,17 @@ mod tests {
                 "openat2 {openat2}"
             );
             assert!(open("/etc/passwd", OFlags::RDONLY).is_err());
+            // A symlink as the last component, whatever the flags.
+            for flags in [OFlags::RDONLY | OFlags::DIRECTORY, OFlags::PATH] {
+                assert_eq!(open("l", flags).unwrap_err(), Errno::LOOP, "{flags:?}");
+            }
+            assert_eq!(open("fl", OFlags::PATH).unwrap_err(), Errno::LOOP);
+            assert!(open("a", OFlags::RDONLY | OFlags::DIRECTORY).is_ok());
+            assert!(open("a/f", OFlags::PATH).is_ok());
         }
+        assert_eq!(open_dir(&root, "l").unwrap_err(), Errno::LOOP);
+        assert_eq!(exists(&root, "l").unwrap_err(), Errno::LOOP);
+        assert_eq!(exists(&root, "fl").unwrap_err(), Errno::LOOP);
         assert!(!exists(&root, "l/f").unwrap_or(false));
         assert!(exists(&root, "a/f").unwrap());
         assert!(!exists(&root, "a/g").unwrap());

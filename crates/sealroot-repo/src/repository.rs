@@ -89,6 +89,16 @@ impl Repository {
             }
             Err(e) => return Err(IoError::new(Op::Open, &meta, e).into()),
         };
+        let st = rustix::fs::fstat(&file).map_err(|e| IoError::new(Op::Stat, &meta, e))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(OpenError::BadConfig {
+                path: meta,
+                reason: format!(
+                    "not a regular file but a {}",
+                    describe_type(rustix::fs::FileType::from_raw_mode(st.st_mode))
+                ),
+            });
+        }
         let has_verity =
             fsverity::is_verity_enabled(&file).map_err(|e| IoError::new(Op::Stat, &meta, e))?;
         let text = fs::read_bounded(file.into(), crate::config::META_MAX)
@@ -228,6 +238,21 @@ impl Repository {
     /// Flushes the repository's whole filesystem to stable storage.
     pub(crate) fn syncfs(&self) -> Result<(), IoError> {
         rustix::fs::syncfs(&self.dir).map_err(|e| IoError::new(Op::Sync, &self.path, e))
+    }
+}
+
+/// A file type in words, for messages.
+fn describe_type(t: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType as T;
+    match t {
+        T::RegularFile => "regular file",
+        T::Directory => "directory",
+        T::Symlink => "symlink",
+        T::Fifo => "FIFO",
+        T::Socket => "socket",
+        T::CharacterDevice => "character device",
+        T::BlockDevice => "block device",
+        _ => "file of unknown type",
     }
 }
 

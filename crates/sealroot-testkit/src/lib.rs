@@ -42,6 +42,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod untouched;
+pub use untouched::Untouched;
+
 /// The environment variable that marks the inside run, holding the test's name.
 pub const INSIDE: &str = "SEALROOT_TEST_INSIDE_NAMESPACE";
 

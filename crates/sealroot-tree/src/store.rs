@@ -170,6 +170,15 @@ fn store_error(e: StoreError) -> BuildError {
                 StoreOp::Verity => Operation::EnableVerity,
                 _ => Operation::LinkObject,
             };
+            // The store opens nothing through a symlink: ELOOP means one was planted there.
+            let source = if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                io::Error::other(
+                    "a symlink stands on this path where the store has a directory or an \
+                     object; it is never followed",
+                )
+            } else {
+                source
+            };
             BuildError::io(op, path, source)
         }
         StoreError::VerityRequired { ref path, .. }

@@ -75,12 +75,14 @@ fn main() -> ExitCode {
                     println!("sealroot {}", env!("CARGO_PKG_VERSION"));
                     return ExitCode::SUCCESS;
                 }
-                Some(s) if cmd::is_command(s) => {
+                // A repository command, perhaps after the global options (`--repo PATH`).
+                Some(_) if cmd::command_name(&args).is_some() => {
+                    let s = cmd::command_name(&args).unwrap_or_default();
                     return match cmd::run(&args) {
                         Ok(code) => code,
                         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
                         Err(e) => {
-                            eprintln!("sealroot {s}: {e:#}");
+                            eprintln!("sealroot {s}: {}", message(&e));
                             ExitCode::FAILURE
                         }
                     };
@@ -104,10 +106,28 @@ fn main() -> ExitCode {
         // SIGPIPE would.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            eprintln!("{name}: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined by `: ` as anyhow's `{:#}` joins them, but each text once:
+/// the library's errors name their cause in their own message (`opening PATH: CAUSE`) and
+/// keep it as their source too, which `{:#}` would print a second time.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -115,4 +135,33 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug)]
+        struct Opening(std::io::Error);
+        impl std::fmt::Display for Opening {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "opening /r/tmp: {}", self.0)
+            }
+        }
+        impl std::error::Error for Opening {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("a symlink stands there");
+        let e = anyhow::Error::new(Opening(io)).context("gc failed");
+        assert_eq!(
+            message(&e),
+            "gc failed: opening /r/tmp: a symlink stands there"
+        );
+        let plain = anyhow::anyhow!("no such ref").context("cannot resolve x");
+        assert_eq!(message(&plain), "cannot resolve x: no such ref");
+    }
 }

@@ -114,8 +114,25 @@ fn open(path: &Path) -> Result<Repository> {
 }
 
 /// Whether `name` is one of these commands (so `sealroot NAME` goes here).
-pub fn is_command(name: &str) -> bool {
+fn is_command(name: &str) -> bool {
     Cli::command().find_subcommand(name).is_some()
+}
+
+/// The repository command `args` (the program name first) name: the first argument after
+/// the global options (`--repo PATH`, `--repo=PATH`, `--json`), if it is one.
+pub fn command_name(args: &[OsString]) -> Option<String> {
+    let mut rest = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(a) = rest.next() {
+        match a.as_ref() {
+            "--json" => {}
+            "--repo" => {
+                rest.next();
+            }
+            a if a.starts_with("--repo=") => {}
+            a => return is_command(a).then(|| a.to_owned()),
+        }
+    }
+    None
 }
 
 /// Runs a repository command; `args` includes the program name.
