@@ -379,11 +379,17 @@ impl Transaction<'_> {
         self.link_commit(id)?;
         let stream = self.write_history_stream(name, id, &commit, own)?;
         self.sync()?;
-        self.write_stream_ref(name, &stream)?;
-        self.write_ref(RefKind::Commit, name, &id.to_hex())?;
-        // The image ref of the same name, after the commit ref (which sealroot reads): it
-        // lets cfsctl see the image and its gc keep it.
-        self.write_ref(RefKind::Image, name, &image.to_hex())?;
+        // All three prepared (directories made, symlinks written) before any is renamed, so
+        // that a full disk stops the commit before the first ref moves; the image ref (for
+        // cfsctl) last: a crash between the renames leaves it a commit behind.
+        let refs = [
+            self.prepare_ref(RefKind::Stream, name, &stream)?,
+            self.prepare_ref(RefKind::Commit, name, &id.to_hex())?,
+            self.prepare_ref(RefKind::Image, name, &image.to_hex())?,
+        ];
+        for r in refs {
+            r.install()?;
+        }
         self.counters.refs_set.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

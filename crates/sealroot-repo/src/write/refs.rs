@@ -112,41 +112,32 @@ impl Transaction<'_> {
         name: &RefName,
         entry: &str,
     ) -> Result<(), RefError> {
+        self.prepare_ref(kind, name, entry)?.install()
+    }
+
+    /// Everything of setting a ref that can fail for want of space (its directories, the new
+    /// symlink under a temporary name), so that several refs can be prepared first and then
+    /// renamed into place together.
+    pub(crate) fn prepare_ref(
+        &self,
+        kind: RefKind,
+        name: &RefName,
+        entry: &str,
+    ) -> Result<PreparedRef<'_, '_>, RefError> {
         let repo = self.repo;
         let target = layout::ref_link(kind, name, entry);
-        let path = repo.join(kind.dir()).join(name.as_str());
-        let mut attempt = 0;
-        let parent = loop {
-            attempt += 1;
-            let parent = self.ref_parent(kind, name)?;
-            match fs::replace_symlink(&self.tmp, &repo.tmp, &parent, name.file_name(), &target) {
-                Ok(()) => break parent,
-                Err(Errno::ISDIR | Errno::NOTDIR | Errno::NOTEMPTY | Errno::EXIST) => {
-                    return Err(RefError::Conflict { name: name.clone() })
-                }
-                Err(Errno::NOENT) if attempt < SET_REF_ATTEMPTS => continue,
-                Err(e) => return Err(IoError::new(Op::Rename, &path, e).into()),
-            }
-        };
-        // Flush the ref's directory and every directory above it up to the refs directory,
-        // which covers directories just created.
-        let mut dir_rel = match name.parent() {
-            Some(p) => format!("{}/{p}", kind.dir()),
-            None => kind.dir().to_owned(),
-        };
-        let mut dir = parent;
-        loop {
-            rustix::fs::fsync(&dir).map_err(|e| IoError::new(Op::Sync, repo.join(&dir_rel), e))?;
-            if dir_rel == kind.dir() {
-                break;
-            }
-            dir_rel = dir_rel
-                .rsplit_once('/')
-                .map_or_else(String::new, |(p, _)| p.to_owned());
-            dir = fs::open_dir(repo.dir(), dir_rel.as_str())
-                .map_err(|e| IoError::new(Op::Open, repo.join(&dir_rel), e))?;
-        }
-        Ok(())
+        let parent = self.ref_parent(kind, name)?;
+        let tmp_name = repo.tmp.unique_name("ref");
+        rustix::fs::symlinkat(target.as_str(), &self.tmp, tmp_name.as_str())
+            .map_err(|e| IoError::new(Op::Symlink, repo.join(layout::TMP).join(&tmp_name), e))?;
+        Ok(PreparedRef {
+            tx: self,
+            kind,
+            name: name.clone(),
+            parent,
+            tmp_name,
+            installed: false,
+        })
     }
 
     /// The directory ref `name` of `kind` goes in, made if missing; every directory on the
@@ -244,5 +235,81 @@ impl Transaction<'_> {
         }
         rustix::fs::fsync(&dir).map_err(|e| IoError::new(Op::Sync, repo.join(kind.dir()), e))?;
         Ok(())
+    }
+}
+
+/// A ref ready to be renamed into place ([`Transaction::prepare_ref`]); its temporary symlink
+/// is removed if it never is.
+pub(crate) struct PreparedRef<'t, 'r> {
+    tx: &'t Transaction<'r>,
+    kind: RefKind,
+    name: RefName,
+    parent: OwnedFd,
+    tmp_name: String,
+    installed: bool,
+}
+
+impl PreparedRef<'_, '_> {
+    /// Renames the ref into place (atomic: readers see the old target or the new one), then
+    /// flushes its directory and every directory above it up to the refs directory, which
+    /// covers directories just created.
+    pub(crate) fn install(mut self) -> Result<(), RefError> {
+        let tx = self.tx;
+        let repo = tx.repo;
+        let (kind, name) = (self.kind, self.name.clone());
+        let path = repo.join(kind.dir()).join(name.as_str());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match rustix::fs::renameat(
+                &tx.tmp,
+                self.tmp_name.as_str(),
+                &self.parent,
+                name.file_name(),
+            ) {
+                Ok(()) => break,
+                Err(Errno::ISDIR | Errno::NOTDIR | Errno::NOTEMPTY | Errno::EXIST) => {
+                    return Err(RefError::Conflict { name })
+                }
+                // Its directory vanished (the last ref of it removed meanwhile): again.
+                Err(Errno::NOENT) if attempt < SET_REF_ATTEMPTS => {
+                    self.parent = tx.ref_parent(kind, &name)?;
+                }
+                Err(e) => return Err(IoError::new(Op::Rename, &path, e).into()),
+            }
+        }
+        self.installed = true;
+        let mut dir_rel = match name.parent() {
+            Some(p) => format!("{}/{p}", kind.dir()),
+            None => kind.dir().to_owned(),
+        };
+        let mut dir = self
+            .parent
+            .try_clone()
+            .map_err(|e| IoError::new(Op::Open, &path, e))?;
+        loop {
+            rustix::fs::fsync(&dir).map_err(|e| IoError::new(Op::Sync, repo.join(&dir_rel), e))?;
+            if dir_rel == kind.dir() {
+                break;
+            }
+            dir_rel = dir_rel
+                .rsplit_once('/')
+                .map_or_else(String::new, |(p, _)| p.to_owned());
+            dir = fs::open_dir(repo.dir(), dir_rel.as_str())
+                .map_err(|e| IoError::new(Op::Open, repo.join(&dir_rel), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PreparedRef<'_, '_> {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = rustix::fs::unlinkat(
+                &self.tx.tmp,
+                self.tmp_name.as_str(),
+                rustix::fs::AtFlags::empty(),
+            );
+        }
     }
 }

@@ -112,7 +112,8 @@ impl Transaction<'_> {
         };
         let entry = self.store_history_stream(&head, &stream)?;
         self.sync()?;
-        self.write_stream_ref(name, &entry)
+        self.write_ref(RefKind::Stream, name, &entry)?;
+        Ok(())
     }
 
     /// Stores `stream` and links it in `streams/`; returns the entry.
@@ -129,15 +130,5 @@ impl Transaction<'_> {
         let entry = layout::history_stream_name(&object);
         self.link_stream(&entry, &object)?;
         Ok(entry)
-    }
-
-    /// Points stream ref `name` at `entry`. The caller holds the ref's lock and flushed.
-    pub(crate) fn write_stream_ref(
-        &self,
-        name: &RefName,
-        entry: &str,
-    ) -> Result<(), WriteCommitError> {
-        self.write_ref(RefKind::Stream, name, entry)?;
-        Ok(())
     }
 }
