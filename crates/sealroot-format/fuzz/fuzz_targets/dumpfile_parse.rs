@@ -1,9 +1,10 @@
 //! Any bytes given to the dumpfile reader: it must not panic, and a tree it accepts must
-//! print as text that reads back as the same tree and prints the same again.
+//! print as text that reads back (strictly) as the same tree and prints the same again, unless
+//! escaping took a line's xattrs over C's cap on xattr text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealroot_format::dumpfile;
+use sealroot_format::dumpfile::{self, DumpfileError, ErrorKind};
 
 fuzz_target!(|data: &[u8]| {
     for strict in [false, true] {
@@ -12,7 +13,18 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let text = dumpfile::to_vec(&tree).expect("a parsed tree always prints");
-        let again = dumpfile::parse_strict(&text).expect("printed text always parses strictly");
+        let again = match dumpfile::parse_strict(&text) {
+            Ok(again) => again,
+            // Escaping can make an xattr part up to four times longer than the text it was
+            // read from (`\xHH` for each unprintable byte), past C's cap on the xattr text of
+            // a line, which applies to the escaped text; C refuses to read back such a dump
+            // of its own too.
+            Err(DumpfileError::Line {
+                kind: ErrorKind::TooManyXattrs { .. },
+                ..
+            }) => continue,
+            Err(e) => panic!("printed text does not parse strictly: {e}"),
+        };
         assert!(again == tree, "parse(write(tree)) != tree");
         let text_again = dumpfile::to_vec(&again).expect("a parsed tree always prints");
         assert!(text_again == text, "write is not stable");
