@@ -93,10 +93,14 @@ run_one() {
     repro=$(find "$out/artifacts" -type f | head -n 1)
     {
         echo "fuzz $t: FAILED ($crate/fuzz_targets/$t.rs)"
-        sed -n '/panicked at\|ERROR: libFuzzer\|==ERROR/,$p' "$out/log" | head -n 60
+        sed -n '/panicked at\|ERROR: libFuzzer\|==ERROR/,$p' "$out/log" | grep -v '^0x' | head -n 60
         if [ -n "$repro" ]; then
             echo "fuzz $t: reproducer $repro"
             echo "fuzz $t: replay with $bin_dir/$t $repro"
+            # CI's checkout is gone after the run: a small reproducer is printed whole.
+            if [ "$(wc -c <"$repro")" -le 4096 ]; then
+                echo "fuzz $t: reproducer as base64: $(base64 -w 0 "$repro")"
+            fi
         else
             echo "fuzz $t: no reproducer written; the whole log is $out/log"
         fi
