@@ -107,15 +107,18 @@ run_one() {
     } >"$out/result"
 }
 
-# Merges the committed corpus of $1 with what runs found and the raw seeds into the smallest
-# corpus of the same coverage, and puts it in place of the committed one.
+# Merges the committed corpus of $1 with the raw seeds and the inputs runs found (those of at
+# most SEALROOT_FUZZ_KEEP_BYTES, default 1024, which keeps the committed corpora small) into
+# the smallest corpus of the same coverage, and puts it in place of the committed one.
 minimize_one() {
     local t=$1 out=$work/$1 seeds=${crate_of[$1]}/corpus/$1
-    local merged=$out/merged
-    rm -rf "$merged"
-    mkdir -p "$merged" "$seeds" "$out/corpus" "$out/seeds" "$out/tmp"
+    local merged=$out/merged small=$out/small
+    rm -rf "$merged" "$small"
+    mkdir -p "$merged" "$small" "$seeds" "$out/corpus" "$out/seeds" "$out/tmp"
+    find "$out/corpus" -type f -size -"$((${SEALROOT_FUZZ_KEEP_BYTES:-1024} + 1))"c \
+        -exec cp -t "$small" {} +
     TMPDIR=$out/tmp "$bin_dir/$t" -merge=1 -timeout="${SEALROOT_FUZZ_TIMEOUT:-10}" \
-        "$merged" "$seeds" "$out/corpus" "$out/seeds" >"$out/merge.log" 2>&1 ||
+        "$merged" "$seeds" "$out/seeds" "$small" >"$out/merge.log" 2>&1 ||
         { echo "fuzz $t: merge failed, see $out/merge.log" >&2; return 1; }
     rm -rf "$seeds"
     mv "$merged" "$seeds"
