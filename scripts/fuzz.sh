@@ -57,6 +57,10 @@ flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-c
 flags+=" -Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing"
 # Debug assertions and overflow checks on, as cargo-fuzz has them by default.
 flags+=" -Cdebug-assertions -Coverflow-checks -Ccodegen-units=1"
+# Scratch files of the targets (keyring writes key files for every input): on tmpfs when
+# there is one, which makes keyring twenty times faster than on disk.
+scratch=$(mktemp -d "${SEALROOT_FUZZ_TMP:-/dev/shm}/sealroot-fuzz.XXXXXX" 2>/dev/null || mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 start=$SECONDS
 for crate in $(printf '%s\n' "${crate_of[@]}" | sort -u); do
     # --target: the flags then skip build scripts and proc macros, as with cargo fuzz.
@@ -70,8 +74,8 @@ echo "fuzz: built ${#crate_of[@]} targets in $((SECONDS - start)) s"
 run_one() {
     local t=$1 out=$work/$1 crate=${crate_of[$1]}
     local seeds=$crate/corpus/$t
-    rm -rf "$out/artifacts" "$out/tmp"
-    mkdir -p "$out/corpus" "$out/artifacts" "$out/tmp"
+    rm -rf "$out/artifacts"
+    mkdir -p "$out/corpus" "$out/artifacts" "$scratch/$t"
     local args=(-max_total_time="$seconds" -timeout="${SEALROOT_FUZZ_TIMEOUT:-10}"
         -rss_limit_mb="${SEALROOT_FUZZ_RSS_MB:-2048}" -artifact_prefix="$out/artifacts/"
         -print_final_stats=1)
@@ -80,9 +84,8 @@ run_one() {
         echo "fuzz $t: FAILED: no committed corpus $seeds" >"$out/result"
         return
     fi
-    # The first directory gets the new entries; the committed corpus is only read. TMPDIR
-    # keeps what a target writes (keyring's scratch files) in the run's directory.
-    if TMPDIR=$out/tmp "$bin_dir/$t" "${args[@]}" "$out/corpus" "$seeds" >"$out/log" 2>&1; then
+    # The first directory gets the new entries; the committed corpus is only read.
+    if TMPDIR=$scratch/$t "$bin_dir/$t" "${args[@]}" "$out/corpus" "$seeds" >"$out/log" 2>&1; then
         local runs cov
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")
         cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$out/log" | tail -n 1)
@@ -114,10 +117,10 @@ minimize_one() {
     local t=$1 out=$work/$1 seeds=${crate_of[$1]}/corpus/$1
     local merged=$out/merged small=$out/small
     rm -rf "$merged" "$small"
-    mkdir -p "$merged" "$small" "$seeds" "$out/corpus" "$out/seeds" "$out/tmp"
+    mkdir -p "$merged" "$small" "$seeds" "$out/corpus" "$out/seeds" "$scratch/$t"
     find "$out/corpus" -type f -size -"$((${SEALROOT_FUZZ_KEEP_BYTES:-1024} + 1))"c \
         -exec cp -t "$small" {} +
-    TMPDIR=$out/tmp "$bin_dir/$t" -merge=1 -timeout="${SEALROOT_FUZZ_TIMEOUT:-10}" \
+    TMPDIR=$scratch/$t "$bin_dir/$t" -merge=1 -timeout="${SEALROOT_FUZZ_TIMEOUT:-10}" \
         "$merged" "$seeds" "$out/seeds" "$small" >"$out/merge.log" 2>&1 ||
         { echo "fuzz $t: merge failed, see $out/merge.log" >&2; return 1; }
     rm -rf "$seeds"
