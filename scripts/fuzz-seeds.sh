@@ -7,7 +7,7 @@
 # The seeds come from the C composefs conformance vectors (../shared/vectors/composefs-c, or
 # $VECTORS), the dumpfile test data, and a scratch repository made with the sealroot CLI:
 # objects, commits, signatures (ed25519 and PKCS#7, with a throw-away key made by openssl),
-# keys, meta.json and the digest cache. Needs root only for nothing; takes a minute or two.
+# keys, meta.json and the digest cache. Needs no root; takes under a minute after the builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$PWD
@@ -53,7 +53,8 @@ for dump in "$vectors"/*.dump "$vectors"/*.dump.gz crates/sealroot-format/tests/
     fi
 done
 
-# A repository with two commits: a flat tree, then a nested one with every kind of entry.
+# A repository: a flat tree, and a nested one with every kind of entry, committed twice (the
+# second time with hard links shared, a body, a version and metadata).
 export SEALROOT_REPO=$tmp/repo
 "$sealroot" init >/dev/null
 "$sealroot" init --repo "$tmp/repo512" --algorithm sha512 >/dev/null

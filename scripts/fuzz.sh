@@ -36,8 +36,8 @@ work=${SEALROOT_FUZZ_WORK:-$target_dir/runs}
 bin_dir=$target_dir/$host/release
 jobs=${SEALROOT_FUZZ_JOBS:-$(nproc)}
 
-# Every target, as "CRATE_DIR TARGET"; a target's name is its file's, and must be unique
-# (all are built into one directory).
+# The fuzz crate of every target; a target's name is its file's, and must be unique (all are
+# built into one directory).
 declare -A crate_of
 for source in crates/*/fuzz/fuzz_targets/*.rs; do
     t=$(basename "$source" .rs)
@@ -74,12 +74,11 @@ echo "fuzz: built ${#crate_of[@]} targets in $((SECONDS - start)) s"
 run_one() {
     local t=$1 out=$work/$1 crate=${crate_of[$1]}
     local seeds=$crate/corpus/$t
-    rm -rf "$out/artifacts"
+    rm -rf "$out/artifacts" "$out/result"
     mkdir -p "$out/corpus" "$out/artifacts" "$scratch/$t"
     local args=(-max_total_time="$seconds" -timeout="${SEALROOT_FUZZ_TIMEOUT:-10}"
         -rss_limit_mb="${SEALROOT_FUZZ_RSS_MB:-2048}" -artifact_prefix="$out/artifacts/"
         -print_final_stats=1)
-    [ -f "$crate/$t.dict" ] && args+=(-dict="$crate/$t.dict")
     if [ ! -d "$seeds" ]; then
         echo "fuzz $t: FAILED: no committed corpus $seeds" >"$out/result"
         return
@@ -140,6 +139,7 @@ done
 wait
 passed=0 failed=0
 for t in "${targets[@]}"; do
+    [ -f "$work/$t/result" ] || echo "fuzz $t: FAILED: the run stopped before its verdict" >"$work/$t/result"
     cat "$work/$t/result"
     if grep -q "^fuzz $t: ok" "$work/$t/result"; then
         passed=$((passed + 1))
@@ -147,5 +147,6 @@ for t in "${targets[@]}"; do
         failed=$((failed + 1))
     fi
 done
-echo "fuzz: $passed passed, $failed failed, 0 skipped ($((SECONDS - start)) s with the build)"
+echo "fuzz: $((SECONDS - start)) s with the build"
+echo "fuzz: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
