@@ -187,4 +187,4 @@ done
 
 # Fold them in, minimised, with what earlier runs found.
 scripts/fuzz.sh --minimize
-du -sh crates/*/fuzz/corpus
+du -sh --apparent-size crates/*/fuzz/corpus
