@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, docs, cargo deny (deny.toml), then
 # every test (the tests that mount run for real when this runs as root, each in its own mount
-# namespace, and skip loudly otherwise). With SEALROOT_VMTEST=1, as CI sets it, the VM tests of
+# namespace, and skip loudly otherwise). With SEALROOT_FUZZ=1, as CI sets it, every fuzz target
+# then runs for 30 s (scripts/fuzz.sh). With SEALROOT_VMTEST=1, as CI sets it, the VM tests of
 # scripts/vmtest.sh (real fs-verity under qemu) run last. A test that cannot run here (no root, a
 # tool missing) says SKIPPED through sealroot_testkit::skip, which also writes the line to
 # $SEALROOT_SKIP_LOG: the harness hides a passing test's output and counts it as passed, so the
@@ -37,6 +38,13 @@ else
 fi
 echo "== cargo test"
 SEALROOT_SKIP_LOG="$skips" cargo test --workspace --quiet 2>&1 | tee -a "$results"
+if [ "${SEALROOT_FUZZ:-0}" = 1 ]; then
+    # Coverage-guided fuzzing of every parser of outside data (scripts/fuzz.sh): each target
+    # for SEALROOT_FUZZ_SECONDS (default 30) from its committed corpus; a crash fails. Its
+    # `fuzz: N passed, M failed` line joins the totals below.
+    echo "== fuzzing (scripts/fuzz.sh)"
+    bash scripts/fuzz.sh "${SEALROOT_FUZZ_SECONDS:-30}" 2>&1 | tee -a "$results"
+fi
 if [ "${SEALROOT_VMTEST:-0}" = 1 ]; then
     # Real fs-verity, which this machine's kernel may lack: Debian's 6.12 kernel under qemu
     # (docs/vmtest.md). Its `vmtest: N passed, M failed` line joins the totals below.
@@ -53,5 +61,6 @@ skipped="$(awk -F': ' '{ print $2 }' "$skips" | sort -u | wc -l)"
 # One closing line with the totals, for humans and for CI.
 awk -v skipped="$skipped" '/^test result:/ { p += $4; f += $6; i += $8 }
      /^vmtest: [0-9]+ passed/ { p += $2; f += $4; i += $6 }
+     /^fuzz: [0-9]+ passed/ { p += $2; f += $4; i += $6 }
      /^cargo-deny: [0-9]+ passed/ { p += $2; f += $4; i += $6 }
      END { printf "%d passed, %d failed, %d skipped\n", p - skipped, f, i + skipped }' "$results"

@@ -113,11 +113,9 @@ impl Config {
 
     /// Reads `meta.json` text. `path` is only for messages; `file_has_verity` says whether the
     /// file itself has fs-verity enabled (how `cfsctl` marks a repository requiring it).
-    pub(crate) fn parse(
-        text: &[u8],
-        path: &Path,
-        file_has_verity: bool,
-    ) -> Result<Self, OpenError> {
+    /// Public so that the text can be checked (and fuzzed) without a repository;
+    /// [`Repository::open`](crate::Repository::open) reads the file and calls this.
+    pub fn parse(text: &[u8], path: &Path, file_has_verity: bool) -> Result<Self, OpenError> {
         let bad = |reason: String| OpenError::BadConfig {
             path: path.to_owned(),
             reason,

@@ -46,9 +46,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let store: HashMap<Sha256Digest, Vec<u8>> =
         ids.iter().copied().zip(objects.iter().cloned()).collect();
-    let mut fetch = |_, id: &Sha256Digest| -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-        store.get(id).cloned().ok_or_else(|| "missing".into())
-    };
+    let mut fetch =
+        |_, id: &Sha256Digest| -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+            store.get(id).cloned().ok_or_else(|| "missing".into())
+        };
     let (tree, meta) = (ids[ids.len() - 2], ids[ids.len() - 1]);
     let _ = diff((&ids[0], &ids[1]), (&tree, &meta), &mut fetch);
     let Ok(t) = assemble(&tree, &meta, &mut fetch) else {

@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(t.encode() == data, "accepted a non-canonical dirtree");
     }
     if let Ok(m) = Attrs::parse_dirmeta(data) {
-        assert!(m.encode_dirmeta() == data, "accepted a non-canonical dirmeta");
+        assert!(
+            m.encode_dirmeta() == data,
+            "accepted a non-canonical dirmeta"
+        );
     }
 });

@@ -1,9 +1,9 @@
 //! Any bytes given to `build_from_tar` (after a first byte that picks the options): it must
 //! not panic, and a tree it accepts must be one the image writer takes.
 //!
-//! Run with `cargo +nightly fuzz run tar_read fuzz/corpus/tar_read fuzz/seeds` from
-//! `crates/sealroot-tree`; `fuzz/seeds` holds small archives of every format and compression,
-//! and some that reach the rules on whiteouts, replaced directories and device numbers.
+//! Run with `scripts/fuzz.sh 600 tar_read`; `corpus/tar_read` starts from small archives of
+//! every format and compression (each behind its options byte), and some that reach the rules
+//! on whiteouts, replaced directories and device numbers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
