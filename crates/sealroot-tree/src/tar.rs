@@ -59,9 +59,11 @@
 //!   literally, as plain `tar -x` does. Unless kept, the OCI image spec's rules hold: a name
 //!   `.wh.*` is a whiteout whatever the entry's type (a directory too: no file or directory
 //!   may have such a name), so an entry under one (`.wh.x/y`) is refused; whiteouts apply
-//!   to lower layers only, in whatever order the layer has them, so one naming what the
-//!   archive itself made earlier is refused ([`TarError::WhiteoutOfOwnEntry`]: composefs-rs
-//!   would remove it, containers-storage fail on it).
+//!   to lower layers only, in whatever order the layer has them: an opaque marker keeps the
+//!   archive's own entries of its directory, before or after it (the spec's own example
+//!   layer has entries before it), and a `.wh.NAME` naming what the archive itself made
+//!   earlier is refused ([`TarError::WhiteoutOfOwnEntry`]: the spec keeps it, composefs-rs
+//!   would remove it, containers-storage fails on it).
 //!
 //! # Errors
 //!

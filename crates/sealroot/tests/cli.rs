@@ -599,3 +599,44 @@ fn mkcomposefs_honours_cfs_parse_strict() {
         assert!(!Path::new(image).exists(), "case {i}: an image was left");
     }
 }
+
+/// Man pages and completions come from the command definitions: one page per command, and
+/// scripts that name the commands.
+#[test]
+fn man_pages_and_completions_are_made_from_the_commands() {
+    let tmp = sealroot_testkit::scratch(TMP, "man-");
+    let dir = tmp.path().join("man1");
+    let out = Command::new(BIN)
+        .args(["man", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "sealroot.1",
+        "sealroot-commit.1",
+        "sealroot-verify.1",
+        "sealroot-gc.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}: not a man page");
+    }
+    assert!(std::fs::read_to_string(dir.join("sealroot-commit.1"))
+        .unwrap()
+        .contains("parent"));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("commit") && text.contains("verify"),
+            "{shell}"
+        );
+    }
+}

@@ -440,22 +440,23 @@ impl<'o> Builder<'o> {
     }
 
     /// Applies the whiteout of `hidden` (`None`: the opaque marker) in `parent`: there is
-    /// nothing below the archive to remove, so it only checks that the archive made nothing
-    /// the whiteout would remove (the entry `hidden`; for the marker, any entry of `parent`).
+    /// nothing below the archive to remove, so it only checks that the archive made no entry
+    /// `hidden` (tools disagree on what that means). The opaque marker hides lower layers
+    /// only: entries of this archive in `parent`, before or after it, stay, as in the OCI
+    /// image spec's own example.
     fn check_whiteout(
         &self,
         entry: &Entry,
         parent: &[&[u8]],
         hidden: Option<&[u8]>,
     ) -> Result<(), TarError> {
+        let Some(name) = hidden else {
+            return Ok(());
+        };
         let Some(dir) = self.existing_dir(parent, entry)? else {
             return Ok(());
         };
-        let made = match hidden {
-            Some(name) => self.child(dir, name).is_some(),
-            None => self.children(dir).is_some_and(|ch| !ch.is_empty()),
-        };
-        if made {
+        if self.child(dir, name).is_some() {
             return Err(whiteout_of_own_entry(entry, parent, hidden));
         }
         Ok(())
