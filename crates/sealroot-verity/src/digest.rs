@@ -219,6 +219,58 @@ digest_type!(
     "A sha512 fs-verity digest (64 bytes)."
 );
 
+/// A digest of either algorithm, as returned by the algorithm-generic [`Hasher`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum AnyDigest {
+    /// A sha256 digest.
+    Sha256(Sha256Digest),
+    /// A sha512 digest.
+    Sha512(Sha512Digest),
+}
+
+impl AnyDigest {
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            AnyDigest::Sha256(d) => d.as_bytes(),
+            AnyDigest::Sha512(d) => d.as_bytes(),
+        }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        match self {
+            AnyDigest::Sha256(_) => HashAlgorithm::Sha256,
+            AnyDigest::Sha512(_) => HashAlgorithm::Sha512,
+        }
+    }
+
+    /// The sha256 digest, if this is one.
+    pub fn as_sha256(&self) -> Option<&Sha256Digest> {
+        match self {
+            AnyDigest::Sha256(d) => Some(d),
+            AnyDigest::Sha512(_) => None,
+        }
+    }
+
+    /// The sha512 digest, if this is one.
+    pub fn as_sha512(&self) -> Option<&Sha512Digest> {
+        match self {
+            AnyDigest::Sha512(d) => Some(d),
+            AnyDigest::Sha256(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for AnyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyDigest::Sha256(d) => d.fmt(f),
+            AnyDigest::Sha512(d) => d.fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
