@@ -24,7 +24,7 @@ use sealroot_format::{
     S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use sealroot_testkit::{vectors, Rng};
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, Sha256Digest};
 
 /// Inline content sizes worth trying: around the tail-packing and block boundaries.
 const INLINE_SIZES: &[usize] = &[0, 1, 64, 65, 2047, 2048, 2049, 4095, 4096, 4097, 5000];
@@ -323,7 +323,9 @@ impl Gen {
                     }
                 };
                 if self.rng.one_in(2) {
-                    file.digest = Some(Sha256Digest(self.rng.bytes(32).try_into().unwrap()));
+                    file.digest = Some(AnyDigest::Sha256(Sha256Digest(
+                        self.rng.bytes(32).try_into().unwrap(),
+                    )));
                 }
                 Content::Regular(file)
             }

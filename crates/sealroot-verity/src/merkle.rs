@@ -90,8 +90,14 @@ impl Params {
 
     /// What composefs uses: sha256, 4 KiB blocks, no salt.
     pub const fn composefs_default() -> Self {
+        Self::composefs(HashAlgorithm::Sha256)
+    }
+
+    /// What composefs-rs uses for a repository of `algorithm`: 4 KiB blocks, no salt
+    /// (`fsverity-sha256-12`, `fsverity-sha512-12`).
+    pub const fn composefs(algorithm: HashAlgorithm) -> Self {
         Params {
-            algorithm: HashAlgorithm::Sha256,
+            algorithm,
             log_block_size: 12,
             salt_len: 0,
             salt: [0; MAX_SALT_SIZE],
