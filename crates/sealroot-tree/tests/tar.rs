@@ -242,7 +242,7 @@ fn image(tree: &Tree) -> Vec<u8> {
 }
 
 fn from_tar(archive: &[u8], opts: &TarOptions) -> Result<Tree, TarError> {
-    build_from_tar(archive, opts, &HashOnly)
+    build_from_tar(archive, opts, &HashOnly::default())
 }
 
 /// Asserts that `archive` gives, with `opts`, the tree `build_from_dir` gives for `dir` with
@@ -808,7 +808,7 @@ fn header_encodings() {
                     .object_path()
                     .into_bytes()
             ),
-            digest: Some(sealroot_verity::sha256_digest(&content)),
+            digest: Some(sealroot_verity::sha256_digest(&content).into()),
         })
     );
 
@@ -1891,14 +1891,14 @@ struct Failing {
 }
 
 impl ObjectSink for Failing {
-    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest> {
+    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<sealroot_verity::AnyDigest> {
         if size != self.size {
-            return HashOnly.store(content, size);
+            return HashOnly::default().store(content, size);
         }
         if self.stop_early {
             let mut half = vec![0; size as usize / 2];
             content.read_exact(&mut half)?;
-            return Ok(Sha256Digest([0; 32]));
+            return Ok(Sha256Digest([0; 32]).into());
         }
         Err(io::Error::other("disk on fire"))
     }
