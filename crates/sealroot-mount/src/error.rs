@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use sealroot_sys::namespace::NamespaceType;
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 /// A call into the kernel's mount API, as named in [`MountError::Kernel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,9 +163,9 @@ pub enum MountError {
         /// The image.
         path: PathBuf,
         /// The digest asked for.
-        expected: Sha256Digest,
-        /// The digest the image has.
-        actual: Sha256Digest,
+        expected: AnyDigest,
+        /// The digest the image has (of the same algorithm).
+        actual: AnyDigest,
     },
     /// The private, immutable copy of the image that a digest check mounts from could not be
     /// made, and the image's filesystem is writable, so mounting the image in place would leave

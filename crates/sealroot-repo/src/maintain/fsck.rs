@@ -835,7 +835,7 @@ impl Repository {
     fn check_commit(&self, id: &CommitId) -> Result<(), String> {
         let c = self.read_commit(id).map_err(|e| e.to_string())?;
         self.derive_image(id, &c, None).map_err(|e| e.to_string())?;
-        let image = ImageId::sha256(c.image);
+        let image = ImageId::from_digest(c.image);
         if !self.image_present(&image).map_err(|e| e.to_string())? {
             return Err(crate::ImageError::NotFound(image).to_string());
         }

@@ -234,7 +234,7 @@ impl Repository {
             reach
                 .commits
                 .iter()
-                .map(|(_, image)| ImageId::sha256(*image)),
+                .map(|(_, image)| ImageId::from_digest(*image)),
         );
         Ok(live)
     }
