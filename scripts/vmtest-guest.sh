@@ -28,6 +28,20 @@ digest() { fsverity digest --hash-alg=sha256 --block-size=4096 --compact "$1"; }
 # The digest store path of a source file.
 object() { d=$(digest "$1"); echo "/data/objects/$(echo "$d" | cut -c1-2)/$(echo "$d" | cut -c3-)"; }
 mnt() { sealroot mount.composefs -o "$1" /data/img.cfs /mnt; }
+# measured_as_named ALG DIR: passes when every object under DIR (a repository's objects/) has
+# fs-verity with ALG, measured by the kernel as the object's name.
+measured_as_named() {
+    bad=0
+    total=0
+    for o in $(find "$2" -type f); do
+        total=$((total + 1))
+        n=$(basename "$(dirname "$o")")$(basename "$o")
+        [ "$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)" = "$1:$n" ] || bad=$((bad + 1))
+    done
+    [ "$bad" = 0 ] && [ "$total" -gt 4 ] \
+        && pass "all $total repository objects (files, tree objects, commit, image) have $1 fs-verity = their name" \
+        || fail "$bad of $total repository objects lack the right $1 fs-verity"
+}
 
 echo "--- kernel $(uname -r)"
 mkdir -p /data /mnt /src/dir/sub
@@ -118,16 +132,7 @@ echo "--- a repository on fs-verity: commit, sign, verify, mount --require-signa
 export SEALROOT_REPO=/data/repo
 check "sealroot init --require-verity" sealroot init --require-verity
 if C=$(sealroot commit --ref os -s "in the VM" /src 2>/tmp/err); then pass "commit $C"; else fail "commit: $(cat /tmp/err)"; fi
-bad=0
-total=0
-for o in $(find /data/repo/objects -type f); do
-    total=$((total + 1))
-    n=$(basename "$(dirname "$o")")$(basename "$o")
-    [ "$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)" = "sha256:$n" ] || bad=$((bad + 1))
-done
-[ "$bad" = 0 ] && [ "$total" -gt 4 ] \
-    && pass "all $total repository objects (files, tree objects, commit, image) have fs-verity = their name" \
-    || fail "$bad of $total repository objects lack the right fs-verity"
+measured_as_named sha256 /data/repo/objects
 check "sealroot key generate" sealroot key generate /tmp/k
 check "sealroot sign" sealroot sign --key /tmp/k os
 check "sealroot verify (signature, then the image re-created from the tree objects)" sealroot verify --keys /tmp/k.pub os
@@ -157,16 +162,7 @@ export SEALROOT_REPO=/data/repo512
 check "sealroot init --require-verity --algorithm sha512" sealroot init --require-verity --algorithm sha512
 if C=$(sealroot commit --ref os -s "sha512 in the VM" /src 2>/tmp/err); then pass "commit $C"; else fail "commit: $(cat /tmp/err)"; fi
 [ ${#C} = 128 ] && pass "the commit id is a sha512 digest" || fail "commit id '$C'"
-bad=0
-total=0
-for o in $(find /data/repo512/objects -type f); do
-    total=$((total + 1))
-    n=$(basename "$(dirname "$o")")$(basename "$o")
-    [ "$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)" = "sha512:$n" ] || bad=$((bad + 1))
-done
-[ "$bad" = 0 ] && [ "$total" -gt 4 ] \
-    && pass "all $total sha512 repository objects have sha512 fs-verity = their name" \
-    || fail "$bad of $total sha512 repository objects lack the right fs-verity"
+measured_as_named sha512 /data/repo512/objects
 check "sealroot key generate" sealroot key generate /tmp/k512
 check "sealroot sign (sha512 commit)" sealroot sign --key /tmp/k512 os
 check "sealroot verify (sha512: signature, then the image re-created)" sealroot verify --keys /tmp/k512.pub os

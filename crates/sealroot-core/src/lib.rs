@@ -9,7 +9,7 @@
 //! | [`verify`] | a commit's signatures against a keyring, and its image re-created from the tree objects; the image's kernel signature |
 //! | [`sign`] | ed25519 signatures added to a commit (merged under the commit's lock); the image's kernel signature |
 //! | [`mount`] | a ref or image mounted, optionally only if its commit is signed by a trusted key |
-//! | [`derive`] | a commit's image re-created from its tree objects, stored or written to a file |
+//! | [`derive`](mod@derive) | a commit's image re-created from its tree objects, stored or written to a file |
 //! | [`browse`] | paths looked up in an image, files read with their object checked |
 //! | [`keys`] | ed25519 key pairs made and read |
 //! | [`files`] | a file written whole or not at all |

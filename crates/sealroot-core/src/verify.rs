@@ -28,9 +28,9 @@ pub enum Error {
     Signatures {
         /// The commit.
         commit: CommitId,
-        /// Why.
+        /// Why (boxed: the error stays small).
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
     },
     /// A keyring could not be read.
     #[error(transparent)]
@@ -43,8 +43,8 @@ pub enum Error {
     ImageSignature {
         /// The commit.
         commit: CommitId,
-        /// Its image's digest.
-        image: sealroot_verity::AnyDigest,
+        /// Its image's digest (boxed: the error stays small).
+        image: Box<sealroot_verity::AnyDigest>,
         /// Why.
         #[source]
         source: Box<Pkcs7Error>,
@@ -90,8 +90,10 @@ pub fn verify_commit(
     let commit = repo.read_commit(&id)?;
     let bytes = repo.read_signatures(&id)?.ok_or(Error::Unsigned(id))?;
     let file = ed25519::SignatureFile::parse(&bytes, &format!("signatures of commit {id}"))?;
-    let verified = ed25519::verify(ring, &id.0, &file)
-        .map_err(|source| Error::Signatures { commit: id, source })?;
+    let verified = ed25519::verify(ring, &id.0, &file).map_err(|source| Error::Signatures {
+        commit: id,
+        source: Box::new(source),
+    })?;
     if derive {
         repo.derive_image(&id, &commit, None)?;
     }
@@ -119,7 +121,7 @@ pub fn verify_image_signature(
     pkcs7::verify_signature(&cert, algorithm, commit.image.as_bytes(), &der).map_err(|source| {
         Error::ImageSignature {
             commit: *id,
-            image: commit.image,
+            image: Box::new(commit.image),
             source: Box::new(source),
         }
     })?;

@@ -162,10 +162,10 @@ pub enum MountError {
     DigestMismatch {
         /// The image.
         path: PathBuf,
-        /// The digest asked for.
-        expected: AnyDigest,
+        /// The digest asked for (boxed, as the next: the error stays small).
+        expected: Box<AnyDigest>,
         /// The digest the image has (of the same algorithm).
-        actual: AnyDigest,
+        actual: Box<AnyDigest>,
     },
     /// The private, immutable copy of the image that a digest check mounts from could not be
     /// made, and the image's filesystem is writable, so mounting the image in place would leave

@@ -195,8 +195,8 @@ pub(crate) fn open_image(
             if actual != *expected {
                 return Err(MountError::DigestMismatch {
                     path: path.to_owned(),
-                    expected: *expected,
-                    actual,
+                    expected: Box::new(*expected),
+                    actual: Box::new(actual),
                 });
             }
             after_check();

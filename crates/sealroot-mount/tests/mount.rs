@@ -645,8 +645,8 @@ mount_test! {
         let o = MountOptions { expected_digest: Some(wrong.into()), ..opts(&c.objects) };
         match mount_with_hook(&c.image, &o, &mut || ()).unwrap_err() {
             MountError::DigestMismatch { expected, actual, .. } => {
-                assert_eq!(expected, AnyDigest::from(wrong));
-                assert_eq!(actual, digest);
+                assert_eq!(*expected, AnyDigest::from(wrong));
+                assert_eq!(*actual, digest);
             }
             other => panic!("expected a digest mismatch, got {other:?}"),
         }
@@ -692,8 +692,8 @@ mount_test! {
         match &err {
             MountError::DigestMismatch { path, expected, actual: got } => {
                 assert_eq!(path, &c.image);
-                assert_eq!(*expected, wrong);
-                assert_eq!(*got, actual);
+                assert_eq!(**expected, wrong);
+                assert_eq!(**got, actual);
             }
             other => panic!("expected a digest mismatch, got {other:?}"),
         }

@@ -1086,8 +1086,8 @@ fn one_byte_change_in_the_commit_id_is_caught() {
     assert_eq!(
         verify(&keyring, &changed, &file).unwrap_err(),
         VerifyError::WrongCommit {
-            expected: changed,
-            found: commit
+            expected: Box::new(changed),
+            found: Box::new(commit)
         }
     );
 
@@ -1126,8 +1126,8 @@ fn a_signature_moved_onto_another_commit_is_caught() {
     assert_eq!(
         error,
         VerifyError::WrongCommit {
-            expected: new,
-            found: old
+            expected: Box::new(new),
+            found: Box::new(old)
         }
     );
     assert_eq!(

@@ -224,7 +224,7 @@ digest_type!(
     "A sha512 fs-verity digest (64 bytes)."
 );
 
-/// A digest of either algorithm, as returned by the algorithm-generic [`Hasher`].
+/// A digest of either algorithm, as returned by the algorithm-generic [`Hasher`](crate::Hasher).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum AnyDigest {
     /// A sha256 digest.

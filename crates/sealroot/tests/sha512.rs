@@ -15,10 +15,18 @@ use sealroot_verity::{AnyDigest, HashAlgorithm, Params};
 use serde_json::Value;
 
 mod common;
-use common::{fails, fsck_json, json, ok, run, TMP};
+use common::{copy, fails, flip, fsck_json, json, object, ok, run, s, tar_of, TMP};
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `common::tree` with an xattr on `etc/conf`.
+fn tree(root: &Path, seed: u32) {
+    common::tree(root, seed);
+    rustix::fs::setxattr(
+        root.join("etc/conf"),
+        "user.sealroot",
+        b"sha512",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
 }
 
 /// The sha512 fs-verity digest (4 KiB blocks, no salt) of `bytes`: a sha512 repository's
@@ -30,70 +38,6 @@ fn sha512(bytes: &[u8]) -> AnyDigest {
 /// Whether `hex` is 128 lower-case hex digits: a sha512 id.
 fn is_sha512_hex(hex: &str) -> bool {
     hex.len() == 128 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// The object path of a hex id.
-fn object(repo: &Path, hex: &str) -> PathBuf {
-    repo.join("objects").join(&hex[..2]).join(&hex[2..])
-}
-
-/// Flips one byte of a file.
-fn flip(path: &Path, at: usize) {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
-    let mut b = fs::read(path).unwrap();
-    let at = at.min(b.len() - 1);
-    b[at] ^= 0x01;
-    fs::write(path, b).unwrap();
-}
-
-/// A copy of a repository, for one tampering.
-fn copy(repo: &Path, to: &Path) -> PathBuf {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(repo)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    to.to_owned()
-}
-
-/// A tree with nested directories, big and small files, a symlink, a hard link and an xattr.
-fn tree(root: &Path, seed: u32) {
-    fs::create_dir_all(root.join("usr/lib/deep")).unwrap();
-    fs::create_dir_all(root.join("etc")).unwrap();
-    for i in 0..9u32 {
-        let dir = ["usr", "usr/lib", "usr/lib/deep"][i as usize % 3];
-        fs::write(
-            root.join(format!("{dir}/f{i}")),
-            pattern(seed + i, 100 + i as usize * 9000),
-        )
-        .unwrap();
-    }
-    fs::write(root.join("etc/conf"), b"key=value\n").unwrap();
-    std::os::unix::fs::symlink("../etc/conf", root.join("usr/conf-link")).unwrap();
-    fs::hard_link(root.join("usr/f0"), root.join("usr/lib/f0-again")).unwrap();
-    rustix::fs::setxattr(
-        root.join("etc/conf"),
-        "user.sealroot",
-        b"sha512",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-}
-
-/// A tar archive of `src` as GNU tar makes it, with xattrs.
-fn tar_of(src: &Path, out: &Path) {
-    let st = Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C"])
-        .arg(src)
-        .arg("-cf")
-        .arg(out)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 struct Setup {
@@ -391,7 +335,7 @@ fn cfsctl_writes_our_sha512_image_and_keeps_our_commits() {
         let hex = line.trim().strip_prefix("sha512:").unwrap();
         assert!(object(&t.repo, hex).exists(), "{hex}");
     }
-    assert_eq!(objects.lines().count(), 9, "{objects}");
+    assert_eq!(objects.lines().count(), 12, "{objects}");
     let fsck = sealroot_testkit::run_cfsctl(&cfsctl, &["--repo", repo, "fsck"]);
     assert!(fsck.contains("status: ok"), "{fsck}");
 

@@ -307,8 +307,8 @@ pub enum AssembleError {
         id: AnyDigest,
         /// The directory it describes.
         path: String,
-        /// The digest of what was read.
-        actual: AnyDigest,
+        /// The digest of what was read (boxed: the error stays small).
+        actual: Box<AnyDigest>,
     },
     /// The object does not parse.
     #[error("{id} (for {path}): {source}")]
@@ -317,8 +317,8 @@ pub enum AssembleError {
         id: AnyDigest,
         /// The directory it describes.
         path: String,
-        /// What is wrong.
-        source: ParseError,
+        /// What is wrong (boxed: the error stays small).
+        source: Box<ParseError>,
     },
     /// An object named by a digest of another algorithm than the ids the assembly started
     /// from (a commit's tree, a diff's first tree), or one naming such digests.
@@ -403,7 +403,7 @@ impl<'f, 'a> Assembler<'f, 'a> {
                 kind,
                 id: *id,
                 path: p(),
-                actual,
+                actual: Box::new(actual),
             });
         }
         Ok(bytes)
@@ -422,7 +422,7 @@ impl<'f, 'a> Assembler<'f, 'a> {
             DirTree::parse(&bytes).map_err(|source| AssembleError::Parse {
                 id: *id,
                 path: shown_path(path),
-                source,
+                source: Box::new(source),
             })?,
         );
         if t.algorithm().is_some_and(|a| a != self.algorithm) {
@@ -451,7 +451,7 @@ impl<'f, 'a> Assembler<'f, 'a> {
             Attrs::parse_dirmeta(&bytes).map_err(|source| AssembleError::Parse {
                 id: *id,
                 path: shown_path(path),
-                source,
+                source: Box::new(source),
             })?,
         );
         self.metas.insert(*id, Rc::clone(&m));

@@ -130,8 +130,8 @@ pub enum CommitError {
     Derive {
         /// The commit.
         commit: CommitId,
-        /// What the image writer refused.
-        source: sealroot_format::erofs::WriteError,
+        /// What the image writer refused (boxed: the error stays small).
+        source: Box<sealroot_format::erofs::WriteError>,
     },
     /// The image re-created from the tree is not the one the commit records.
     #[error(
@@ -141,10 +141,10 @@ pub enum CommitError {
     ImageMismatch {
         /// The commit.
         commit: CommitId,
-        /// What the commit says.
-        recorded: AnyDigest,
+        /// What the commit says (boxed, as the next: the error stays small).
+        recorded: Box<AnyDigest>,
         /// What the tree gives.
-        derived: AnyDigest,
+        derived: Box<AnyDigest>,
     },
     /// Names nothing in the repository.
     #[error("{0:?} is not a ref, commit id or image id of this repository")]
@@ -391,14 +391,14 @@ impl Repository {
             objects::derive_image(&tree, commit.image_format, self.algorithm(), sink).map_err(
                 |source| CommitError::Derive {
                     commit: *id,
-                    source,
+                    source: Box::new(source),
                 },
             )?;
         if derived != commit.image {
             return Err(CommitError::ImageMismatch {
                 commit: *id,
-                recorded: commit.image,
-                derived,
+                recorded: Box::new(commit.image),
+                derived: Box::new(derived),
             });
         }
         Ok(derived)

@@ -77,10 +77,10 @@ pub enum WriteCommitError {
     ImageMismatch {
         /// The commit.
         commit: CommitId,
-        /// What the commit says.
-        recorded: AnyDigest,
+        /// What the commit says (boxed, as the next: the error stays small).
+        recorded: Box<AnyDigest>,
         /// What the tree gives.
-        derived: AnyDigest,
+        derived: Box<AnyDigest>,
     },
     /// The current signature file could not be merged with the new signatures.
     #[error("commit {commit}: the signature file cannot be updated: {source}")]
@@ -431,8 +431,8 @@ impl Transaction<'_> {
         } else {
             Err(WriteCommitError::ImageMismatch {
                 commit: *id,
-                recorded: commit.image,
-                derived: *image.digest(),
+                recorded: Box::new(commit.image),
+                derived: Box::new(*image.digest()),
             })
         }
     }

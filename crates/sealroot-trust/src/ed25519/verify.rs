@@ -89,10 +89,10 @@ pub enum VerifyError {
          commit do not sign this one"
     )]
     WrongCommit {
-        /// The commit being checked.
-        expected: AnyDigest,
+        /// The commit being checked (boxed, as the next: the error stays small).
+        expected: Box<AnyDigest>,
         /// The commit the signature file names.
-        found: AnyDigest,
+        found: Box<AnyDigest>,
     },
     /// The signature file holds no signature.
     #[error("commit {commit} is not signed: its signature file holds no signature")]
@@ -163,8 +163,8 @@ pub fn verify(
     }
     if file.commit() != commit {
         return Err(VerifyError::WrongCommit {
-            expected: *commit,
-            found: *file.commit(),
+            expected: Box::new(*commit),
+            found: Box::new(*file.commit()),
         });
     }
     if file.signatures().is_empty() {
