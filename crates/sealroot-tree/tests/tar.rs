@@ -1960,3 +1960,34 @@ fn a_truncated_archive_is_the_error_not_the_sink() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+/// An archive read with a sha512 sink gives the tree a sha512 build of its extraction gives:
+/// sha512 digests and 128-digit payloads.
+#[test]
+fn a_sha512_sink_gives_the_sha512_tree_of_the_extraction() {
+    use sealroot_verity::HashAlgorithm;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("big"), pattern(1, 100_000)).unwrap();
+    std::fs::write(dir.join("sub/small"), b"small\n").unwrap();
+    std::fs::write(dir.join("sub/4096"), pattern(2, 4096)).unwrap();
+    let archive = tar_create(&dir, &["--format=posix"]);
+    let sink = HashOnly {
+        algorithm: HashAlgorithm::Sha512,
+    };
+    let got = build_from_tar(&archive[..], &TarOptions::default(), &sink).unwrap();
+    let opts = BuildOptions {
+        algorithm: HashAlgorithm::Sha512,
+        ..Default::default()
+    };
+    let want = build_from_dir(&dir, &opts, &NoProgress).unwrap();
+    assert_eq!(normalized(got.clone()), normalized(want));
+    match &get(&got, "big").content {
+        sealroot_format::Content::Regular(f) => {
+            assert_eq!(f.digest.map(|d| d.algorithm()), Some(HashAlgorithm::Sha512));
+            assert_eq!(f.payload.as_ref().map(Vec::len), Some(129));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -541,3 +541,32 @@ impl Repository {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_ids_of_both_algorithms_parse_and_print() {
+        let short = "d344782ff962ab7d1c5533755c19c5bf3c3485f55bfaf228fc89524c7e2ba61e";
+        let long = short.repeat(2);
+        for (text, algorithm) in [
+            (short, HashAlgorithm::Sha256),
+            (&long, HashAlgorithm::Sha512),
+        ] {
+            let id: CommitId = text.parse().unwrap();
+            assert_eq!(id.algorithm(), algorithm);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(id.to_hex(), text);
+            assert_eq!(
+                format!("{algorithm}:{text}").parse::<CommitId>().unwrap(),
+                id
+            );
+            assert_eq!(id.object().digest(), &id.0);
+        }
+        // The algorithm named must fit the length.
+        assert!(format!("sha512:{short}").parse::<CommitId>().is_err());
+        assert!(format!("sha256:{long}").parse::<CommitId>().is_err());
+        assert!(long[..100].parse::<CommitId>().is_err());
+    }
+}
