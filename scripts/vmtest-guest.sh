@@ -28,6 +28,20 @@ digest() { fsverity digest --hash-alg=sha256 --block-size=4096 --compact "$1"; }
 # The digest store path of a source file.
 object() { d=$(digest "$1"); echo "/data/objects/$(echo "$d" | cut -c1-2)/$(echo "$d" | cut -c3-)"; }
 mnt() { sealroot mount.composefs -o "$1" /data/img.cfs /mnt; }
+# measured_as_named ALG DIR: passes when every object under DIR (a repository's objects/) has
+# fs-verity with ALG, measured by the kernel as the object's name.
+measured_as_named() {
+    bad=0
+    total=0
+    for o in $(find "$2" -type f); do
+        total=$((total + 1))
+        n=$(basename "$(dirname "$o")")$(basename "$o")
+        [ "$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)" = "$1:$n" ] || bad=$((bad + 1))
+    done
+    [ "$bad" = 0 ] && [ "$total" -gt 4 ] \
+        && pass "all $total repository objects (files, tree objects, commit, image) have $1 fs-verity = their name" \
+        || fail "$bad of $total repository objects lack the right $1 fs-verity"
+}
 
 echo "--- kernel $(uname -r)"
 mkdir -p /data /mnt /src/dir/sub
@@ -118,16 +132,7 @@ echo "--- a repository on fs-verity: commit, sign, verify, mount --require-signa
 export SEALROOT_REPO=/data/repo
 check "sealroot init --require-verity" sealroot init --require-verity
 if C=$(sealroot commit --ref os -s "in the VM" /src 2>/tmp/err); then pass "commit $C"; else fail "commit: $(cat /tmp/err)"; fi
-bad=0
-total=0
-for o in $(find /data/repo/objects -type f); do
-    total=$((total + 1))
-    n=$(basename "$(dirname "$o")")$(basename "$o")
-    [ "$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)" = "sha256:$n" ] || bad=$((bad + 1))
-done
-[ "$bad" = 0 ] && [ "$total" -gt 4 ] \
-    && pass "all $total repository objects (files, tree objects, commit, image) have fs-verity = their name" \
-    || fail "$bad of $total repository objects lack the right fs-verity"
+measured_as_named sha256 /data/repo/objects
 check "sealroot key generate" sealroot key generate /tmp/k
 check "sealroot sign" sealroot sign --key /tmp/k os
 check "sealroot verify (signature, then the image re-created from the tree objects)" sealroot verify --keys /tmp/k.pub os
@@ -149,6 +154,35 @@ check "an untouched file still reads" cmp /src/dir/seq.txt /mnt/dir/seq.txt
 umount /mnt
 sealroot fsck >/tmp/out 2>&1 && fail "fsck clean after a replaced object" \
     || { grep -q "$BIGD" /tmp/out && pass "fsck names the replaced object $(echo "$BIGD" | cut -c1-12)… and the ref" \
+        || fail "fsck: $(cat /tmp/out)"; }
+unset SEALROOT_REPO
+
+echo "--- a sha512 repository on fs-verity: sha512 metacopy digests under verity=require"
+export SEALROOT_REPO=/data/repo512
+check "sealroot init --require-verity --algorithm sha512" sealroot init --require-verity --algorithm sha512
+if C=$(sealroot commit --ref os -s "sha512 in the VM" /src 2>/tmp/err); then pass "commit $C"; else fail "commit: $(cat /tmp/err)"; fi
+[ ${#C} = 128 ] && pass "the commit id is a sha512 digest" || fail "commit id '$C'"
+measured_as_named sha512 /data/repo512/objects
+check "sealroot key generate" sealroot key generate /tmp/k512
+check "sealroot sign (sha512 commit)" sealroot sign --key /tmp/k512 os
+check "sealroot verify (sha512: signature, then the image re-created)" sealroot verify --keys /tmp/k512.pub os
+sealroot fsck >/tmp/out 2>&1 && grep -q "no problems found" /tmp/out \
+    && pass "fsck clean: $(head -n1 /tmp/out)" || { fail "fsck"; sed 's/^/    /' /tmp/out; }
+check "mount --require-signature (sha512)" sealroot mount --require-signature /tmp/k512.pub os /mnt
+grep ' /mnt overlay ' /proc/mounts | grep -q 'verity=require' && pass "the sha512 commit is mounted with verity=require" \
+    || fail "no verity=require in: $(grep ' /mnt ' /proc/mounts)"
+for f in $FILES; do check "read back $f from the sha512 commit" cmp "/src/$f" "/mnt/$f"; done
+umount /mnt
+BIGD=$(fsverity digest --hash-alg=sha512 --block-size=4096 --compact /src/big.bin)
+RO=/data/repo512/objects/$(echo "$BIGD" | cut -c1-2)/$(echo "$BIGD" | cut -c3-)
+head -c 1048579 /dev/urandom >/data/evil3 && fsverity enable --hash-alg=sha512 /data/evil3 && mv -f /data/evil3 "$RO"
+check "mount --require-signature with a sha512 file object replaced" \
+    sealroot mount --require-signature /tmp/k512.pub os /mnt
+check_eio "the replaced object reads as EIO: overlayfs checked its sha512 digest" /mnt/big.bin
+check "an untouched file still reads" cmp /src/dir/seq.txt /mnt/dir/seq.txt
+umount /mnt
+sealroot fsck >/tmp/out 2>&1 && fail "fsck clean after a replaced object" \
+    || { grep -q "$BIGD" /tmp/out && pass "fsck names the replaced sha512 object" \
         || fail "fsck: $(cat /tmp/out)"; }
 unset SEALROOT_REPO
 

@@ -136,7 +136,7 @@ pub fn read_file(
             payload: rel.clone().into_owned(),
         })?;
     if let Some(want) = &file.digest {
-        if object.digest().as_sha256() != Some(want) {
+        if object.digest() != want {
             return Err(Error::DigestDisagrees {
                 path: path.to_owned(),
                 digest: want.to_string(),

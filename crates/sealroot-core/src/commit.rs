@@ -272,7 +272,10 @@ fn commit_unchecked(
     let tx = repo.transaction_with_progress(progress)?;
     let (cache, mut cache_warning) = match &source {
         Source::Dir(_) if !read.no_cache => load_cache(repo),
-        Source::Dir(_) => (Some(Arc::new(DigestCache::new())), None),
+        Source::Dir(_) => (
+            Some(Arc::new(DigestCache::for_algorithm(repo.algorithm()))),
+            None,
+        ),
         Source::Archive { .. } => (None, None),
     };
     let tree = read_source(source, &read, &tx, cache.clone(), progress)?;
@@ -311,25 +314,37 @@ fn commit_unchecked(
     })
 }
 
-/// The digest cache of directory commits, and why it was ignored if it was.
+/// The digest cache of directory commits, and why it was ignored if it was. A cache of
+/// another algorithm than the repository's (a repository made again at the same path) is
+/// ignored too.
 fn load_cache(repo: &Repository) -> (Option<Arc<DigestCache>>, Option<String>) {
     let path = repo
         .path()
         .join(sealroot_repo::layout::CACHE)
         .join(DIGEST_CACHE);
+    let algorithm = repo.algorithm();
+    let empty = || DigestCache::for_algorithm(algorithm);
     let (cache, warning) = match repo.read_cache_file(DIGEST_CACHE, DIGEST_CACHE_MAX) {
-        Ok(None) => (DigestCache::new(), None),
+        Ok(None) => (empty(), None),
         Ok(Some(bytes)) => match DigestCache::parse(&bytes) {
-            Ok(c) => (c, None),
+            Ok(c) if c.algorithm() == algorithm => (c, None),
+            Ok(c) => (
+                empty(),
+                Some(format!(
+                    "{}: a digest cache of {} digests in a {algorithm} repository; reading every file",
+                    path.display(),
+                    c.algorithm()
+                )),
+            ),
             Err(e) => (
-                DigestCache::new(),
+                empty(),
                 Some(format!(
                     "{}: not a valid digest cache ({e}); reading every file",
                     path.display()
                 )),
             ),
         },
-        Err(e) => (DigestCache::new(), Some(format!("{e}; reading every file"))),
+        Err(e) => (empty(), Some(format!("{e}; reading every file"))),
     };
     (Some(Arc::new(cache)), warning)
 }
@@ -350,6 +365,7 @@ fn read_source(
         user_xattrs: read.user_xattrs,
         hardlinks: read.hardlinks,
         threads: read.threads,
+        algorithm: store.options().algorithm,
         object_store: Some(store.clone()),
         // The transaction flushes the filesystem once before the ref is set.
         sync_objects: false,

@@ -8,7 +8,7 @@ use std::path::Path;
 use sealroot_repo::{
     CommitError, CommitId, ImageId, Repository, TransactionError, WriteCommitError,
 };
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 use crate::files::{write_atomically, WriteFileError};
 
@@ -32,7 +32,7 @@ pub enum Error {
 
 /// Writes commit `id`'s image, re-created from its tree objects and checked against the
 /// commit, to file `path` (whole or not at all); returns its digest.
-pub fn to_file(repo: &Repository, id: &CommitId, path: &Path) -> Result<Sha256Digest, Error> {
+pub fn to_file(repo: &Repository, id: &CommitId, path: &Path) -> Result<AnyDigest, Error> {
     let commit = repo.read_commit(id)?;
     write_atomically(
         path,

@@ -114,7 +114,7 @@ pub fn mount(repo: &Repository, request: &Request) -> Result<Mounted, Error> {
                     spec: spec.clone(),
                     source: Box::new(e),
                 })?;
-            let image = ImageId::sha256(v.commit.image);
+            let image = ImageId::from_digest(v.commit.image);
             if !repo.has_image(&image).map_err(Box::new)? {
                 return Err(Error::SignedImageMissing {
                     spec: spec.clone(),
@@ -141,7 +141,7 @@ pub fn mount(repo: &Repository, request: &Request) -> Result<Mounted, Error> {
         });
     let options = MountOptions {
         basedirs: vec![repo.objects_path()],
-        expected_digest: image.as_sha256().copied(),
+        expected_digest: Some(*image.digest()),
         verity,
         readonly: request.upperdir.is_none(),
         upperdir: request.upperdir.clone(),

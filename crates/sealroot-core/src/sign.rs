@@ -7,7 +7,6 @@ use std::path::Path;
 use sealroot_repo::{CommitError, CommitId, Repository, TransactionError, WriteCommitError};
 use sealroot_trust::ed25519::{SecretKey, SignatureFile};
 use sealroot_trust::pkcs7::{self, Pkcs7Error};
-use sealroot_verity::HashAlgorithm;
 
 /// Why a commit could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +77,7 @@ pub fn sign(repo: &Repository, id: &CommitId, keys: &[SecretKey]) -> Result<Sign
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedImage {
     /// The image's digest.
-    pub image: sealroot_verity::Sha256Digest,
+    pub image: sealroot_verity::AnyDigest,
     /// The size of the DER PKCS#7 signature.
     pub bytes: usize,
 }
@@ -94,7 +93,12 @@ pub fn sign_image(
     let commit = repo.read_commit(id)?;
     let key = pkcs7::SigningKey::read_pem_file(key)?;
     let cert = pkcs7::Certificate::read_file(cert)?;
-    let der = pkcs7::sign_digest(&key, &cert, HashAlgorithm::Sha256, commit.image.as_bytes())?;
+    let der = pkcs7::sign_digest(
+        &key,
+        &cert,
+        commit.image.algorithm(),
+        commit.image.as_bytes(),
+    )?;
     let tx = repo.transaction()?;
     tx.write_image_signature(id, &der)?;
     tx.finish()?;

@@ -8,7 +8,6 @@ use sealroot_format::objects::Commit;
 use sealroot_repo::{CommitError, CommitId, Repository};
 use sealroot_trust::ed25519::{self, Keyring, KeyringError, SignatureFileError, VerifyError};
 use sealroot_trust::pkcs7::{self, Pkcs7Error};
-use sealroot_verity::HashAlgorithm;
 
 /// Why a commit did not verify.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +28,9 @@ pub enum Error {
     Signatures {
         /// The commit.
         commit: CommitId,
-        /// Why.
+        /// Why (boxed: the error stays small).
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
     },
     /// A keyring could not be read.
     #[error(transparent)]
@@ -40,12 +39,12 @@ pub enum Error {
     #[error("commit {0} has no kernel built-in signature for its image")]
     NoImageSignature(CommitId),
     /// The kernel built-in signature of the image does not verify.
-    #[error("commit {commit}: the kernel signature of image sha256:{image}: {source}")]
+    #[error("commit {commit}: the kernel signature of image {}:{image}: {source}", image.algorithm())]
     ImageSignature {
         /// The commit.
         commit: CommitId,
-        /// Its image's digest.
-        image: sealroot_verity::Sha256Digest,
+        /// Its image's digest (boxed: the error stays small).
+        image: Box<sealroot_verity::AnyDigest>,
         /// Why.
         #[source]
         source: Box<Pkcs7Error>,
@@ -91,8 +90,10 @@ pub fn verify_commit(
     let commit = repo.read_commit(&id)?;
     let bytes = repo.read_signatures(&id)?.ok_or(Error::Unsigned(id))?;
     let file = ed25519::SignatureFile::parse(&bytes, &format!("signatures of commit {id}"))?;
-    let verified = ed25519::verify(ring, &id.0, &file)
-        .map_err(|source| Error::Signatures { commit: id, source })?;
+    let verified = ed25519::verify(ring, &id.0, &file).map_err(|source| Error::Signatures {
+        commit: id,
+        source: Box::new(source),
+    })?;
     if derive {
         repo.derive_image(&id, &commit, None)?;
     }
@@ -116,13 +117,14 @@ pub fn verify_image_signature(
         .read_image_signature(id)?
         .ok_or(Error::NoImageSignature(*id))?;
     let cert = pkcs7::Certificate::read_file(cert).map_err(|e| Error::Certificate(Box::new(e)))?;
-    pkcs7::verify_signature(&cert, HashAlgorithm::Sha256, commit.image.as_bytes(), &der).map_err(
-        |source| Error::ImageSignature {
+    let algorithm = commit.image.algorithm();
+    pkcs7::verify_signature(&cert, algorithm, commit.image.as_bytes(), &der).map_err(|source| {
+        Error::ImageSignature {
             commit: *id,
-            image: commit.image,
+            image: Box::new(commit.image),
             source: Box::new(source),
-        },
-    )?;
+        }
+    })?;
     Ok(cert.origin().to_owned())
 }
 

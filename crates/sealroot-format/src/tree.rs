@@ -9,7 +9,7 @@
 //!
 //! Names and xattr names are byte strings without NUL bytes; names never contain `/`.
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 /// `S_IFMT`: the file type bits of a mode.
 pub const S_IFMT: u32 = 0o170000;
@@ -152,8 +152,9 @@ pub struct RegularFile {
     pub inline: Option<Vec<u8>>,
     /// The backing file's path relative to the object store (`ab/cdef…`), the "payload".
     pub payload: Option<Vec<u8>>,
-    /// The fs-verity digest of the content, recorded for overlayfs to check.
-    pub digest: Option<Sha256Digest>,
+    /// The fs-verity digest of the content, recorded for overlayfs to check: sha256 as C
+    /// composefs records it, or sha512 (in a composefs-rs sha512 repository).
+    pub digest: Option<AnyDigest>,
 }
 
 /// The type-specific part of an inode.

@@ -24,7 +24,7 @@ use sealroot_format::{
     S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use sealroot_testkit::{vectors, Rng};
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, Sha256Digest, Sha512Digest};
 
 /// Inline content sizes worth trying: around the tail-packing and block boundaries.
 const INLINE_SIZES: &[usize] = &[0, 1, 64, 65, 2047, 2048, 2049, 4095, 4096, 4097, 5000];
@@ -323,7 +323,12 @@ impl Gen {
                     }
                 };
                 if self.rng.one_in(2) {
-                    file.digest = Some(Sha256Digest(self.rng.bytes(32).try_into().unwrap()));
+                    // A sha512 digest now and then, as in a sha512 repository's images.
+                    file.digest = Some(if self.rng.one_in(4) {
+                        AnyDigest::Sha512(Sha512Digest(self.rng.bytes(64).try_into().unwrap()))
+                    } else {
+                        AnyDigest::Sha256(Sha256Digest(self.rng.bytes(32).try_into().unwrap()))
+                    });
                 }
                 Content::Regular(file)
             }
@@ -676,6 +681,7 @@ const FEATURES: &[&str] = &[
     "external near 2^64",
     "empty payload",
     "digest",
+    "sha512 digest",
     "symlink of 4095",
     "name of 255",
     "root name 00-ff",
@@ -754,8 +760,10 @@ fn features(tree: &Tree, image: &[u8], seen: &mut BTreeSet<&'static str>) {
                     if file.payload.as_ref().is_some_and(|p| p.is_empty()) {
                         note("empty payload");
                     }
-                    if file.digest.is_some() {
-                        note("digest");
+                    match file.digest {
+                        Some(AnyDigest::Sha512(_)) => note("sha512 digest"),
+                        Some(AnyDigest::Sha256(_)) => note("digest"),
+                        None => {}
                     }
                 }
             }

@@ -103,18 +103,18 @@ impl Repo {
 /// A commit written as sealroot writes one: file objects, tree objects, the image (linked from
 /// `images/`), the commit object.
 struct Made {
-    commit: Sha256Digest,
+    commit: AnyDigest,
     bytes: Vec<u8>,
     /// Everything but the commit object: tree objects, the image, file objects.
     needs: BTreeSet<AnyDigest>,
     /// The image.
-    image: Sha256Digest,
+    image: AnyDigest,
     /// The file objects.
     files: BTreeSet<AnyDigest>,
 }
 
 /// Commits `files` (path, content; paths sorted, parent directories implied).
-fn commit(repo: &Repo, files: &[(&str, Vec<u8>)], parent: Option<Sha256Digest>) -> Made {
+fn commit(repo: &Repo, files: &[(&str, Vec<u8>)], parent: Option<AnyDigest>) -> Made {
     let mut lines = BTreeMap::new();
     lines.insert("/".to_owned(), "/ 0 40755 2 0 0 0 0.0 - - -".to_owned());
     for (path, content) in files {
@@ -146,22 +146,22 @@ fn commit(repo: &Repo, files: &[(&str, Vec<u8>)], parent: Option<Sha256Digest>) 
     let text: String = lines.values().map(|l| format!("{l}\n")).collect();
     let tree = dumpfile::parse(text.as_bytes()).unwrap();
 
-    let parts = split(&tree).unwrap();
+    let parts = split(&tree, HashAlgorithm::Sha256).unwrap();
     let mut needs = BTreeSet::new();
     for (_, id, bytes) in &parts.objects {
-        assert_eq!(repo.store(bytes), AnyDigest::Sha256(*id));
-        needs.insert(AnyDigest::Sha256(*id));
+        assert_eq!(repo.store(bytes), *id);
+        needs.insert(*id);
     }
-    let files: BTreeSet<AnyDigest> = parts.files.iter().map(|d| AnyDigest::Sha256(*d)).collect();
+    let files: BTreeSet<AnyDigest> = parts.files.iter().copied().collect();
     needs.extend(files.iter().copied());
     let mut image = Vec::new();
-    let (image_id, _) = derive_image(&tree, 1, Some(&mut image)).unwrap();
-    assert_eq!(repo.store(&image), AnyDigest::Sha256(image_id));
+    let (image_id, _) = derive_image(&tree, 1, HashAlgorithm::Sha256, Some(&mut image)).unwrap();
+    assert_eq!(repo.store(&image), image_id);
     repo.link(
         &format!("images/{image_id}"),
         &format!("objects/{}", image_id.object_path()),
     );
-    needs.insert(AnyDigest::Sha256(image_id));
+    needs.insert(image_id);
 
     let bytes = Commit {
         tree: parts.tree,
@@ -176,9 +176,7 @@ fn commit(repo: &Repo, files: &[(&str, Vec<u8>)], parent: Option<Sha256Digest>) 
         body: String::new(),
     }
     .encode();
-    let AnyDigest::Sha256(commit) = repo.store(&bytes) else {
-        unreachable!("a sha256 repository")
-    };
+    let commit = repo.store(&bytes);
     Made {
         commit,
         bytes,
@@ -191,7 +189,7 @@ fn commit(repo: &Repo, files: &[(&str, Vec<u8>)], parent: Option<Sha256Digest>) 
 /// Writes a commit's stream and links `streams/sealroot-commit-HEX` to it.
 fn commit_stream(repo: &Repo, made: &Made, parent: Option<AnyDigest>) -> AnyDigest {
     let stream = CommitStream {
-        commit: AnyDigest::Sha256(made.commit),
+        commit: made.commit,
         commit_size: made.bytes.len() as u64,
         objects: made.needs.iter().copied().collect(),
         parent,
@@ -203,24 +201,24 @@ fn commit_stream(repo: &Repo, made: &Made, parent: Option<AnyDigest>) -> AnyDige
 }
 
 /// The commit read back from the repository's objects alone, its image derived again.
-fn derive_from_objects(repo: &Repo, commit: &Sha256Digest) -> Sha256Digest {
-    let c = Commit::parse(&fs::read(repo.object(&AnyDigest::Sha256(*commit))).unwrap()).unwrap();
+fn derive_from_objects(repo: &Repo, commit: &AnyDigest) -> AnyDigest {
+    let c = Commit::parse(&fs::read(repo.object(commit)).unwrap()).unwrap();
     let mut fetch = |_: ObjectKind,
-                     id: &Sha256Digest|
+                     id: &AnyDigest|
      -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(fs::read(repo.object(&AnyDigest::Sha256(*id)))?)
+        Ok(fs::read(repo.object(id))?)
     };
     let tree = assemble(&c.tree, &c.dirmeta, &mut fetch).unwrap();
     for inode in &tree.inodes {
         if let sealroot_format::Content::Regular(f) = &inode.content {
             if let Some(d) = f.digest {
-                assert!(repo.has(&AnyDigest::Sha256(d)), "file object {d} is gone");
+                assert!(repo.has(&d), "file object {d} is gone");
             }
         }
     }
-    let (image, _) = derive_image(&tree, c.image_format, None).unwrap();
+    let (image, _) = derive_image(&tree, c.image_format, c.algorithm(), None).unwrap();
     assert_eq!(image, c.image);
-    assert!(repo.has(&AnyDigest::Sha256(image)), "image {image} is gone");
+    assert!(repo.has(&image), "image {image} is gone");
     image
 }
 
@@ -279,7 +277,7 @@ fn cfsctl_gc_keeps_commits_and_their_history_through_their_streams() {
         .needs
         .iter()
         .copied()
-        .chain([AnyDigest::Sha256(c.commit), stream_c, junk])
+        .chain([c.commit, stream_c, junk])
         .filter(|d| !a.needs.contains(d) && !b.needs.contains(d))
         .collect();
 
@@ -288,12 +286,7 @@ fn cfsctl_gc_keeps_commits_and_their_history_through_their_streams() {
         .iter()
         .chain(&b.needs)
         .copied()
-        .chain([
-            AnyDigest::Sha256(a.commit),
-            AnyDigest::Sha256(b.commit),
-            stream_a,
-            stream_b,
-        ])
+        .chain([a.commit, b.commit, stream_a, stream_b])
         .collect();
     assert_eq!(repo.objects().len(), keep.len() + garbage.len());
 
@@ -336,10 +329,10 @@ fn cfsctl_gc_keeps_commits_and_their_history_through_their_streams() {
     // only A had (issue 9).
     fs::remove_file(repo.root.join("streams/refs/sealroot/os/stable")).unwrap();
     let gc = run_cfsctl(&cfsctl, &["--repo", repo.arg(), "gc"]);
-    let image_b = AnyDigest::Sha256(b.image);
+    let image_b = b.image;
     let left: BTreeSet<AnyDigest> = b.files.iter().copied().chain([image_b]).collect();
     assert_eq!(removed(&gc), keep.len() - left.len(), "{gc}");
-    assert!(!repo.has(&AnyDigest::Sha256(b.commit)));
+    assert!(!repo.has(&b.commit));
     for d in &left {
         assert!(repo.has(d), "{d} was removed");
     }
@@ -489,10 +482,13 @@ fn zstd_reads_our_frames() {
             algorithm: HashAlgorithm::Sha256,
             content_type: COMMIT_CONTENT_TYPE,
             stream_size: 0,
-            object_refs: vec![AnyDigest::Sha256(objects::object_id(b"x"))],
-            named_refs: [("n".repeat(300), AnyDigest::Sha256(objects::object_id(b"y")))]
-                .into_iter()
-                .collect(),
+            object_refs: vec![objects::object_id(b"x", HashAlgorithm::Sha256)],
+            named_refs: [(
+                "n".repeat(300),
+                objects::object_id(b"y", HashAlgorithm::Sha256),
+            )]
+            .into_iter()
+            .collect(),
             chunks,
         };
         let bytes = splitstream::encode(&s).unwrap();

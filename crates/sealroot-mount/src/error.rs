@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use sealroot_sys::namespace::NamespaceType;
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 /// A call into the kernel's mount API, as named in [`MountError::Kernel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,10 +162,10 @@ pub enum MountError {
     DigestMismatch {
         /// The image.
         path: PathBuf,
-        /// The digest asked for.
-        expected: Sha256Digest,
-        /// The digest the image has.
-        actual: Sha256Digest,
+        /// The digest asked for (boxed, as the next: the error stays small).
+        expected: Box<AnyDigest>,
+        /// The digest the image has (of the same algorithm).
+        actual: Box<AnyDigest>,
     },
     /// The private, immutable copy of the image that a digest check mounts from could not be
     /// made, and the image's filesystem is writable, so mounting the image in place would leave

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rustix::fs::{fstat, fstatvfs, ioctl_ficlone, open, Mode, OFlags, StatVfsMountFlags};
-use sealroot_verity::{sha256_digest_file, sha256_digest_reader, Sha256Digest};
+use sealroot_verity::{digest_file, digest_reader, AnyDigest, HashAlgorithm, Params};
 
 use crate::error::MountError;
 
@@ -95,16 +95,16 @@ impl Read for Tee<'_> {
     }
 }
 
-/// Hashes everything `reader` yields (it reads in large blocks itself).
-fn digest_of(reader: impl Read) -> io::Result<Sha256Digest> {
-    sha256_digest_reader(reader)
-}
-
 /// Makes an unnamed file in `dir` (`O_TMPFILE`) holding the bytes of `source`, and returns it
-/// with their digest. The copy is a reflink where the filesystem can (`FICLONE`), a real copy
-/// otherwise; either way later writes to `source` do not reach it, and nothing but this process
-/// holds it: it has no name, and the only descriptor is ours.
-fn private_copy(source: &File, dir: &Path) -> io::Result<(File, Sha256Digest)> {
+/// with their `algorithm` digest. The copy is a reflink where the filesystem can (`FICLONE`),
+/// a real copy otherwise; either way later writes to `source` do not reach it, and nothing but
+/// this process holds it: it has no name, and the only descriptor is ours.
+fn private_copy(
+    source: &File,
+    dir: &Path,
+    algorithm: HashAlgorithm,
+) -> io::Result<(File, AnyDigest)> {
+    let params = Params::composefs(algorithm);
     let fd = open(
         dir,
         OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
@@ -113,13 +113,16 @@ fn private_copy(source: &File, dir: &Path) -> io::Result<(File, Sha256Digest)> {
     let copy = File::from(fd);
     let digest = if ioctl_ficlone(&copy, source).is_ok() {
         // A reflink: hash what the copy holds (positional reads: no offset to trust).
-        sha256_digest_file(&copy)?
+        digest_file(&params, &copy)?
     } else {
         // `source` was just opened by us, so its offset is at the start.
-        digest_of(Tee {
-            source,
-            copy: &copy,
-        })?
+        digest_reader(
+            &params,
+            Tee {
+                source,
+                copy: &copy,
+            },
+        )?
     };
     Ok((copy, digest))
 }
@@ -139,13 +142,14 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Opens `path`, checks its digest if one is expected, and reads its header.
+/// Opens `path`, checks its digest if one is expected (an fs-verity digest of the expected
+/// one's algorithm, 4 KiB blocks, no salt), and reads its header.
 ///
 /// `after_check` runs once the digest has been found right (tests use it to attack the image in
 /// the window between check and mount).
 pub(crate) fn open_image(
     path: &Path,
-    expected: Option<&Sha256Digest>,
+    expected: Option<&AnyDigest>,
     after_check: &mut dyn FnMut(),
 ) -> Result<OpenedImage, MountError> {
     let read_err = |source| MountError::ReadImage {
@@ -166,7 +170,8 @@ pub(crate) fn open_image(
     let (file, guard) = match expected {
         None => (image, None),
         Some(expected) => {
-            let (file, actual, guard) = match private_copy(&image, parent_dir(path)) {
+            let algorithm = expected.algorithm();
+            let (file, actual, guard) = match private_copy(&image, parent_dir(path), algorithm) {
                 Ok((copy, digest)) => (copy, digest, None),
                 Err(copy_err) => {
                     // No copy. Mount in place only if the image's mount is read-only, so that
@@ -182,15 +187,16 @@ pub(crate) fn open_image(
                     }
                     let before = Fingerprint::of(&image).map_err(read_err)?;
                     // Positional reads: a failed copy may have moved the file offset.
-                    let digest = sha256_digest_file(&image).map_err(read_err)?;
+                    let digest =
+                        digest_file(&Params::composefs(algorithm), &image).map_err(read_err)?;
                     (image, digest, Some(before))
                 }
             };
             if actual != *expected {
                 return Err(MountError::DigestMismatch {
                     path: path.to_owned(),
-                    expected: *expected,
-                    actual,
+                    expected: Box::new(*expected),
+                    actual: Box::new(actual),
                 });
             }
             after_check();

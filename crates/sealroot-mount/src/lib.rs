@@ -34,8 +34,9 @@
 //! # The digest check
 //!
 //! With [`MountOptions::expected_digest`], the image's fs-verity digest is computed in userspace
-//! (this crate does not rely on the filesystem having fs-verity) and the image is refused, before
-//! anything is mounted, if it differs: [`MountError::DigestMismatch`] names both digests.
+//! (this crate does not rely on the filesystem having fs-verity), with the expected digest's
+//! algorithm (sha256, or sha512 for an image of a sha512 repository), and the image is refused,
+//! before anything is mounted, if it differs: [`MountError::DigestMismatch`] names both digests.
 //!
 //! A digest check is worth only as much as the guarantee that the bytes checked are the bytes
 //! mounted. erofs opens its `source` by path, but `/proc/self/fd/N` is a magic link to the
@@ -67,4 +68,4 @@ pub use mount::{
 };
 pub use options::{parse_mount_options, ExtraFlags, MountOptions, OptionsError, VerityMode};
 pub use sealroot_sys::namespace::NamespaceType;
-pub use sealroot_verity::Sha256Digest;
+pub use sealroot_verity::{AnyDigest, HashAlgorithm, Sha256Digest, Sha512Digest};

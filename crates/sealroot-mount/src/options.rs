@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sealroot_verity::{DigestParseError, Sha256Digest};
+use sealroot_verity::{AnyDigest, DigestParseError};
 
 /// How overlayfs is told to treat the fs-verity digests that the image records for its files.
 ///
@@ -40,10 +40,11 @@ pub struct MountOptions {
     /// metacopy files of the image name their content with a `trusted.overlay.redirect` path
     /// that is looked up in these directories. At least one is required.
     pub basedirs: Vec<PathBuf>,
-    /// The fs-verity (sha256, 4 KiB blocks, no salt) digest the image file must have. It is
-    /// checked before anything is mounted, and the mount is made from the very bytes that were
-    /// checked (see the crate documentation).
-    pub expected_digest: Option<Sha256Digest>,
+    /// The fs-verity (4 KiB blocks, no salt) digest the image file must have: sha256 as C
+    /// composefs knows it, or sha512 (an image of a sha512 repository), the image hashed with
+    /// that algorithm. It is checked before anything is mounted, and the mount is made from the
+    /// very bytes that were checked (see the crate documentation).
+    pub expected_digest: Option<AnyDigest>,
     /// What overlayfs does with the per-file digests.
     pub verity: VerityMode,
     /// A writable overlayfs upper layer; needs [`MountOptions::workdir`] on the same filesystem.
@@ -166,7 +167,7 @@ fn split_option(s: &str) -> (&str, Option<String>, Option<&str>) {
 /// | option | effect |
 /// |---|---|
 /// | `basedir=DIR[:DIR...]` | [`MountOptions::basedirs`]; a later `basedir` replaces an earlier one |
-/// | `digest=HEX` | [`MountOptions::expected_digest`]; also implies `verity`, as in C |
+/// | `digest=HEX` | [`MountOptions::expected_digest`]: 64 hex digits (sha256), or 128 (sha512, sealroot only); also implies `verity`, as in C |
 /// | `verity` | [`VerityMode::Require`] |
 /// | `tryverity` | [`VerityMode::Try`] (`verity` and `digest` win over it, as in C) |
 /// | `noverity` | sealroot only: [`VerityMode::Off`] even with `digest=` (check the image, not the objects) |
@@ -178,7 +179,7 @@ fn split_option(s: &str) -> (&str, Option<String>, Option<&str>) {
 /// `\,`). Any other option is refused, as `mount.composefs` refuses it, and so is an empty one
 /// between commas; an empty string as a whole is no options (so it fails for want of a
 /// `basedir`, as a missing `-o` does in C).
-/// Unlike C, a digest that is not 64 hex digits is refused here rather than at mount time, and a
+/// Unlike C, a digest that is not 64 (or 128) hex digits is refused here rather than at mount time, and a
 /// value given to a flag option (`ro=1`) is refused rather than ignored.
 pub fn parse_mount_options(s: &str) -> Result<(MountOptions, ExtraFlags), OptionsError> {
     let mut opts = MountOptions::default();
@@ -211,7 +212,7 @@ pub fn parse_mount_options(s: &str) -> Result<(MountOptions, ExtraFlags), Option
             }
             "digest" => {
                 let value = required("digest", value)?;
-                let digest = Sha256Digest::from_hex(&value)
+                let digest = AnyDigest::from_hex_any(&value)
                     .map_err(|source| OptionsError::BadDigest { value, source })?;
                 opts.expected_digest = Some(digest);
             }
@@ -276,8 +277,8 @@ mod tests {
 
     const D: &str = "d344782ff962ab7d1c5533755c19c5bf3c3485f55bfaf228fc89524c7e2ba61e";
 
-    fn digest() -> Option<Sha256Digest> {
-        Some(D.parse().unwrap())
+    fn digest() -> Option<AnyDigest> {
+        Some(AnyDigest::from_hex_any(D).unwrap())
     }
 
     fn dirs(list: &[&str]) -> Vec<PathBuf> {
@@ -450,13 +451,20 @@ mod tests {
 
     #[test]
     fn bad_digests_are_refused_early() {
-        for bad in ["abcd", &"g".repeat(64), &"0".repeat(128)] {
+        // 128 digits are a sha512 digest; 96 or 130 are neither.
+        for bad in ["abcd", &"g".repeat(64), &"0".repeat(96), &"0".repeat(130)] {
             let input = format!("basedir=/o,digest={bad}");
             match parse_mount_options(&input) {
                 Err(OptionsError::BadDigest { value, .. }) => assert_eq!(value, bad),
                 other => panic!("{input:?} gave {other:?}"),
             }
         }
+        let (opts, _) =
+            parse_mount_options(&format!("basedir=/o,digest={}", "0".repeat(128))).unwrap();
+        assert_eq!(
+            opts.expected_digest.map(|d| d.algorithm()),
+            Some(sealroot_verity::HashAlgorithm::Sha512)
+        );
     }
 
     #[test]

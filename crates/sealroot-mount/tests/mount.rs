@@ -34,8 +34,8 @@ use rustix::fs::{
 use sealroot_format::erofs::WriteOptions;
 use sealroot_format::{Content, DirEntry, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr};
 use sealroot_mount::{
-    mount_image, mount_image_detached, mount_image_detached_for_tests, MountError, MountOptions,
-    NamespaceType, Sha256Digest, Step, TestHooks, VerityMode,
+    mount_image, mount_image_detached, mount_image_detached_for_tests, AnyDigest, MountError,
+    MountOptions, NamespaceType, Step, TestHooks, VerityMode,
 };
 
 use sealroot_testkit::{mount_test, pattern, skip_even_in_ci};
@@ -403,8 +403,15 @@ fn mount_with_hook(
     mount_image_detached_for_tests(image, opts, hooks)
 }
 
-fn file_digest(path: &Path) -> Sha256Digest {
-    sealroot_verity::sha256_digest(&fs::read(path).unwrap())
+fn file_digest(path: &Path) -> AnyDigest {
+    sealroot_verity::sha256_digest(&fs::read(path).unwrap()).into()
+}
+
+/// The sha512 fs-verity digest of `path` (4 KiB blocks, no salt): a sha512 repository's name
+/// for it.
+fn file_digest_sha512(path: &Path) -> AnyDigest {
+    let params = sealroot_verity::Params::composefs(sealroot_verity::HashAlgorithm::Sha512);
+    sealroot_verity::digest(&params, &fs::read(path).unwrap())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -625,6 +632,31 @@ mount_test! {
 // The image digest
 
 mount_test! {
+    /// A sha512 digest is checked with sha512 (a sha512 repository's images): the right one
+    /// mounts, a wrong one, or the image's sha256 digest where sha512 is expected, is refused.
+    fn sha512_digests_are_checked_with_sha512() {
+        let c = composefs(1, Metacopy::Empty);
+        let digest = file_digest_sha512(&c.image);
+        let o = MountOptions { expected_digest: Some(digest), ..opts(&c.objects) };
+        mount_image(&c.image, &c.mnt, &o).unwrap();
+        assert_same_tree(&c.tree, &c.mnt);
+        let mut wrong = *digest.as_sha512().unwrap();
+        wrong.0[63] ^= 1;
+        let o = MountOptions { expected_digest: Some(wrong.into()), ..opts(&c.objects) };
+        match mount_with_hook(&c.image, &o, &mut || ()).unwrap_err() {
+            MountError::DigestMismatch { expected, actual, .. } => {
+                assert_eq!(*expected, AnyDigest::from(wrong));
+                assert_eq!(*actual, digest);
+            }
+            other => panic!("expected a digest mismatch, got {other:?}"),
+        }
+        let (parsed, _) =
+            sealroot_mount::parse_mount_options(&format!("basedir=/x,digest={digest}")).unwrap();
+        assert_eq!(parsed.expected_digest, Some(digest));
+    }
+}
+
+mount_test! {
     /// The right digest mounts; it is the one `fsverity digest` computes too.
     fn right_digest_mounts() {
         let c = composefs(1, Metacopy::Empty);
@@ -649,8 +681,9 @@ mount_test! {
     fn wrong_digest_is_refused_before_mounting() {
         let c = composefs(1, Metacopy::Empty);
         let actual = file_digest(&c.image);
-        let mut wrong = actual;
+        let mut wrong = *actual.as_sha256().unwrap();
         wrong.0[31] ^= 1;
+        let wrong = AnyDigest::from(wrong);
         let before = mountinfo();
         let o = MountOptions { expected_digest: Some(wrong), ..opts(&c.objects) };
         let mut reached = false;
@@ -659,8 +692,8 @@ mount_test! {
         match &err {
             MountError::DigestMismatch { path, expected, actual: got } => {
                 assert_eq!(path, &c.image);
-                assert_eq!(*expected, wrong);
-                assert_eq!(*got, actual);
+                assert_eq!(**expected, wrong);
+                assert_eq!(**got, actual);
             }
             other => panic!("expected a digest mismatch, got {other:?}"),
         }
@@ -982,7 +1015,7 @@ fn tree_of(source: &Path, store: &Path) -> Tree {
                     Content::Regular(RegularFile {
                         inline: None,
                         payload: Some(digest.object_path().into_bytes()),
-                        digest: Some(digest),
+                        digest: Some(digest.into()),
                     })
                 }
             } else if meta.file_type().is_symlink() {

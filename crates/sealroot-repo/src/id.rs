@@ -101,11 +101,7 @@ impl ObjectId {
 
     /// Parses hex of `algorithm`'s length (either case).
     pub fn from_hex(algorithm: HashAlgorithm, hex: &str) -> Result<Self, IdParseError> {
-        let digest = match algorithm {
-            HashAlgorithm::Sha256 => AnyDigest::Sha256(Sha256Digest::from_hex(hex)?),
-            HashAlgorithm::Sha512 => AnyDigest::Sha512(Sha512Digest::from_hex(hex)?),
-        };
-        Ok(ObjectId(digest))
+        Ok(ObjectId(AnyDigest::from_hex(algorithm, hex)?))
     }
 
     /// Parses an object path `XX/REST` of `algorithm`; only lower-case hex is accepted, as
@@ -143,13 +139,9 @@ impl ObjectId {
         for (out, pair) in bytes[1..size].iter_mut().zip(name.chunks_exact(2)) {
             *out = (lower_hex_value(pair[0])? << 4) | lower_hex_value(pair[1])?;
         }
-        let digest = match algorithm {
-            HashAlgorithm::Sha256 => {
-                AnyDigest::Sha256(Sha256Digest::from_slice(&bytes[..size]).ok()?)
-            }
-            HashAlgorithm::Sha512 => AnyDigest::Sha512(Sha512Digest(bytes)),
-        };
-        Some(ObjectId(digest))
+        AnyDigest::from_slice(algorithm, &bytes[..size])
+            .ok()
+            .map(ObjectId)
     }
 }
 
@@ -221,9 +213,9 @@ impl ImageId {
         ImageId(object)
     }
 
-    /// The image with fs-verity sha256 digest `digest` (what a commit records).
-    pub const fn sha256(digest: Sha256Digest) -> Self {
-        ImageId(ObjectId::new(AnyDigest::Sha256(digest)))
+    /// The image with fs-verity digest `digest` (what a commit records).
+    pub const fn from_digest(digest: AnyDigest) -> Self {
+        ImageId(ObjectId::new(digest))
     }
 
     /// The object holding the image.
@@ -236,8 +228,13 @@ impl ImageId {
         self.0.to_hex()
     }
 
-    /// The sha256 digest, which is what `sealroot-mount` checks an image against; `None` in
-    /// a sha512 repository.
+    /// The fs-verity digest, which is what `sealroot-mount` checks an image against.
+    pub const fn digest(&self) -> &AnyDigest {
+        self.0.digest()
+    }
+
+    /// The digest if it is a sha256 one (what C composefs knows); `None` in a sha512
+    /// repository.
     pub fn as_sha256(&self) -> Option<&Sha256Digest> {
         self.0.digest().as_sha256()
     }

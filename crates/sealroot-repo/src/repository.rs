@@ -258,7 +258,7 @@ fn describe_type(t: rustix::fs::FileType) -> &'static str {
 
 /// The fs-verity parameters of a repository of `algorithm`.
 pub(crate) fn verity_params(algorithm: HashAlgorithm) -> Params {
-    Params::new(algorithm, 1 << LOG_BLOCK_SIZE, &[]).expect("4 KiB blocks and no salt are valid")
+    Params::composefs(algorithm)
 }
 
 /// The kernel's parameters for enabling fs-verity on an object of `algorithm`.

@@ -814,7 +814,7 @@ mount_test! {
         fs::create_dir(&mnt).unwrap();
         let opts = sealroot_mount::MountOptions {
             basedirs: vec![repo.objects_path()],
-            expected_digest: image.as_sha256().copied(),
+            expected_digest: Some(*image.digest()),
             ..Default::default()
         };
         sealroot_mount::mount_image(&repo.image_path(&image), &mnt, &opts).unwrap();

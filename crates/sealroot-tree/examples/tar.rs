@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir_store = DirStore::open(path)?;
             &dir_store
         }
-        None => &HashOnly,
+        None => &HashOnly::default(),
     };
 
     let start = Instant::now();

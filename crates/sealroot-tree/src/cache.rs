@@ -38,15 +38,19 @@
 //! offset  size     field
 //! 0       16       magic "sealroot-devino\n"
 //! 16      4        format version (1)
-//! 20      4        digest kind (1: fs-verity, sha256, 4 KiB blocks, no salt: composefs's)
+//! 20      4        digest kind: fs-verity, 4 KiB blocks, no salt, with
+//!                    1: sha256 (composefs's), 2: sha512 (a sha512 repository's)
 //! 24      8        number of entries N
-//! 32      80 * N   entries, sorted by key, no key twice:
+//! 32      E * N    entries, sorted by key, no key twice (E = 48 + the digest size: 80 or 112):
 //!                    dev u64, ino u64, size u64,
 //!                    mtime seconds i64, mtime nanoseconds u32,
 //!                    ctime seconds i64, ctime nanoseconds u32,
-//!                    digest [u8; 32]
-//! 32+80N  32       fs-verity sha256 digest (composefs parameters) of all the bytes before it
+//!                    digest [u8; 32 or 64]
+//! 32+E*N  32       fs-verity sha256 digest (composefs parameters) of all the bytes before it
 //! ```
+//!
+//! A cache holds digests of one algorithm ([`DigestCache::algorithm`]): it does not take
+//! digests of another, and a build refuses a cache of another algorithm than its own.
 //!
 //! A file that is too large, has another magic, version or digest kind, a length that is not
 //! the one its count gives, a bad checksum, a nanosecond count of a second or more, or a key
@@ -65,7 +69,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 /// How much older than the start of its reading a file's ctime must be for its digest to be
 /// cached: more than the coarsest timestamp granularity of a Linux filesystem (FAT's two
@@ -76,19 +80,37 @@ pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 const MAGIC: [u8; 16] = *b"sealroot-devino\n";
 /// The version of the file format this code writes and reads.
 const FORMAT_VERSION: u32 = 1;
-/// The only digest kind: fs-verity, sha256, 4 KiB blocks, no salt (what composefs records).
-const DIGEST_KIND_COMPOSEFS_SHA256: u32 = 1;
 /// Magic, version, digest kind, entry count.
 const HEADER_SIZE: usize = 16 + 4 + 4 + 8;
-/// dev, ino, size, mtime (8 + 4), ctime (8 + 4), digest.
-const ENTRY_SIZE: usize = 8 + 8 + 8 + 12 + 12 + 32;
+/// dev, ino, size, mtime (8 + 4), ctime (8 + 4): an entry before its digest.
+const KEY_SIZE: usize = 8 + 8 + 8 + 12 + 12;
+/// The largest entry: with a sha512 digest.
+const ENTRY_SIZE_MAX: usize = KEY_SIZE + 64;
 /// The checksum at the end.
 const CHECKSUM_SIZE: usize = 32;
 /// The most entries a cache file may hold (a file of 1.3 GB): 150 times a whole /usr, and a
 /// bound on what a foreign or damaged file can make [`DigestCache::load`] read.
 pub const MAX_ENTRIES: u64 = 1 << 24;
 /// A file's largest possible size.
-const MAX_FILE_SIZE: u64 = (HEADER_SIZE + CHECKSUM_SIZE) as u64 + MAX_ENTRIES * ENTRY_SIZE as u64;
+const MAX_FILE_SIZE: u64 =
+    (HEADER_SIZE + CHECKSUM_SIZE) as u64 + MAX_ENTRIES * ENTRY_SIZE_MAX as u64;
+
+/// The digest kind of the file for `algorithm` (fs-verity, 4 KiB blocks, no salt).
+const fn digest_kind(algorithm: HashAlgorithm) -> u32 {
+    match algorithm {
+        HashAlgorithm::Sha256 => 1,
+        HashAlgorithm::Sha512 => 2,
+    }
+}
+
+/// The algorithm of digest kind `kind`, if it is one.
+const fn kind_algorithm(kind: u32) -> Option<HashAlgorithm> {
+    match kind {
+        1 => Some(HashAlgorithm::Sha256),
+        2 => Some(HashAlgorithm::Sha512),
+        _ => None,
+    }
+}
 /// The most nanoseconds a timestamp may have.
 const NSEC_MAX: u32 = 999_999_999;
 
@@ -224,15 +246,18 @@ pub enum CacheError {
 /// take `&self`).
 #[derive(Default)]
 pub struct DigestCache {
+    /// The algorithm of every digest.
+    algorithm: HashAlgorithm,
     /// What was loaded: read only.
-    loaded: HashMap<FileKey, Sha256Digest>,
+    loaded: HashMap<FileKey, AnyDigest>,
     /// What was looked up with a hit, or added, since: what [`DigestCache::save`] writes.
-    seen: Mutex<HashMap<FileKey, Sha256Digest>>,
+    seen: Mutex<HashMap<FileKey, AnyDigest>>,
 }
 
 impl fmt::Debug for DigestCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DigestCache")
+            .field("algorithm", &self.algorithm)
             .field("loaded", &self.loaded.len())
             .field("seen", &self.seen_len())
             .finish()
@@ -240,12 +265,25 @@ impl fmt::Debug for DigestCache {
 }
 
 impl DigestCache {
-    /// An empty cache.
+    /// An empty cache of sha256 digests (composefs's).
     pub fn new() -> Self {
         DigestCache::default()
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<FileKey, Sha256Digest>> {
+    /// An empty cache of `algorithm` digests.
+    pub fn for_algorithm(algorithm: HashAlgorithm) -> Self {
+        DigestCache {
+            algorithm,
+            ..DigestCache::default()
+        }
+    }
+
+    /// The algorithm of the digests it holds.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.algorithm
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<FileKey, AnyDigest>> {
         // The map is consistent after every operation on it, so a panic elsewhere while it
         // was locked leaves nothing half done.
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
@@ -257,7 +295,7 @@ impl DigestCache {
 
     /// The digest recorded for the file in state `key`, if any (and if its ctime is settled);
     /// a hit keeps the entry for the next [`save`](DigestCache::save).
-    pub fn lookup(&self, key: &FileKey) -> Option<Sha256Digest> {
+    pub fn lookup(&self, key: &FileKey) -> Option<AnyDigest> {
         if !key.settled(SystemTime::now()) {
             return None;
         }
@@ -271,9 +309,10 @@ impl DigestCache {
     /// Records that the file in state `key` has `digest`, read starting at `read_started`
     /// (no later: the file's `stat` must have given `key` before, and again after, the read).
     /// Returns whether the entry was made: not if the ctime is within [`RACY_WINDOW`] of
-    /// `read_started`, since a change in the same clock tick would not show.
-    pub fn insert(&self, key: FileKey, digest: Sha256Digest, read_started: SystemTime) -> bool {
-        if !key.settled(read_started) {
+    /// `read_started`, since a change in the same clock tick would not show, nor if the
+    /// digest is not of the cache's algorithm.
+    pub fn insert(&self, key: FileKey, digest: AnyDigest, read_started: SystemTime) -> bool {
+        if !key.settled(read_started) || digest.algorithm() != self.algorithm {
             return false;
         }
         self.seen().insert(key, digest);
@@ -303,15 +342,14 @@ impl DigestCache {
             return Err(CacheFormatError::Version { found: version });
         }
         let kind = u32_at(20);
-        if kind != DIGEST_KIND_COMPOSEFS_SHA256 {
-            return Err(CacheFormatError::DigestKind(kind));
-        }
+        let algorithm = kind_algorithm(kind).ok_or(CacheFormatError::DigestKind(kind))?;
+        let entry_size = KEY_SIZE + algorithm.digest_size();
         let count = u64_at(24);
         if count > MAX_ENTRIES {
             return Err(CacheFormatError::TooLarge(count));
         }
         // Bounded by MAX_ENTRIES: no overflow.
-        let expected = (HEADER_SIZE + CHECKSUM_SIZE) as u64 + count * ENTRY_SIZE as u64;
+        let expected = (HEADER_SIZE + CHECKSUM_SIZE) as u64 + count * entry_size as u64;
         if bytes.len() as u64 != expected {
             return Err(CacheFormatError::Length {
                 len: bytes.len() as u64,
@@ -325,7 +363,7 @@ impl DigestCache {
         }
 
         let mut loaded = HashMap::with_capacity(count as usize);
-        for (index, e) in body[HEADER_SIZE..].chunks_exact(ENTRY_SIZE).enumerate() {
+        for (index, e) in body[HEADER_SIZE..].chunks_exact(entry_size).enumerate() {
             let index = index as u64;
             let u64_of = |at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("8"));
             let u32_of = |at: usize| u32::from_le_bytes(e[at..at + 4].try_into().expect("4"));
@@ -341,12 +379,14 @@ impl DigestCache {
             if key.mtime_nsec > NSEC_MAX || key.ctime_nsec > NSEC_MAX {
                 return Err(CacheFormatError::Timestamp(index));
             }
-            let digest = Sha256Digest(e[48..80].try_into().expect("32 bytes"));
+            let digest = AnyDigest::from_slice(algorithm, &e[KEY_SIZE..])
+                .expect("entries are split at the digest size");
             if loaded.insert(key, digest).is_some() {
                 return Err(CacheFormatError::Duplicate(index));
             }
         }
         Ok(DigestCache {
+            algorithm,
             loaded,
             seen: Mutex::default(),
         })
@@ -355,14 +395,15 @@ impl DigestCache {
     /// Writes the entries a save keeps (those looked up with a hit or added), in the file
     /// format, sorted by key.
     pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut entries: Vec<(FileKey, Sha256Digest)> =
+        let mut entries: Vec<(FileKey, AnyDigest)> =
             self.seen().iter().map(|(k, d)| (*k, *d)).collect();
         entries.sort_unstable_by_key(|e| e.0);
+        let entry_size = KEY_SIZE + self.algorithm.digest_size();
         let mut bytes =
-            Vec::with_capacity(HEADER_SIZE + entries.len() * ENTRY_SIZE + CHECKSUM_SIZE);
+            Vec::with_capacity(HEADER_SIZE + entries.len() * entry_size + CHECKSUM_SIZE);
         bytes.extend_from_slice(&MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&DIGEST_KIND_COMPOSEFS_SHA256.to_le_bytes());
+        bytes.extend_from_slice(&digest_kind(self.algorithm).to_le_bytes());
         bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
         for (k, d) in &entries {
             bytes.extend_from_slice(&k.dev.to_le_bytes());
@@ -372,7 +413,7 @@ impl DigestCache {
             bytes.extend_from_slice(&k.mtime_nsec.to_le_bytes());
             bytes.extend_from_slice(&k.ctime_sec.to_le_bytes());
             bytes.extend_from_slice(&k.ctime_nsec.to_le_bytes());
-            bytes.extend_from_slice(&d.0);
+            bytes.extend_from_slice(d.as_bytes());
         }
         let checksum = sealroot_verity::sha256_digest(&bytes);
         bytes.extend_from_slice(&checksum.0);
@@ -465,8 +506,15 @@ mod tests {
         }
     }
 
-    fn digest(n: u8) -> Sha256Digest {
-        Sha256Digest([n; 32])
+    /// The size of an entry with a sha256 digest.
+    const ENTRY_SIZE: usize = KEY_SIZE + 32;
+
+    fn digest(n: u8) -> AnyDigest {
+        AnyDigest::Sha256(sealroot_verity::Sha256Digest([n; 32]))
+    }
+
+    fn digest512(n: u8) -> AnyDigest {
+        AnyDigest::Sha512(sealroot_verity::Sha512Digest([n; 64]))
     }
 
     fn long_ago() -> i64 {
@@ -508,6 +556,30 @@ mod tests {
             b.insert(key(49 - i, long_ago()), digest(49 - i as u8), now);
         }
         assert_eq!(bytes_of(&a), bytes_of(&b));
+    }
+
+    #[test]
+    fn sha512_caches_keep_sha512_digests_only() {
+        let now = SystemTime::now();
+        let cache = DigestCache::for_algorithm(HashAlgorithm::Sha512);
+        assert!(cache.insert(key(1, long_ago()), digest512(1), now));
+        assert!(
+            !cache.insert(key(2, long_ago()), digest(2), now),
+            "another algorithm"
+        );
+        let bytes = bytes_of(&cache);
+        assert_eq!(bytes.len(), HEADER_SIZE + KEY_SIZE + 64 + CHECKSUM_SIZE);
+        assert_eq!(bytes[20..24], 2u32.to_le_bytes());
+        let again = DigestCache::parse(&bytes).unwrap();
+        assert_eq!(again.algorithm(), HashAlgorithm::Sha512);
+        assert_eq!(again.lookup(&key(1, long_ago())), Some(digest512(1)));
+        assert_eq!(again.lookup(&key(2, long_ago())), None);
+        // A sha256 cache says so, and its bytes are what they always were.
+        let plain = DigestCache::new();
+        assert_eq!(plain.algorithm(), HashAlgorithm::Sha256);
+        assert!(!plain.insert(key(1, long_ago()), digest512(1), now));
+        assert!(plain.insert(key(1, long_ago()), digest(1), now));
+        assert_eq!(bytes_of(&plain)[20..24], 1u32.to_le_bytes());
     }
 
     #[test]

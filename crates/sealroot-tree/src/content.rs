@@ -25,7 +25,7 @@ use std::time::SystemTime;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use sealroot_format::tree::{FileType, RegularFile, Xattr};
-use sealroot_verity::{AnyDigest, Hasher, Params, Sha256Digest};
+use sealroot_verity::{AnyDigest, Hasher, Params};
 
 use crate::cache::DigestCache;
 use crate::store::Store;
@@ -398,7 +398,7 @@ fn open_job(shared: &Shared<'_>, rel: &[u8], state: &FileState) -> Result<OwnedF
 }
 
 /// A non-inline file's record with `digest`, as the options ask for it.
-fn external(opts: &BuildOptions, digest: Sha256Digest) -> RegularFile {
+fn external(opts: &BuildOptions, digest: AnyDigest) -> RegularFile {
     RegularFile {
         inline: None,
         payload: opts.by_digest.then(|| digest.object_path().into_bytes()),
@@ -412,7 +412,7 @@ fn cached_digest(
     shared: &Shared<'_>,
     cache: &DigestCache,
     state: &FileState,
-) -> Result<Option<Sha256Digest>, BuildError> {
+) -> Result<Option<AnyDigest>, BuildError> {
     let Some(digest) = cache.lookup(&state.key()) else {
         return Ok(None);
     };
@@ -495,7 +495,7 @@ fn read_one(
         return Ok(FileContent { file, xattrs });
     }
 
-    let mut hasher = Hasher::new(Params::composefs_default());
+    let mut hasher = Hasher::new(Params::composefs(opts.algorithm));
     let mut reported = 0u64;
     let complete = read_exactly(&fd, size, buf, |chunk| {
         hasher.update(chunk);
@@ -511,10 +511,7 @@ fn read_one(
         return Err(changed());
     }
     progress.files_hashed(1, reported);
-    let digest = match hasher.finish() {
-        AnyDigest::Sha256(d) => d,
-        AnyDigest::Sha512(_) => unreachable!("the composefs parameters use sha256"),
-    };
+    let digest = hasher.finish();
 
     if let (Some(store), true) = (shared.store, opts.by_digest) {
         store.insert(&fd, &state, &digest, &path(), buf, progress)?;

@@ -114,6 +114,17 @@ pub enum BuildError {
     /// `skip_xattrs` and `user_xattrs` were both set (C `mkcomposefs` refuses this too).
     #[error("skip_xattrs and user_xattrs conflict")]
     ConflictingOptions,
+    /// An object store or digest cache of another algorithm than the build's: the tree
+    /// would name files by digests the store or cache does not hold.
+    #[error("the {what} holds {found} digests, but the tree is to record {wanted} digests")]
+    AlgorithmMismatch {
+        /// `object store` or `digest cache`.
+        what: &'static str,
+        /// Its algorithm.
+        found: sealroot_verity::HashAlgorithm,
+        /// The build's ([`BuildOptions::algorithm`](crate::BuildOptions::algorithm)).
+        wanted: sealroot_verity::HashAlgorithm,
+    },
 }
 
 impl BuildError {

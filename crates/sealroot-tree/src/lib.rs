@@ -31,6 +31,8 @@
 //! * Every larger file gets its fs-verity **digest** (sha256, 4 KiB blocks, no salt) and the
 //!   **payload** `xx/yyyy…`: the lower-case hex digest with a `/` after the first byte
 //!   ([`BuildOptions::compute_digest`] and [`BuildOptions::by_digest`] turn either off).
+//!   [`BuildOptions::algorithm`] makes it a sha512 digest instead, for a sha512 repository
+//!   (composefs-rs's `fsverity-sha512-12`); C composefs knows only sha256.
 //! * Empty files have no content, digest or payload.
 //! * Attributes are the `lstat` ones: mode, uid, gid, mtime with nanoseconds (zero with
 //!   [`BuildOptions::use_epoch`]), `rdev` of devices in 32 bits. The link count of every
@@ -58,6 +60,7 @@ pub use error::{BuildError, Operation};
 pub use progress::{NoProgress, Progress};
 use sealroot_format::tree::Content;
 pub use sealroot_format::tree::Tree;
+use sealroot_verity::HashAlgorithm;
 
 /// The largest regular file put inline in the image: C `LCFS_RECOMMENDED_INLINE_CONTENT_MAX`,
 /// the limit `mkcomposefs` uses when it builds from a directory.
@@ -82,6 +85,11 @@ pub struct BuildOptions {
     /// `LCFS_BUILD_BY_DIGEST`, always on in mkcomposefs). Without it no file is copied to the
     /// digest store.
     pub by_digest: bool,
+    /// The fs-verity algorithm of the digests (4 KiB blocks, no salt): sha256 as composefs
+    /// (the default), or sha512 for a sha512 repository. An
+    /// [`object_store`](Self::object_store) and a [`cache`](Self::cache) must be of the same
+    /// algorithm.
+    pub algorithm: HashAlgorithm,
     /// Inline no file, however small (C `LCFS_BUILD_NO_INLINE`; off in mkcomposefs).
     pub no_inline: bool,
     /// Keep hard links: the first name of a multiply-linked file in depth-first name order
@@ -120,6 +128,7 @@ impl Default for BuildOptions {
             user_xattrs: false,
             compute_digest: true,
             by_digest: true,
+            algorithm: HashAlgorithm::Sha256,
             no_inline: false,
             hardlinks: false,
             threads: 0,
@@ -161,13 +170,28 @@ pub fn build_from_dir(
     if opts.skip_xattrs && opts.user_xattrs {
         return Err(BuildError::ConflictingOptions);
     }
+    let mismatch = |what, found| BuildError::AlgorithmMismatch {
+        what,
+        found,
+        wanted: opts.algorithm,
+    };
+    if let Some(cache) = opts.cache.as_deref() {
+        if cache.algorithm() != opts.algorithm {
+            return Err(mismatch("digest cache", cache.algorithm()));
+        }
+    }
     let root = walk::open_root(path)?;
     let store = match (&opts.object_store, &opts.digest_store) {
         _ if !opts.by_digest => None,
         (Some(shared), _) => Some(store::Store::shared(shared.clone())),
-        (None, Some(dir)) => Some(store::Store::open(dir, opts.sync_objects)?),
+        (None, Some(dir)) => Some(store::Store::open(dir, opts.sync_objects, opts.algorithm)?),
         (None, None) => None,
     };
+    if let Some(store) = &store {
+        if store.algorithm() != opts.algorithm {
+            return Err(mismatch("object store", store.algorithm()));
+        }
+    }
     let (walked, files) =
         content::read_while(&root, path, opts, store.as_ref(), progress, |queue| {
             let walked = walk::walk(path, &root, opts, progress, queue)?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
 use sealroot_objects::{Fallback, Placed, StoreError, StoreOp, StoreOptions, VerityPolicy};
-use sealroot_verity::{AnyDigest, HashAlgorithm, Sha256Digest};
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 use crate::walk::{FileState, RawStat};
 use crate::{BuildError, Operation, Progress};
@@ -27,8 +27,12 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens the digest store at `path`, creating it (and its parents) if needed; each object
-    /// is fsync'ed before it is linked when `sync` is set.
-    pub(crate) fn open(path: &Path, sync: bool) -> Result<Store, BuildError> {
+    /// is fsync'ed before it is linked when `sync` is set, and named by its `algorithm` digest.
+    pub(crate) fn open(
+        path: &Path,
+        sync: bool,
+        algorithm: HashAlgorithm,
+    ) -> Result<Store, BuildError> {
         use std::os::unix::fs::DirBuilderExt as _;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -43,7 +47,7 @@ impl Store {
         )
         .map_err(|e| BuildError::io(Operation::Open, path.to_owned(), e))?;
         let options = StoreOptions {
-            algorithm: HashAlgorithm::Sha256,
+            algorithm,
             fallback: Fallback::Rename,
             sync_each: sync,
             verity: VerityPolicy::Try,
@@ -66,7 +70,7 @@ impl Store {
         &self,
         src: &OwnedFd,
         state: &FileState,
-        digest: &Sha256Digest,
+        digest: &AnyDigest,
         src_path: &Path,
         buf: &mut [u8],
         progress: &dyn Progress,
@@ -77,13 +81,7 @@ impl Store {
         };
         let placed = self
             .inner
-            .insert_fd(
-                src.as_fd(),
-                state.size,
-                &AnyDigest::Sha256(*digest),
-                buf,
-                &unchanged,
-            )
+            .insert_fd(src.as_fd(), state.size, digest, buf, &unchanged)
             .map_err(|e| match e {
                 StoreError::SourceChanged => BuildError::Changed {
                     path: src_path.to_owned(),
@@ -98,10 +96,13 @@ impl Store {
     }
 
     /// Whether object `digest` is in the store: one lookup, no read.
-    pub(crate) fn contains(&self, digest: &Sha256Digest) -> Result<bool, BuildError> {
-        self.inner
-            .contains(&AnyDigest::Sha256(*digest))
-            .map_err(store_error)
+    pub(crate) fn contains(&self, digest: &AnyDigest) -> Result<bool, BuildError> {
+        self.inner.contains(digest).map_err(store_error)
+    }
+
+    /// The algorithm naming the store's objects.
+    pub(crate) fn algorithm(&self) -> HashAlgorithm {
+        self.inner.options().algorithm
     }
 
     /// The store's path.
@@ -117,18 +118,18 @@ impl Store {
         &self,
         content: &mut dyn Read,
         size: u64,
-    ) -> Result<Sha256Digest, BuildError> {
+    ) -> Result<AnyDigest, BuildError> {
         stream_into(&self.inner, content, size)
     }
 }
 
 /// Stores everything `content` yields, which must be `size` bytes, in `store`; returns its
-/// sha256 digest (what composefs records).
+/// digest (of the store's algorithm: what the image records and the object is named by).
 fn stream_into(
     store: &sealroot_objects::Store,
     content: &mut dyn Read,
     size: u64,
-) -> Result<Sha256Digest, BuildError> {
+) -> Result<AnyDigest, BuildError> {
     let path = || store.path().to_owned();
     let (digest, _, _) = store
         .insert_reader(content, Some(size))
@@ -141,19 +142,12 @@ fn stream_into(
             ),
             e => store_error(e),
         })?;
-    match digest {
-        AnyDigest::Sha256(d) => Ok(d),
-        AnyDigest::Sha512(_) => Err(BuildError::io(
-            Operation::CheckObject,
-            path(),
-            io::Error::other("a sha512 store cannot hold a composefs tree's files"),
-        )),
-    }
+    Ok(digest)
 }
 
 /// A repository transaction's store takes an archive's files directly.
 impl crate::tar::ObjectSink for sealroot_objects::Store {
-    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest> {
+    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<AnyDigest> {
         stream_into(self, content, size).map_err(BuildError::into_io)
     }
 }
@@ -202,12 +196,17 @@ mod tests {
     use std::path::PathBuf;
 
     /// A file to store, open, with its state and digest.
-    fn source(dir: &Path, content: &[u8]) -> (OwnedFd, FileState, Sha256Digest, PathBuf) {
+    fn source(dir: &Path, content: &[u8]) -> (OwnedFd, FileState, AnyDigest, PathBuf) {
         let path = dir.join("src");
         std::fs::write(&path, content).unwrap();
         let fd = rustix::fs::open(&path, OFlags::RDONLY, Mode::empty()).unwrap();
         let state = RawStat::new(&rustix::fs::fstat(&fd).unwrap()).state;
-        (fd, state, sealroot_verity::sha256_digest(content), path)
+        (
+            fd,
+            state,
+            sealroot_verity::sha256_digest(content).into(),
+            path,
+        )
     }
 
     /// Every name in every `xx/` directory of the store.
@@ -228,7 +227,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let content = vec![5u8; 100_000];
         let (fd, state, digest, path) = source(tmp.path(), &content);
-        let store = Store::open(&tmp.path().join("store"), true).unwrap();
+        let store = Store::open(&tmp.path().join("store"), true, HashAlgorithm::Sha256).unwrap();
         store.inner.tmp_policy().disable_tmpfile();
         let mut buf = vec![0; 4096];
         store
@@ -247,7 +246,7 @@ mod tests {
         state.size += 1;
         for no_tmpfile in [false, true] {
             let store_path = tmp.path().join(format!("store{no_tmpfile}"));
-            let store = Store::open(&store_path, true).unwrap();
+            let store = Store::open(&store_path, true, HashAlgorithm::Sha256).unwrap();
             if no_tmpfile {
                 store.inner.tmp_policy().disable_tmpfile();
             }
@@ -276,11 +275,11 @@ mod tests {
         }
 
         let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-        let want = sealroot_verity::sha256_digest(&content);
+        let want = AnyDigest::from(sealroot_verity::sha256_digest(&content));
         for no_tmpfile in [false, true] {
             let tmp = tempfile::tempdir().unwrap();
             let path = tmp.path().join("store");
-            let store = Store::open(&path, true).unwrap();
+            let store = Store::open(&path, true, HashAlgorithm::Sha256).unwrap();
             if no_tmpfile {
                 store.inner.tmp_policy().disable_tmpfile();
             }
@@ -323,7 +322,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         let (fd, state, digest, path) = source(tmp.path(), &content);
-        let store = Store::open(&tmp.path().join("store"), true).unwrap();
+        let store = Store::open(&tmp.path().join("store"), true, HashAlgorithm::Sha256).unwrap();
         store.inner.copy_memo().disable_copy_range();
         // A small buffer, so the copy takes several rounds.
         let mut buf = vec![0; 3000];

@@ -143,7 +143,7 @@ fn regular_files_inline_digest_payload() {
         } else {
             assert_eq!(r.inline, None, "f{n} not inline");
             let digest = r.digest.expect("digest");
-            assert_eq!(digest, sealroot_verity::sha256_digest(&pattern(n)));
+            assert_eq!(digest, sealroot_verity::sha256_digest(&pattern(n)).into());
             let hex = digest.to_hex();
             assert_eq!(
                 r.payload.as_deref(),
@@ -175,7 +175,10 @@ fn digest_options() {
     let tree = build(tmp.path(), &opts);
     let r = regular(get(&tree, b"f64"));
     assert_eq!(r.inline, None);
-    assert_eq!(r.digest, Some(sealroot_verity::sha256_digest(&pattern(64))));
+    assert_eq!(
+        r.digest,
+        Some(sealroot_verity::sha256_digest(&pattern(64)).into())
+    );
     assert_eq!(regular(get(&tree, b"f0")), &RegularFile::default());
 
     // By digest without recording it: the payload alone (C clears digest_set then).
@@ -454,7 +457,7 @@ fn odd_names() {
         if name.len() <= 64 {
             assert_eq!(r.inline.as_deref(), Some(*name));
         } else {
-            assert_eq!(r.digest, Some(sealroot_verity::sha256_digest(name)));
+            assert_eq!(r.digest, Some(sealroot_verity::sha256_digest(name).into()));
         }
     }
     assert_eq!(
@@ -658,7 +661,7 @@ fn hardlinks_become_separate_inodes_by_default() {
         assert_eq!(tree.inode(id).stat.nlink, 1);
         assert_eq!(
             regular(tree.inode(id)).digest,
-            Some(sealroot_verity::sha256_digest(&pattern(5000)))
+            Some(sealroot_verity::sha256_digest(&pattern(5000)).into())
         );
     }
     assert!(names(&tree).iter().all(|n| !n.2));
@@ -705,7 +708,7 @@ fn hardlinks_kept_when_asked() {
     assert_eq!(inode.stat.nlink, 3);
     assert_eq!(
         regular(inode).digest,
-        Some(sealroot_verity::sha256_digest(&pattern(5000)))
+        Some(sealroot_verity::sha256_digest(&pattern(5000)).into())
     );
 
     assert!(!entry("small").2 && entry("small2").2);
@@ -1107,4 +1110,65 @@ fn matches_cfsctl_mkcomposefs() {
         }
         assert!(ours == theirs, "with {flag:?}, see above");
     }
+}
+
+/// With [`BuildOptions::algorithm`] sha512 (a composefs-rs sha512 repository), files get
+/// sha512 digests, payloads of 128 hex digits, and a digest store of sha512 objects; an
+/// object store of another algorithm is refused.
+#[test]
+fn sha512_digests_and_store() {
+    use sealroot_verity::{digest, AnyDigest, HashAlgorithm, Params};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    make_sized_files(&src);
+    let store = tmp.path().join("store");
+    let opts = BuildOptions {
+        algorithm: HashAlgorithm::Sha512,
+        digest_store: Some(store.clone()),
+        ..Default::default()
+    };
+    let tree = build(&src, &opts);
+    let mut want = BTreeMap::new();
+    for &n in SIZES.iter().filter(|&&n| n > 64) {
+        let d = digest(&Params::composefs(HashAlgorithm::Sha512), &pattern(n));
+        assert!(matches!(d, AnyDigest::Sha512(_)));
+        let r = regular(get(&tree, format!("f{n}").as_bytes()));
+        assert_eq!(r.digest, Some(d));
+        assert_eq!(r.payload.as_deref(), Some(d.object_path().as_bytes()));
+        assert_eq!(d.object_path().len(), 129);
+        want.insert(PathBuf::from(d.object_path()), pattern(n));
+    }
+    assert_eq!(files_under(&store), want);
+    // The same build with sha256 is the tree C mkcomposefs makes: other digests, same shape.
+    let plain = build(&src, &BuildOptions::default());
+    assert_eq!(plain.inodes.len(), tree.inodes.len());
+
+    let objects = sealroot_objects::Store::new(
+        &store,
+        rustix::fs::open(
+            &store,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap(),
+        None,
+        sealroot_objects::StoreOptions {
+            algorithm: HashAlgorithm::Sha256,
+            fallback: sealroot_objects::Fallback::Rename,
+            sync_each: false,
+            verity: sealroot_objects::VerityPolicy::Try,
+            record: false,
+        },
+    );
+    let opts = BuildOptions {
+        algorithm: HashAlgorithm::Sha512,
+        object_store: Some(std::sync::Arc::new(objects)),
+        ..Default::default()
+    };
+    let r = build_from_dir(&src, &opts, &NoProgress);
+    assert!(
+        matches!(r, Err(BuildError::AlgorithmMismatch { .. })),
+        "{r:?}"
+    );
 }

@@ -237,11 +237,11 @@ fn every_kind_of_change_is_read_again() {
     };
     assert_eq!(
         digest_of("b"),
-        Some(sealroot_verity::sha256_digest(&content(1000, 4096)))
+        Some(sealroot_verity::sha256_digest(&content(1000, 4096)).into())
     );
     assert_eq!(
         digest_of("sub/c"),
-        Some(sealroot_verity::sha256_digest(&content(2000, 100_000)))
+        Some(sealroot_verity::sha256_digest(&content(2000, 100_000)).into())
     );
     // The changed files were changed just now: they are read until they settle.
     let (_, read, _) = build(&dir, &opts, Some(&cache));
@@ -358,4 +358,50 @@ fn a_damaged_cache_file_is_ignored() {
     fs::write(&file, &bytes[..n / 2]).unwrap();
     let (empty, warning) = DigestCache::load(&file);
     assert!(warning.is_some() && empty.is_empty());
+}
+
+/// A sha512 build with a sha512 cache reads nothing twice and gives the full build's tree;
+/// a cache of the other algorithm is refused rather than mixed in.
+#[test]
+fn sha512_builds_use_a_sha512_cache_only() {
+    use sealroot_tree::BuildError;
+    use sealroot_verity::HashAlgorithm;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    make_tree(&dir);
+    settle();
+    let opts = BuildOptions {
+        algorithm: HashAlgorithm::Sha512,
+        ..Default::default()
+    };
+    let (full, _, _) = build(&dir, &opts, None);
+    let cache = Arc::new(DigestCache::for_algorithm(HashAlgorithm::Sha512));
+    let (first, read, _) = build(&dir, &opts, Some(&cache));
+    assert_eq!(read, EXTERNAL.len() as u64 + INLINE);
+    assert_eq!(first, full);
+    let (again, read, cached) = build(&dir, &opts, Some(&cache));
+    assert_eq!((read, cached), (INLINE, EXTERNAL.len() as u64));
+    assert_eq!(again, full);
+    // Saved and loaded, it still says sha512.
+    let file = tmp.path().join("devino");
+    cache.save(&file).unwrap();
+    let (loaded, warning) = DigestCache::load(&file);
+    assert!(warning.is_none(), "{warning:?}");
+    assert_eq!(loaded.algorithm(), HashAlgorithm::Sha512);
+
+    for (wanted, cache) in [
+        (HashAlgorithm::Sha256, Arc::new(loaded)),
+        (HashAlgorithm::Sha512, Arc::new(DigestCache::new())),
+    ] {
+        let opts = BuildOptions {
+            algorithm: wanted,
+            cache: Some(cache),
+            ..Default::default()
+        };
+        let r = build_from_dir(&dir, &opts, &Counter::default());
+        assert!(
+            matches!(r, Err(BuildError::AlgorithmMismatch { wanted: w, .. }) if w == wanted),
+            "{r:?}"
+        );
+    }
 }

@@ -242,7 +242,7 @@ fn image(tree: &Tree) -> Vec<u8> {
 }
 
 fn from_tar(archive: &[u8], opts: &TarOptions) -> Result<Tree, TarError> {
-    build_from_tar(archive, opts, &HashOnly)
+    build_from_tar(archive, opts, &HashOnly::default())
 }
 
 /// Asserts that `archive` gives, with `opts`, the tree `build_from_dir` gives for `dir` with
@@ -808,7 +808,7 @@ fn header_encodings() {
                     .object_path()
                     .into_bytes()
             ),
-            digest: Some(sealroot_verity::sha256_digest(&content)),
+            digest: Some(sealroot_verity::sha256_digest(&content).into()),
         })
     );
 
@@ -1884,14 +1884,14 @@ struct Failing {
 }
 
 impl ObjectSink for Failing {
-    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest> {
+    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<sealroot_verity::AnyDigest> {
         if size != self.size {
-            return HashOnly.store(content, size);
+            return HashOnly::default().store(content, size);
         }
         if self.stop_early {
             let mut half = vec![0; size as usize / 2];
             content.read_exact(&mut half)?;
-            return Ok(Sha256Digest([0; 32]));
+            return Ok(Sha256Digest([0; 32]).into());
         }
         Err(io::Error::other("disk on fire"))
     }
@@ -1951,5 +1951,36 @@ fn a_truncated_archive_is_the_error_not_the_sink() {
         // Nothing half-written is left in the store.
         let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+/// An archive read with a sha512 sink gives the tree a sha512 build of its extraction gives:
+/// sha512 digests and 128-digit payloads.
+#[test]
+fn a_sha512_sink_gives_the_sha512_tree_of_the_extraction() {
+    use sealroot_verity::HashAlgorithm;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("big"), pattern(1, 100_000)).unwrap();
+    std::fs::write(dir.join("sub/small"), b"small\n").unwrap();
+    std::fs::write(dir.join("sub/4096"), pattern(2, 4096)).unwrap();
+    let archive = tar_create(&dir, &["--format=posix"]);
+    let sink = HashOnly {
+        algorithm: HashAlgorithm::Sha512,
+    };
+    let got = build_from_tar(&archive[..], &TarOptions::default(), &sink).unwrap();
+    let opts = BuildOptions {
+        algorithm: HashAlgorithm::Sha512,
+        ..Default::default()
+    };
+    let want = build_from_dir(&dir, &opts, &NoProgress).unwrap();
+    assert_eq!(normalized(got.clone()), normalized(want));
+    match &get(&got, "big").content {
+        sealroot_format::Content::Regular(f) => {
+            assert_eq!(f.digest.map(|d| d.algorithm()), Some(HashAlgorithm::Sha512));
+            assert_eq!(f.payload.as_ref().map(Vec::len), Some(129));
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -3,12 +3,12 @@
 //!
 //! # What is signed
 //!
-//! A commit is named by its [`Sha256Digest`] (the fs-verity sha256 digest of the commit
-//! object's bytes). A signature signs a domain-separated message, so that it can never be
-//! taken for a signature over anything else:
+//! A commit is named by its [`AnyDigest`] (the fs-verity digest of the commit object's bytes:
+//! sha256, or sha512 in a sha512 repository). A signature signs a domain-separated message,
+//! so that it can never be taken for a signature over anything else:
 //!
 //! ```text
-//! message = b"sealroot-commit-signature-v1\0" ++ commit_id (32 bytes)
+//! message = b"sealroot-commit-signature-v1\0" ++ commit_id (32 bytes, or 64 for sha512)
 //! ```
 //!
 //! ([`COMMIT_SIGNATURE_DOMAIN`], [`commit_message`]). Signatures are plain ed25519 (RFC 8032);
@@ -41,7 +41,7 @@
 //!
 //! ```text
 //! sealroot-signatures 1
-//! commit <the commit id: 64 lower-case hex digits>
+//! commit <the commit id: 64 lower-case hex digits (sha256), or 128 (sha512)>
 //! ed25519 <public key: base64, 44 characters> <signature: base64, 88 characters>
 //! ed25519 ...
 //! ```
@@ -70,7 +70,7 @@ mod keyring;
 mod signature_file;
 mod verify;
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 pub use key::{
     parse_public_keys, parse_secret_keys, GenerateError, KeyError, KeyKind, KeyParseError,
@@ -87,10 +87,11 @@ pub use verify::{sign, verify, Signature, Verified, VerifyError, SIGNATURE_SIZE}
 /// so a sealroot commit signature can never be mistaken for a signature over other data.
 pub const COMMIT_SIGNATURE_DOMAIN: &[u8] = b"sealroot-commit-signature-v1\0";
 
-/// The message a commit signature signs: [`COMMIT_SIGNATURE_DOMAIN`] then the commit id's 32
-/// bytes.
-pub fn commit_message(commit: &Sha256Digest) -> Vec<u8> {
-    let mut message = Vec::with_capacity(COMMIT_SIGNATURE_DOMAIN.len() + Sha256Digest::SIZE);
+/// The message a commit signature signs: [`COMMIT_SIGNATURE_DOMAIN`] then the commit id's
+/// bytes: 32 for a sha256 id, 64 for a sha512 one (a sha512 repository's). The algorithm is
+/// not written: the id's length says it, and a sha512 id never has a sha256 id's bytes.
+pub fn commit_message(commit: &AnyDigest) -> Vec<u8> {
+    let mut message = Vec::with_capacity(COMMIT_SIGNATURE_DOMAIN.len() + commit.as_bytes().len());
     message.extend_from_slice(COMMIT_SIGNATURE_DOMAIN);
     message.extend_from_slice(commit.as_bytes());
     message

@@ -13,7 +13,7 @@ use sealroot_trust::ed25519::{
     SignatureFileError, SignatureFileProblem, VerifyError, COMMIT_SIGNATURE_DOMAIN, MAX_KEYS,
     MAX_SIGNATURES,
 };
-use sealroot_verity::{sha256_digest, Sha256Digest};
+use sealroot_verity::{sha256_digest, AnyDigest, HashAlgorithm, Params};
 
 // RFC 8032, section 7.1, TEST 1.
 const RFC_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
@@ -41,8 +41,13 @@ fn key(n: u8) -> SecretKey {
     SecretKey::from_seed(&[n; 32])
 }
 
-fn commit(name: &str) -> Sha256Digest {
-    sha256_digest(name.as_bytes())
+fn commit(name: &str) -> AnyDigest {
+    sha256_digest(name.as_bytes()).into()
+}
+
+/// The sha512 id of a commit object `name` (a sha512 repository's).
+fn commit512(name: &str) -> AnyDigest {
+    sealroot_verity::digest(&Params::composefs(HashAlgorithm::Sha512), name.as_bytes())
 }
 
 fn keyring(trusted: &[&SecretKey]) -> Keyring {
@@ -53,7 +58,7 @@ fn keyring(trusted: &[&SecretKey]) -> Keyring {
     keyring
 }
 
-fn signed(commit: Sha256Digest, keys: &[&SecretKey]) -> SignatureFile {
+fn signed(commit: AnyDigest, keys: &[&SecretKey]) -> SignatureFile {
     let mut file = SignatureFile::new(commit);
     for key in keys {
         file.sign(key).unwrap();
@@ -120,6 +125,65 @@ fn commit_signatures_are_pinned() {
 
 const PINNED_SIGNATURE: &str =
     "ErOgnPU4p3qLa2+PRIl2LUAPOXVE2WNoqF9R5DR+iagXKINTMtdW2rXbfSHEWVvy2qvs2qOpiXubeYH5XvSSBA==";
+
+/// The RFC key's signature of the sha512 commit id of `sealroot`, computed independently
+/// (Python's `cryptography`, over the domain and the 64 bytes of the id).
+const PINNED_SIGNATURE_SHA512: &str =
+    "TTHFG26hi93nFB6JE7FdgMrfUcT1BoCmcTwkLrig+fDcYX12/VTL7p7xS7kpNGm3pRTwK+BeJt9uOg7jX371Bw==";
+
+#[test]
+fn sha512_commit_signatures_are_pinned() {
+    let commit = commit512("sealroot");
+    assert_eq!(
+        commit.to_hex()[..16],
+        *"9d683aeebe36f010",
+        "fsverity digest --hash-alg=sha512 of \"sealroot\""
+    );
+    let mut expected_message = COMMIT_SIGNATURE_DOMAIN.to_vec();
+    expected_message.extend_from_slice(commit.as_bytes());
+    assert_eq!(commit_message(&commit), expected_message);
+    assert_eq!(expected_message.len(), 29 + 64);
+    let signature = sign(&rfc_key(), &commit);
+    assert_eq!(
+        Base64::encode_string(&signature.signature),
+        PINNED_SIGNATURE_SHA512
+    );
+    assert!(signature.verifies(&commit));
+    // A signature of one id does not verify the other.
+    assert!(!signature.verifies(&self::commit("sealroot")));
+}
+
+#[test]
+fn sha512_signature_files_round_trip_and_verify() {
+    let commit = commit512("c");
+    let file = signed(commit, &[&key(1), &key(2)]);
+    let text = String::from_utf8(file.encode()).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "sealroot-signatures 1\ncommit {}\n",
+            commit.to_hex()
+        )),
+        "{text}"
+    );
+    let parsed = SignatureFile::parse(text.as_bytes(), "c.sig").unwrap();
+    assert_eq!(parsed, file);
+    assert_eq!(*parsed.commit(), commit);
+    let verified = verify(&keyring(&[&key(1)]), &commit, &parsed).unwrap();
+    assert_eq!(verified.commit, commit);
+    // The file of the sha256 id of the same object does not stand for this one.
+    let other = signed(self::commit("c"), &[&key(1)]);
+    assert!(matches!(
+        verify(&keyring(&[&key(1)]), &commit, &other),
+        Err(VerifyError::WrongCommit { .. })
+    ));
+    // 127, 129 or upper-case digits: refused.
+    let hex = commit.to_hex();
+    for bad in [&hex[..127], &format!("{hex}0"), &hex.to_uppercase()] {
+        let t = text.replace(&hex, bad);
+        let err = SignatureFile::parse(t.as_bytes(), "c.sig").unwrap_err();
+        assert!(err.to_string().contains("64 or 128"), "{err}");
+    }
+}
 
 #[test]
 fn generated_keys_round_trip() {
@@ -1012,8 +1076,9 @@ fn unsigned_commit_is_refused() {
 #[test]
 fn one_byte_change_in_the_commit_id_is_caught() {
     let commit = commit("release");
-    let mut changed = commit;
+    let mut changed = *commit.as_sha256().unwrap();
     changed.0[17] ^= 0x01;
+    let changed = AnyDigest::from(changed);
     let keyring = keyring(&[&key(1)]);
     let file = signed(commit, &[&key(1)]);
 
@@ -1021,8 +1086,8 @@ fn one_byte_change_in_the_commit_id_is_caught() {
     assert_eq!(
         verify(&keyring, &changed, &file).unwrap_err(),
         VerifyError::WrongCommit {
-            expected: changed,
-            found: commit
+            expected: Box::new(changed),
+            found: Box::new(commit)
         }
     );
 
@@ -1061,8 +1126,8 @@ fn a_signature_moved_onto_another_commit_is_caught() {
     assert_eq!(
         error,
         VerifyError::WrongCommit {
-            expected: new,
-            found: old
+            expected: Box::new(new),
+            found: Box::new(old)
         }
     );
     assert_eq!(

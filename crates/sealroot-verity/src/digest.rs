@@ -4,10 +4,12 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The hash algorithms fs-verity supports, with the numbers the kernel uses for them
-/// (`FS_VERITY_HASH_ALG_*` in `include/uapi/linux/fsverity.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// (`FS_VERITY_HASH_ALG_*` in `include/uapi/linux/fsverity.h`). The default is sha256, the
+/// only one C composefs knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HashAlgorithm {
     /// SHA-256: `FS_VERITY_HASH_ALG_SHA256 = 1`, 32-byte digests.
+    #[default]
     Sha256,
     /// SHA-512: `FS_VERITY_HASH_ALG_SHA512 = 2`, 64-byte digests.
     Sha512,
@@ -85,6 +87,9 @@ pub enum DigestParseError {
     /// An algorithm name other than `sha256` or `sha512`.
     #[error("unknown digest algorithm {0:?} (expected sha256 or sha512)")]
     UnknownAlgorithm(String),
+    /// Hex whose length fits no algorithm (64 digits for sha256, 128 for sha512).
+    #[error("{0} hex digits is neither a sha256 (64) nor a sha512 (128) digest")]
+    AnyLength(usize),
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -219,6 +224,110 @@ digest_type!(
     "A sha512 fs-verity digest (64 bytes)."
 );
 
+/// A digest of either algorithm, as returned by the algorithm-generic [`Hasher`](crate::Hasher).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum AnyDigest {
+    /// A sha256 digest.
+    Sha256(Sha256Digest),
+    /// A sha512 digest.
+    Sha512(Sha512Digest),
+}
+
+impl AnyDigest {
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            AnyDigest::Sha256(d) => d.as_bytes(),
+            AnyDigest::Sha512(d) => d.as_bytes(),
+        }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        match self {
+            AnyDigest::Sha256(_) => HashAlgorithm::Sha256,
+            AnyDigest::Sha512(_) => HashAlgorithm::Sha512,
+        }
+    }
+
+    /// The sha256 digest, if this is one.
+    pub fn as_sha256(&self) -> Option<&Sha256Digest> {
+        match self {
+            AnyDigest::Sha256(d) => Some(d),
+            AnyDigest::Sha512(_) => None,
+        }
+    }
+
+    /// The sha512 digest, if this is one.
+    pub fn as_sha512(&self) -> Option<&Sha512Digest> {
+        match self {
+            AnyDigest::Sha512(d) => Some(d),
+            AnyDigest::Sha256(_) => None,
+        }
+    }
+
+    /// A digest of `algorithm` from raw bytes, checking the length.
+    pub fn from_slice(algorithm: HashAlgorithm, bytes: &[u8]) -> Result<Self, DigestParseError> {
+        match algorithm {
+            HashAlgorithm::Sha256 => Sha256Digest::from_slice(bytes).map(AnyDigest::Sha256),
+            HashAlgorithm::Sha512 => Sha512Digest::from_slice(bytes).map(AnyDigest::Sha512),
+        }
+    }
+
+    /// Parses hex (either case) of `algorithm`'s length.
+    pub fn from_hex(algorithm: HashAlgorithm, text: &str) -> Result<Self, DigestParseError> {
+        match algorithm {
+            HashAlgorithm::Sha256 => Sha256Digest::from_hex(text).map(AnyDigest::Sha256),
+            HashAlgorithm::Sha512 => Sha512Digest::from_hex(text).map(AnyDigest::Sha512),
+        }
+    }
+
+    /// Parses hex (either case) whose length says the algorithm: 64 digits are a sha256
+    /// digest, 128 a sha512 one.
+    pub fn from_hex_any(text: &str) -> Result<Self, DigestParseError> {
+        match text.len() {
+            64 => Self::from_hex(HashAlgorithm::Sha256, text),
+            128 => Self::from_hex(HashAlgorithm::Sha512, text),
+            n => Err(DigestParseError::AnyLength(n)),
+        }
+    }
+
+    /// Lower-case hex, as `fsverity digest` prints it.
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+
+    /// The object path a content-addressed store uses for this digest: `XX/REST`, the
+    /// first two hex digits naming the directory.
+    pub fn object_path(&self) -> String {
+        match self {
+            AnyDigest::Sha256(d) => d.object_path(),
+            AnyDigest::Sha512(d) => d.object_path(),
+        }
+    }
+}
+
+impl From<Sha256Digest> for AnyDigest {
+    fn from(d: Sha256Digest) -> Self {
+        AnyDigest::Sha256(d)
+    }
+}
+
+impl From<Sha512Digest> for AnyDigest {
+    fn from(d: Sha512Digest) -> Self {
+        AnyDigest::Sha512(d)
+    }
+}
+
+impl fmt::Display for AnyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyDigest::Sha256(d) => d.fmt(f),
+            AnyDigest::Sha512(d) => d.fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +354,28 @@ mod tests {
             Err(DigestParseError::NotHex(5))
         );
         assert!(Sha512Digest::from_hex(&"0".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn any_digest_text_forms() {
+        let short = "d344782ff962ab7d1c5533755c19c5bf3c3485f55bfaf228fc89524c7e2ba61e";
+        let long = short.repeat(2);
+        let d256 = AnyDigest::from_hex_any(short).unwrap();
+        let d512 = AnyDigest::from_hex_any(&long).unwrap();
+        assert_eq!(d256.algorithm(), HashAlgorithm::Sha256);
+        assert_eq!(d512.algorithm(), HashAlgorithm::Sha512);
+        assert_eq!(d512.to_hex(), long);
+        assert_eq!(d512.object_path(), format!("d3/{}", &long[2..]));
+        assert_eq!(
+            AnyDigest::from_slice(HashAlgorithm::Sha512, d512.as_bytes()),
+            Ok(d512)
+        );
+        assert_eq!(AnyDigest::from(Sha256Digest([7; 32])).as_bytes(), &[7; 32]);
+        assert_eq!(
+            AnyDigest::from_hex_any(&short[..62]),
+            Err(DigestParseError::AnyLength(62))
+        );
+        assert!(AnyDigest::from_hex(HashAlgorithm::Sha512, short).is_err());
+        assert!(AnyDigest::from_slice(HashAlgorithm::Sha256, d512.as_bytes()).is_err());
     }
 }

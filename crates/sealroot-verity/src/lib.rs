@@ -25,10 +25,10 @@ mod digest;
 mod merkle;
 mod read;
 
-pub use digest::{DigestParseError, HashAlgorithm, Sha256Digest, Sha512Digest};
+pub use digest::{AnyDigest, DigestParseError, HashAlgorithm, Sha256Digest, Sha512Digest};
 pub use merkle::{
-    digest, sha256_digest, AnyDigest, Hasher, Params, ParamsError, MAX_LOG_BLOCK_SIZE,
-    MAX_SALT_SIZE, MIN_LOG_BLOCK_SIZE,
+    digest, sha256_digest, Hasher, Params, ParamsError, MAX_LOG_BLOCK_SIZE, MAX_SALT_SIZE,
+    MIN_LOG_BLOCK_SIZE,
 };
 #[cfg(feature = "parallel")]
 pub use read::sha256_digest_files_parallel;

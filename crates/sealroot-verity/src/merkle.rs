@@ -9,7 +9,7 @@
 use sha2::digest::Digest as _;
 use sha2::{Sha256, Sha512};
 
-use crate::{HashAlgorithm, Sha256Digest, Sha512Digest};
+use crate::{AnyDigest, HashAlgorithm, Sha256Digest, Sha512Digest};
 
 /// The smallest block size fs-verity accepts (1 KiB) as log2.
 pub const MIN_LOG_BLOCK_SIZE: u8 = 10;
@@ -90,8 +90,14 @@ impl Params {
 
     /// What composefs uses: sha256, 4 KiB blocks, no salt.
     pub const fn composefs_default() -> Self {
+        Self::composefs(HashAlgorithm::Sha256)
+    }
+
+    /// What composefs-rs uses for a repository of `algorithm`: 4 KiB blocks, no salt
+    /// (`fsverity-sha256-12`, `fsverity-sha512-12`).
+    pub const fn composefs(algorithm: HashAlgorithm) -> Self {
         Params {
-            algorithm: HashAlgorithm::Sha256,
+            algorithm,
             log_block_size: 12,
             salt_len: 0,
             salt: [0; MAX_SALT_SIZE],
@@ -123,58 +129,6 @@ impl Default for Params {
     /// The composefs parameters, [`Params::composefs_default`].
     fn default() -> Self {
         Params::composefs_default()
-    }
-}
-
-/// A digest of either algorithm, as returned by the algorithm-generic [`Hasher`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum AnyDigest {
-    /// A sha256 digest.
-    Sha256(Sha256Digest),
-    /// A sha512 digest.
-    Sha512(Sha512Digest),
-}
-
-impl AnyDigest {
-    /// The digest bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            AnyDigest::Sha256(d) => d.as_bytes(),
-            AnyDigest::Sha512(d) => d.as_bytes(),
-        }
-    }
-
-    /// The algorithm.
-    pub fn algorithm(&self) -> HashAlgorithm {
-        match self {
-            AnyDigest::Sha256(_) => HashAlgorithm::Sha256,
-            AnyDigest::Sha512(_) => HashAlgorithm::Sha512,
-        }
-    }
-
-    /// The sha256 digest, if this is one.
-    pub fn as_sha256(&self) -> Option<&Sha256Digest> {
-        match self {
-            AnyDigest::Sha256(d) => Some(d),
-            AnyDigest::Sha512(_) => None,
-        }
-    }
-
-    /// The sha512 digest, if this is one.
-    pub fn as_sha512(&self) -> Option<&Sha512Digest> {
-        match self {
-            AnyDigest::Sha512(d) => Some(d),
-            AnyDigest::Sha256(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for AnyDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AnyDigest::Sha256(d) => d.fmt(f),
-            AnyDigest::Sha512(d) => d.fmt(f),
-        }
     }
 }
 

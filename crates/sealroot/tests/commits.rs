@@ -9,59 +9,11 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, scratch, Fields, Snapshot};
 use serde_json::Value;
 
 mod common;
-use common::{fails, fsck_json, have, json, ok, run, BIN, TMP};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A tree with nested directories, big and small files, a symlink and a hard link.
-fn tree(root: &Path, seed: u32) {
-    fs::create_dir_all(root.join("usr/lib/deep")).unwrap();
-    fs::create_dir_all(root.join("etc")).unwrap();
-    for i in 0..12u32 {
-        let dir = ["usr", "usr/lib", "usr/lib/deep"][i as usize % 3];
-        fs::write(
-            root.join(format!("{dir}/f{i}")),
-            pattern(seed + i, 100 + i as usize * 9000),
-        )
-        .unwrap();
-    }
-    fs::write(root.join("etc/conf"), b"key=value\n").unwrap();
-    std::os::unix::fs::symlink("../etc/conf", root.join("usr/conf-link")).unwrap();
-    fs::hard_link(root.join("usr/f0"), root.join("usr/lib/f0-again")).unwrap();
-}
-
-/// The object path of a hex id.
-fn object(repo: &Path, hex: &str) -> PathBuf {
-    repo.join("objects").join(&hex[..2]).join(&hex[2..])
-}
-
-/// Flips one byte of a file (objects are read-only: make it writable first).
-fn flip(path: &Path, at: usize) {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
-    let mut b = fs::read(path).unwrap();
-    let at = at.min(b.len() - 1);
-    b[at] ^= 0x01;
-    fs::write(path, b).unwrap();
-}
-
-/// A copy of a repository, for one tampering each.
-fn copy(repo: &Path, to: &Path) -> PathBuf {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(repo)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    to.to_owned()
-}
+use common::{copy, fails, flip, fsck_json, have, json, object, ok, run, s, tree, BIN, TMP};
 
 struct Setup {
     _tmp: tempfile::TempDir,

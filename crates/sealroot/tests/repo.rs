@@ -12,7 +12,7 @@ use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapsh
 use serde_json::Value;
 
 mod common;
-use common::{cmd, fails, fsck_json, json, ok, run, TMP};
+use common::{cmd, fails, fsck_json, json, ok, run, tar_of, TMP};
 
 fn init(dir: &Path) -> std::path::PathBuf {
     let repo = dir.join("repo");
@@ -33,18 +33,6 @@ fn small_tree(root: &Path, seed: u32, files: usize) {
     }
     fs::write(root.join("small"), b"inline\n").unwrap();
     std::os::unix::fs::symlink("small", root.join("link")).unwrap();
-}
-
-fn tar_of(src: &Path, out: &Path) {
-    let st = Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C"])
-        .arg(src)
-        .arg("-cf")
-        .arg(out)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 mount_test! {

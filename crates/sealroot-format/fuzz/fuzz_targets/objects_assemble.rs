@@ -4,16 +4,23 @@
 //! could never find by chance. @N names an earlier object only (digests cannot form a cycle),
 //! so the last two objects are the root dirtree and dirmeta; the first two are diffed
 //! against them. Assembling and diffing must not panic or run away; a tree assembled must write an image or refuse
-//! cleanly, and split back into the same root objects.
+//! cleanly, and split back into the same root objects. Each input is tried with sha256 ids
+//! and with sha512 ids (a sha512 repository's); `@N` then stands for 64 or 128 digits.
 #![no_main]
 
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use sealroot_format::objects::{assemble, derive_image, diff, object_id, split};
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 fuzz_target!(|data: &[u8]| {
+    for algorithm in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+        run(data, algorithm);
+    }
+});
+
+fn run(data: &[u8], algorithm: HashAlgorithm) {
     let mut raw = Vec::new();
     let mut rest = data;
     while let Some(i) = rest.windows(2).position(|w| w == b"\0\0") {
@@ -25,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut objects: Vec<Vec<u8>> = Vec::new();
-    let mut ids: Vec<Sha256Digest> = Vec::new();
+    let mut ids: Vec<AnyDigest> = Vec::new();
     for o in &raw {
         let mut out = Vec::with_capacity(o.len());
         let mut i = 0;
@@ -41,25 +48,24 @@ fuzz_target!(|data: &[u8]| {
             out.push(o[i]);
             i += 1;
         }
-        ids.push(object_id(&out));
+        ids.push(object_id(&out, algorithm));
         objects.push(out);
     }
-    let store: HashMap<Sha256Digest, Vec<u8>> =
+    let store: HashMap<AnyDigest, Vec<u8>> =
         ids.iter().copied().zip(objects.iter().cloned()).collect();
-    let mut fetch =
-        |_, id: &Sha256Digest| -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-            store.get(id).cloned().ok_or_else(|| "missing".into())
-        };
+    let mut fetch = |_, id: &AnyDigest| -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+        store.get(id).cloned().ok_or_else(|| "missing".into())
+    };
     let (tree, meta) = (ids[ids.len() - 2], ids[ids.len() - 1]);
     let _ = diff((&ids[0], &ids[1]), (&tree, &meta), &mut fetch);
     let Ok(t) = assemble(&tree, &meta, &mut fetch) else {
         return;
     };
-    let _ = derive_image(&t, 1, None);
-    if let Ok(parts) = split(&t) {
+    let _ = derive_image(&t, 1, algorithm, None);
+    if let Ok(parts) = split(&t, algorithm) {
         assert!(
             parts.tree == tree && parts.dirmeta == meta,
             "split(assemble(x)) != x"
         );
     }
-});
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, Sha256Digest, Sha512Digest};
 
 use super::error::{DumpfileError, ErrorKind, EscapeError, Field};
 use super::escape::{c_string, display_path, display_raw, hex_value, unescape, unescape_optional};
@@ -200,7 +200,18 @@ fn escape_error(field: Field) -> impl Fn(EscapeError) -> ErrorKind {
 /// The digest C's `digest_to_raw` fills in completely: the first 64 characters must be hex
 /// digits (C reads no further, so longer text is accepted as its first 64 digits). For
 /// anything shorter or not hex, C leaves uninitialised bytes in the digest.
-fn decode_digest(text: &[u8]) -> Option<Sha256Digest> {
+///
+/// In strict mode, exactly 128 hex digits are a sha512 digest, as composefs-rs prints the
+/// files of a sha512 repository (and as [`write`](super::write) prints a sha512 digest).
+fn decode_digest(text: &[u8], strict: bool) -> Option<AnyDigest> {
+    if strict && text.len() == 2 * Sha512Digest::SIZE {
+        if let Some(d) = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| Sha512Digest::from_hex(t).ok())
+        {
+            return Some(AnyDigest::Sha512(d));
+        }
+    }
     let mut raw = [0u8; 32];
     let mut pairs = text.chunks_exact(2);
     for byte in raw.iter_mut() {
@@ -208,7 +219,7 @@ fn decode_digest(text: &[u8]) -> Option<Sha256Digest> {
         let (hi, lo) = (pair.first()?, pair.get(1)?);
         *byte = hex_value(*hi)? << 4 | hex_value(*lo)?;
     }
-    Some(Sha256Digest(raw))
+    Some(AnyDigest::Sha256(Sha256Digest(raw)))
 }
 
 /// A node while the tree is being built: an inode, or a hard-link line not yet resolved.
@@ -574,7 +585,7 @@ impl Parser {
         let mut inode = self.inode(stat, file_type, payload, content)?;
         // C keeps a digest on any node but writes it only for regular files.
         if let (Some(text), Content::Regular(file)) = (digest_text, &mut inode.content) {
-            let digest = decode_digest(&text);
+            let digest = decode_digest(&text, self.strict);
             // The digest reaches the image (as trusted.overlay.metacopy) only for a non-empty
             // file stored outside it; elsewhere C ignores a bad one.
             let written = file.inline.is_none() && inode.stat.size > 0;

@@ -1,7 +1,7 @@
 //! Table tests of the escapes and numbers, and randomised round trips of whole trees.
 
 use sealroot_testkit::Rng;
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, Sha256Digest, Sha512Digest};
 
 use super::error::EscapeError;
 use super::escape::{escaped, unescape, unescape_optional, Style};
@@ -136,7 +136,7 @@ fn digests() {
         Content::Regular(f) => f.digest,
         _ => unreachable!(),
     };
-    let want = Some(Sha256Digest([0xab; 32]));
+    let want = Some(AnyDigest::Sha256(Sha256Digest([0xab; 32])));
     assert_eq!(digest_of(&file(&hex, 5, "-")), want);
     assert_eq!(digest_of(&file(&hex.to_uppercase(), 5, "-")), want);
     // C reads the first 64 characters only.
@@ -152,6 +152,45 @@ fn digests() {
         assert!(
             matches!(err.kind(), Some(super::ErrorKind::InvalidDigest { .. })),
             "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn sha512_digests() {
+    let hex = "cd".repeat(64);
+    let root = "/ 0 40755 2 0 0 0 0.0 - - -\n";
+    let text = format!("{root}/f 5 100644 1 0 0 0 0.0 cd/{} - {hex}\n", &hex[2..]);
+    let digest_of = |tree: &Tree| match &tree.inodes[1].content {
+        Content::Regular(f) => f.digest,
+        _ => unreachable!(),
+    };
+    // Strict (sealroot's own) reads composefs-rs's 128 digits as a sha512 digest and prints
+    // it back the same.
+    let strict = parse_strict(text.as_bytes()).unwrap();
+    assert_eq!(
+        digest_of(&strict),
+        Some(AnyDigest::Sha512(Sha512Digest([0xcd; 64])))
+    );
+    assert_eq!(to_vec(&strict).unwrap(), text.as_bytes());
+    // C (and so the compatible parser) reads the first 64 digits only.
+    let compat = parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        digest_of(&compat),
+        Some(AnyDigest::Sha256(Sha256Digest([0xcd; 32])))
+    );
+    // Upper case is hex too; 127 or 129 digits are not a sha512 digest (C's first 64 then).
+    let upper = text.replace(&hex, &hex.to_uppercase());
+    assert_eq!(
+        digest_of(&parse_strict(upper.as_bytes()).unwrap()),
+        digest_of(&strict)
+    );
+    for odd in [&hex[..127], &format!("{hex}0")] {
+        let t = text.replace(&hex, odd);
+        assert_eq!(
+            digest_of(&parse_strict(t.as_bytes()).unwrap()),
+            digest_of(&compat),
+            "{odd}"
         );
     }
 }
@@ -299,8 +338,11 @@ fn random_tree(rng: &mut Rng) -> Tree {
                     Content::Regular(RegularFile {
                         inline,
                         payload: chance(rng, 50).then(|| random_payload(rng)),
-                        digest: chance(rng, 50)
-                            .then(|| Sha256Digest(std::array::from_fn(|_| rng.next_u64() as u8))),
+                        digest: chance(rng, 50).then(|| {
+                            AnyDigest::Sha256(Sha256Digest(std::array::from_fn(|_| {
+                                rng.next_u64() as u8
+                            })))
+                        }),
                     })
                 }
                 FileType::Symlink => {

@@ -9,12 +9,11 @@ use super::limits::{
     DEPTH_MAX, INLINE_CONTENT_MAX, MAX_CHUNKS, NAME_MAX, PATH_MAX, VERSION_MAX, XATTR_BUDGET_MAX,
     XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
 };
-use crate::erofs::WriteOptions;
+use crate::erofs::{WriteOptions, METACOPY_HEADER_SIZE, OVERLAY_METACOPY};
 use crate::tree::{Content, FileType, Inode, InodeId, Tree};
 
 const OVERLAY_PREFIX: &[u8] = b"trusted.overlay.";
 const OVERLAY_ESCAPED_PREFIX: &[u8] = b"trusted.overlay.overlay.";
-const METACOPY: &[u8] = b"trusted.overlay.metacopy";
 const REDIRECT: &[u8] = b"trusted.overlay.redirect";
 const OPAQUE: &[u8] = b"trusted.overlay.opaque";
 const ESCAPED_WHITEOUT: &[u8] = b"trusted.overlay.overlay.whiteout";
@@ -23,8 +22,6 @@ const ESCAPED_OPAQUE: &[u8] = b"trusted.overlay.overlay.opaque";
 const USER_WHITEOUT: &[u8] = b"user.overlay.whiteout";
 const USER_WHITEOUTS: &[u8] = b"user.overlay.whiteouts";
 const USER_OPAQUE: &[u8] = b"user.overlay.opaque";
-/// Version, length, flags and hash algorithm before the digest in `trusted.overlay.metacopy`.
-const METACOPY_HEADER: usize = 4;
 
 /// C's running xattr account of a node while its writer rewrites the tree for overlayfs.
 ///
@@ -298,9 +295,9 @@ pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<u32, Dumpf
                 let digest_len = file
                     .digest
                     .as_ref()
-                    .map_or(0, |d| METACOPY_HEADER + d.0.len());
+                    .map_or(0, |d| METACOPY_HEADER_SIZE + d.as_bytes().len());
                 account
-                    .set(METACOPY, digest_len as u64)
+                    .set(OVERLAY_METACOPY, digest_len as u64)
                     .map_err(|kind| fail(&path, kind))?;
                 if let Some(payload) = file.payload.as_ref().filter(|p| !p.is_empty()) {
                     // The redirect is the payload made absolute: "/" + payload.

@@ -3,6 +3,8 @@
 //! The names follow `erofs_fs.h` (Linux `fs/erofs/erofs_fs.h`) and the C composefs headers so
 //! that the writer and the reader can be checked against them line by line.
 
+use sealroot_verity::{AnyDigest, HashAlgorithm};
+
 /// The EROFS block size composefs always uses.
 pub const BLOCK_SIZE: u64 = 4096;
 /// log2 of [`BLOCK_SIZE`].
@@ -101,6 +103,46 @@ pub fn xattr_split(name: &[u8]) -> (u8, &[u8]) {
         }
     }
     (0, name)
+}
+
+/// The xattr that makes an external file's content come from a lower layer
+/// (`OVL_XATTR_METACOPY`), carrying its fs-verity digest for `verity=require`.
+pub const OVERLAY_METACOPY: &[u8] = b"trusted.overlay.metacopy";
+/// The bytes of `struct ovl_metacopy` before the digest: version, length, flags, algorithm.
+pub const METACOPY_HEADER_SIZE: usize = 4;
+
+/// The value of [`OVERLAY_METACOPY`] for an external file with fs-verity digest `digest`:
+/// `struct ovl_metacopy` (version 0, its whole length, flags 0, the kernel's
+/// `FS_VERITY_HASH_ALG_*`) and the digest. C composefs writes sha256 digests only (36
+/// bytes); composefs-rs writes sha512 ones the same way (68 bytes), and overlayfs checks
+/// either.
+pub fn metacopy_value(digest: &AnyDigest) -> Vec<u8> {
+    let bytes = digest.as_bytes();
+    let mut value = Vec::with_capacity(METACOPY_HEADER_SIZE + bytes.len());
+    value.extend_from_slice(&metacopy_header(digest.algorithm()));
+    value.extend_from_slice(bytes);
+    value
+}
+
+/// The digest of an [`OVERLAY_METACOPY`] value, as the reader takes it. 36 bytes are a sha256
+/// digest after the header whatever the header says, as C `composefs-info` reads them; 68
+/// bytes are a sha512 digest when the header is exactly what [`metacopy_value`] writes (so
+/// that writing it again gives the same bytes). Anything else carries no digest.
+pub fn metacopy_digest(value: &[u8]) -> Option<AnyDigest> {
+    let (header, digest) = value.split_at_checked(METACOPY_HEADER_SIZE)?;
+    match digest.len() {
+        32 => AnyDigest::from_slice(HashAlgorithm::Sha256, digest).ok(),
+        64 if header == metacopy_header(HashAlgorithm::Sha512) => {
+            AnyDigest::from_slice(HashAlgorithm::Sha512, digest).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The header [`metacopy_value`] writes for a digest of `algorithm`.
+fn metacopy_header(algorithm: HashAlgorithm) -> [u8; METACOPY_HEADER_SIZE] {
+    let len = METACOPY_HEADER_SIZE + algorithm.digest_size();
+    [0, len as u8, 0, algorithm.kernel_id()]
 }
 
 /// EROFS directory-entry file types (`EROFS_FT_*`).
@@ -240,6 +282,29 @@ mod tests {
             xxh32(b"Nobody inspects the spammish repetition", 0),
             0xE229_3B2F
         );
+    }
+
+    #[test]
+    fn metacopy_values() {
+        let d256 = AnyDigest::Sha256(sealroot_verity::Sha256Digest([0xab; 32]));
+        let d512 = AnyDigest::Sha512(sealroot_verity::Sha512Digest([0xcd; 64]));
+        let v256 = metacopy_value(&d256);
+        assert_eq!(v256[..4], [0, 36, 0, 1]);
+        assert_eq!(v256.len(), 36);
+        let v512 = metacopy_value(&d512);
+        assert_eq!(v512[..4], [0, 68, 0, 2]);
+        assert_eq!(v512[4..], [0xcd; 64]);
+        assert_eq!(metacopy_digest(&v256), Some(d256));
+        assert_eq!(metacopy_digest(&v512), Some(d512));
+        // C reads any 36-byte value as sha256; a sha512 value must say so exactly.
+        let mut odd = v256.clone();
+        odd[3] = 2;
+        assert_eq!(metacopy_digest(&odd), Some(d256));
+        let mut odd = v512.clone();
+        odd[3] = 1;
+        assert_eq!(metacopy_digest(&odd), None);
+        assert_eq!(metacopy_digest(&v512[..67]), None);
+        assert_eq!(metacopy_digest(b""), None);
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! Whiteouts, which C's reader skips, get the same checks.
 //!
 //! The tree it returns undoes the writer's overlayfs rewrite, as C `composefs-info` does:
-//! `trusted.overlay.metacopy` becomes the file digest, `trusted.overlay.redirect` the payload,
+//! `trusted.overlay.metacopy` becomes the file digest (sha256 as C writes it, or sha512 as
+//! composefs-rs writes it in a sha512 repository; see [`metacopy_digest`](super::metacopy_digest)),
+//! `trusted.overlay.redirect` the payload,
 //! escaped whiteouts turn back into character devices 0:0, `trusted.overlay.overlay.*` is
 //! unescaped, other `trusted.overlay.*` and the `user.overlay.whiteout(s)` marks are dropped,
 //! and the real whiteouts (`00`…`ff` in the root) are skipped. As in C, the first name of a
@@ -736,8 +738,8 @@ impl<'a> Reader<'a> {
                     continue;
                 }
                 b"trusted.overlay.metacopy" => {
-                    if ftype == FileType::Regular && value.len() == 36 {
-                        file.digest = sealroot_verity::Sha256Digest::from_slice(&value[4..]).ok();
+                    if ftype == FileType::Regular {
+                        file.digest = metacopy_digest(value);
                     }
                     continue;
                 }

@@ -73,7 +73,7 @@ enum Data<'t> {
     /// A regular file whose content lives in a backing object.
     External {
         payload: Option<&'t [u8]>,
-        digest: Option<[u8; 32]>,
+        digest: Option<&'t sealroot_verity::AnyDigest>,
     },
     /// A symlink target.
     Symlink(&'t [u8]),
@@ -337,7 +337,7 @@ impl<'t> Writer<'t> {
                 None if size == 0 => Data::None,
                 None => Data::External {
                     payload: file.payload.as_deref(),
-                    digest: file.digest.map(|d| d.0),
+                    digest: file.digest.as_ref(),
                 },
             },
             Content::Symlink(target) => {
@@ -406,12 +406,7 @@ impl<'t> Writer<'t> {
             let node = &self.nodes[i];
             let ftype = node.file_type();
             if let (S_IFREG, Data::External { payload, digest }) = (ftype, node.data) {
-                let mut value = Vec::new();
-                if let Some(d) = digest {
-                    // struct ovl_metacopy: version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256.
-                    value.extend_from_slice(&[0, 36, 0, 1]);
-                    value.extend_from_slice(&d);
-                }
+                let value = digest.map(metacopy_value).unwrap_or_default();
                 let node = &mut self.nodes[i];
                 node.set_xattr(b"trusted.overlay.metacopy", &value);
                 if let Some(p) = payload.filter(|p| !p.is_empty()) {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use sealroot_verity::{Hasher, Params, Sha256Digest};
+use sealroot_verity::{AnyDigest, HashAlgorithm, Hasher, Params};
 
 use super::dirtree::{self, check_name, Attrs, DirTree, EntryKind, TreeEntry};
 use super::error::ParseError;
@@ -16,13 +16,13 @@ use crate::tree::{Content, DirEntry, FileType, Inode, InodeId, RegularFile, Stat
 #[derive(Clone, Debug)]
 pub struct Split {
     /// The root directory's dirtree.
-    pub tree: Sha256Digest,
+    pub tree: AnyDigest,
     /// The root directory's dirmeta.
-    pub dirmeta: Sha256Digest,
+    pub dirmeta: AnyDigest,
     /// `(kind, id, bytes)` of every distinct dirtree and dirmeta, children first.
-    pub objects: Vec<(ObjectKind, Sha256Digest, Vec<u8>)>,
+    pub objects: Vec<(ObjectKind, AnyDigest, Vec<u8>)>,
     /// The file objects the tree refers to (each once).
-    pub files: Vec<Sha256Digest>,
+    pub files: Vec<AnyDigest>,
 }
 
 /// A tree that cannot be stored as objects.
@@ -36,6 +36,16 @@ pub enum SplitError {
         path: String,
         /// Why.
         reason: &'static str,
+    },
+    /// A file whose digest is not of the algorithm the objects are named with.
+    #[error("{path}: its digest is {digest}, but the repository's objects are named by {objects}")]
+    Algorithm {
+        /// The file's path.
+        path: String,
+        /// The algorithm of its digest.
+        digest: HashAlgorithm,
+        /// The algorithm asked for.
+        objects: HashAlgorithm,
     },
     /// The tree breaks its own rules (a directory owned twice, an xattr twice, a bad name).
     #[error("{path}: malformed tree: {reason}")]
@@ -64,13 +74,13 @@ fn attrs_of(inode: &Inode, path: &[u8]) -> Result<Attrs, SplitError> {
     })
 }
 
-/// Turns `tree` into dirtree and dirmeta objects. Every regular file must be empty, inline,
-/// or refer to its file object by digest with the object's path as payload (as trees built
-/// with a digest store are).
+/// Turns `tree` into dirtree and dirmeta objects named by their `algorithm` digests. Every
+/// regular file must be empty, inline, or refer to its file object by an `algorithm` digest
+/// with the object's path as payload (as trees built with a digest store are).
 ///
 /// # Errors
 /// [`SplitError`] naming the first file that cannot be stored.
-pub fn split(tree: &Tree) -> Result<Split, SplitError> {
+pub fn split(tree: &Tree, algorithm: HashAlgorithm) -> Result<Split, SplitError> {
     // Hard links name their owner by path: find the owners' paths first.
     let mut linked = HashSet::new();
     for inode in &tree.inodes {
@@ -89,15 +99,14 @@ pub fn split(tree: &Tree) -> Result<Split, SplitError> {
         });
     }
 
-    let mut out = Split {
-        tree: Sha256Digest([0; 32]),
-        dirmeta: Sha256Digest([0; 32]),
-        objects: Vec::new(),
-        files: Vec::new(),
+    let mut objects = Vec::new();
+    let mut files = Files {
+        algorithm,
+        list: Vec::new(),
+        seen: HashSet::new(),
     };
     let mut seen_objects = HashSet::new();
-    let mut seen_files = HashSet::new();
-    let mut ids: HashMap<InodeId, (Sha256Digest, Sha256Digest)> = HashMap::new();
+    let mut ids: HashMap<InodeId, (AnyDigest, AnyDigest)> = HashMap::new();
     let mut expanded = HashSet::new();
     // (directory, its path, children done)
     let mut stack = vec![(InodeId::ROOT, Vec::new(), false)];
@@ -161,7 +170,7 @@ pub fn split(tree: &Tree) -> Result<Split, SplitError> {
                         let (tree, meta) = ids[&e.inode];
                         EntryKind::Dir { tree, meta }
                     }
-                    Content::Regular(f) => file_kind(child, f, &p, &mut out, &mut seen_files)?,
+                    Content::Regular(f) => file_kind(child, f, &p, &mut files)?,
                     Content::Symlink(target) if target.len() >= limits::TARGET_MAX => {
                         return Err(SplitError::Malformed {
                             path: text::name(&p),
@@ -189,30 +198,39 @@ pub fn split(tree: &Tree) -> Result<Split, SplitError> {
         let tree_bytes = dt.encode();
         let meta_bytes =
             attrs_of(inode, if path.is_empty() { b"/" } else { &path })?.encode_dirmeta();
-        let tree_id = object_id(&tree_bytes);
-        let meta_id = object_id(&meta_bytes);
+        let tree_id = object_id(&tree_bytes, algorithm);
+        let meta_id = object_id(&meta_bytes, algorithm);
         for (kind, id, bytes) in [
             (ObjectKind::DirTree, tree_id, tree_bytes),
             (ObjectKind::DirMeta, meta_id, meta_bytes),
         ] {
             if seen_objects.insert(id) {
-                out.objects.push((kind, id, bytes));
+                objects.push((kind, id, bytes));
             }
         }
         ids.insert(dir, (tree_id, meta_id));
     }
     let (tree_id, meta_id) = ids[&InodeId::ROOT];
-    out.tree = tree_id;
-    out.dirmeta = meta_id;
-    Ok(out)
+    Ok(Split {
+        tree: tree_id,
+        dirmeta: meta_id,
+        objects,
+        files: files.list,
+    })
+}
+
+/// The file objects a split has met: each once, all of one algorithm.
+struct Files {
+    algorithm: HashAlgorithm,
+    list: Vec<AnyDigest>,
+    seen: HashSet<AnyDigest>,
 }
 
 fn file_kind(
     inode: &Inode,
     f: &RegularFile,
     path: &[u8],
-    out: &mut Split,
-    seen_files: &mut HashSet<Sha256Digest>,
+    files: &mut Files,
 ) -> Result<EntryKind, SplitError> {
     let unstorable = |reason| SplitError::Unstorable {
         path: text::name(path),
@@ -226,9 +244,16 @@ fn file_kind(
                 "inline content with a digest or payload, or not of the file's size",
             ))
         }
+        (None, Some(d), _) if d.algorithm() != files.algorithm => {
+            return Err(SplitError::Algorithm {
+                path: text::name(path),
+                digest: d.algorithm(),
+                objects: files.algorithm,
+            })
+        }
         (None, Some(d), Some(p)) if p.as_slice() == d.object_path().as_bytes() => {
-            if seen_files.insert(*d) {
-                out.files.push(*d);
+            if files.seen.insert(*d) {
+                files.list.push(*d);
             }
             (Some(*d), None)
         }
@@ -254,7 +279,7 @@ fn file_kind(
 
 /// Where [`assemble`] gets objects from: given a kind and an id, the object's bytes (not
 /// yet checked: `assemble` checks them against the id).
-pub type Fetch<'a> = dyn FnMut(ObjectKind, &Sha256Digest) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>
+pub type Fetch<'a> = dyn FnMut(ObjectKind, &AnyDigest) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>
     + 'a;
 
 /// Why a tree could not be rebuilt from its objects.
@@ -267,7 +292,7 @@ pub enum AssembleError {
         /// Its kind.
         kind: ObjectKind,
         /// Its name.
-        id: Sha256Digest,
+        id: AnyDigest,
         /// The directory it describes.
         path: String,
         /// Why.
@@ -279,21 +304,36 @@ pub enum AssembleError {
         /// Its kind.
         kind: ObjectKind,
         /// Its name.
-        id: Sha256Digest,
+        id: AnyDigest,
         /// The directory it describes.
         path: String,
-        /// The digest of what was read.
-        actual: Sha256Digest,
+        /// The digest of what was read (boxed: the error stays small).
+        actual: Box<AnyDigest>,
     },
     /// The object does not parse.
     #[error("{id} (for {path}): {source}")]
     Parse {
         /// Its name.
-        id: Sha256Digest,
+        id: AnyDigest,
         /// The directory it describes.
         path: String,
-        /// What is wrong.
-        source: ParseError,
+        /// What is wrong (boxed: the error stays small).
+        source: Box<ParseError>,
+    },
+    /// An object named by a digest of another algorithm than the ids the assembly started
+    /// from (a commit's tree, a diff's first tree), or one naming such digests.
+    #[error("{kind} {id} (for {path}): {reason}, but the tree's objects are named by {expected}")]
+    Algorithm {
+        /// Its kind.
+        kind: ObjectKind,
+        /// Its name.
+        id: AnyDigest,
+        /// The directory it describes.
+        path: String,
+        /// What is of another algorithm.
+        reason: &'static str,
+        /// The algorithm of the tree's ids.
+        expected: HashAlgorithm,
     },
     /// Too many inodes or too deep.
     #[error("{path}: the tree is too large: {reason}")]
@@ -317,31 +357,53 @@ pub enum AssembleError {
 
 pub(super) struct Assembler<'f, 'a> {
     pub(super) fetch: &'f mut Fetch<'a>,
-    pub(super) trees: HashMap<Sha256Digest, Rc<DirTree>>,
-    pub(super) metas: HashMap<Sha256Digest, Rc<Attrs>>,
+    /// The algorithm of every id.
+    pub(super) algorithm: HashAlgorithm,
+    pub(super) trees: HashMap<AnyDigest, Rc<DirTree>>,
+    pub(super) metas: HashMap<AnyDigest, Rc<Attrs>>,
 }
 
-impl Assembler<'_, '_> {
+impl<'f, 'a> Assembler<'f, 'a> {
+    /// An assembler of objects named by `algorithm` digests.
+    pub(super) fn new(fetch: &'f mut Fetch<'a>, algorithm: HashAlgorithm) -> Self {
+        Assembler {
+            fetch,
+            algorithm,
+            trees: HashMap::new(),
+            metas: HashMap::new(),
+        }
+    }
+
+    /// Fetches object `id` and checks it against its name.
     fn get(
         &mut self,
         kind: ObjectKind,
-        id: &Sha256Digest,
+        id: &AnyDigest,
         path: &[u8],
     ) -> Result<Vec<u8>, AssembleError> {
         let p = || shown_path(path);
+        if id.algorithm() != self.algorithm {
+            return Err(AssembleError::Algorithm {
+                kind,
+                id: *id,
+                path: p(),
+                reason: "its name is of another algorithm",
+                expected: self.algorithm,
+            });
+        }
         let bytes = (self.fetch)(kind, id).map_err(|source| AssembleError::Fetch {
             kind,
             id: *id,
             path: p(),
             source,
         })?;
-        let actual = object_id(&bytes);
+        let actual = object_id(&bytes, self.algorithm);
         if actual != *id {
             return Err(AssembleError::Corrupt {
                 kind,
                 id: *id,
                 path: p(),
-                actual,
+                actual: Box::new(actual),
             });
         }
         Ok(bytes)
@@ -349,7 +411,7 @@ impl Assembler<'_, '_> {
 
     pub(super) fn dirtree(
         &mut self,
-        id: &Sha256Digest,
+        id: &AnyDigest,
         path: &[u8],
     ) -> Result<Rc<DirTree>, AssembleError> {
         if let Some(t) = self.trees.get(id) {
@@ -360,16 +422,25 @@ impl Assembler<'_, '_> {
             DirTree::parse(&bytes).map_err(|source| AssembleError::Parse {
                 id: *id,
                 path: shown_path(path),
-                source,
+                source: Box::new(source),
             })?,
         );
+        if t.algorithm().is_some_and(|a| a != self.algorithm) {
+            return Err(AssembleError::Algorithm {
+                kind: ObjectKind::DirTree,
+                id: *id,
+                path: shown_path(path),
+                reason: "it names objects of another algorithm",
+                expected: self.algorithm,
+            });
+        }
         self.trees.insert(*id, Rc::clone(&t));
         Ok(t)
     }
 
     pub(super) fn dirmeta(
         &mut self,
-        id: &Sha256Digest,
+        id: &AnyDigest,
         path: &[u8],
     ) -> Result<Rc<Attrs>, AssembleError> {
         if let Some(m) = self.metas.get(id) {
@@ -380,7 +451,7 @@ impl Assembler<'_, '_> {
             Attrs::parse_dirmeta(&bytes).map_err(|source| AssembleError::Parse {
                 id: *id,
                 path: shown_path(path),
-                source,
+                source: Box::new(source),
             })?,
         );
         self.metas.insert(*id, Rc::clone(&m));
@@ -406,21 +477,17 @@ fn inode_from(attrs: &Attrs, content: Content, size: u64, rdev: u32) -> Inode {
 
 /// Rebuilds the tree whose root has dirtree `tree` and dirmeta `dirmeta`, fetching objects
 /// through `fetch` and checking each against its name. Each distinct object is fetched
-/// once. The result is the tree [`split`] was given (same names, attributes, contents,
+/// once. Every id must be of the algorithm of `tree`. The result is the tree [`split`] was given (same names, attributes, contents,
 /// xattrs, hard links), so it writes the same image.
 ///
 /// # Errors
 /// [`AssembleError`] naming the object and the directory it describes.
 pub fn assemble(
-    tree: &Sha256Digest,
-    dirmeta: &Sha256Digest,
+    tree: &AnyDigest,
+    dirmeta: &AnyDigest,
     fetch: &mut Fetch<'_>,
 ) -> Result<Tree, AssembleError> {
-    let mut a = Assembler {
-        fetch,
-        trees: HashMap::new(),
-        metas: HashMap::new(),
-    };
+    let mut a = Assembler::new(fetch, tree.algorithm());
     let root_meta = a.dirmeta(dirmeta, b"")?;
     let mut out = Tree::new(Stat::default());
     out.inodes[0] = inode_from(&root_meta, Content::Directory(Vec::new()), 0, 0);
@@ -543,15 +610,17 @@ pub(super) fn shown_path(path: &[u8]) -> String {
 }
 
 /// Writes the image of `tree` in composefs format `format` into `sink`, returning its
-/// fs-verity sha256 digest and size: how an image is derived from a commit's tree.
+/// fs-verity digest (`algorithm`, 4 KiB blocks, no salt: its name in a repository of
+/// `algorithm`) and size: how an image is derived from a commit's tree.
 ///
 /// # Errors
 /// [`WriteError`] if the tree cannot be written in that format.
 pub fn derive_image(
     tree: &Tree,
     format: u32,
+    algorithm: HashAlgorithm,
     sink: Option<&mut dyn std::io::Write>,
-) -> Result<(Sha256Digest, u64), WriteError> {
+) -> Result<(AnyDigest, u64), WriteError> {
     struct Tee<'a> {
         hasher: Hasher,
         sink: Option<&'a mut dyn std::io::Write>,
@@ -572,7 +641,7 @@ pub fn derive_image(
         }
     }
     let mut tee = Tee {
-        hasher: Hasher::new(Params::composefs_default()),
+        hasher: Hasher::new(Params::composefs(algorithm)),
         sink,
     };
     let options = WriteOptions {
@@ -580,9 +649,5 @@ pub fn derive_image(
         max_version: format,
     };
     let size = crate::erofs::write_to(tree, &options, &mut tee)?;
-    let digest = match tee.hasher.finish().as_sha256() {
-        Some(d) => *d,
-        None => unreachable!("composefs_default params are sha256"),
-    };
-    Ok((digest, size))
+    Ok((tee.hasher.finish(), size))
 }

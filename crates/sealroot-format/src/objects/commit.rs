@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 use super::error::{ParseError, Problem};
 use super::text::{self, fields};
@@ -12,16 +12,19 @@ use super::ObjectKind;
 pub const META_KEY_MAX: usize = 128;
 
 /// A commit: a tree and what is said about it.
+///
+/// Its ids are all of one algorithm, its repository's (the parser refuses a mix; the encoder
+/// does not check).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
     /// The root directory's dirtree.
-    pub tree: Sha256Digest,
+    pub tree: AnyDigest,
     /// The root directory's dirmeta.
-    pub dirmeta: Sha256Digest,
+    pub dirmeta: AnyDigest,
     /// The commit this one follows, if any.
-    pub parent: Option<Sha256Digest>,
-    /// The fs-verity sha256 digest of the composefs image derived from the tree.
-    pub image: Sha256Digest,
+    pub parent: Option<AnyDigest>,
+    /// The fs-verity digest of the composefs image derived from the tree.
+    pub image: AnyDigest,
     /// The composefs format version of that image (0 or 1).
     pub image_format: u32,
     /// Seconds since the epoch.
@@ -59,6 +62,11 @@ impl Commit {
         }
     }
 
+    /// The algorithm of the commit's ids (that of its image's digest): its repository's.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.image.algorithm()
+    }
+
     /// The commit object's bytes. Metadata keys must pass [`Commit::check_meta_key`] (a
     /// commit with a bad key encodes, but its bytes do not parse).
     pub fn encode(&self) -> Vec<u8> {
@@ -70,8 +78,11 @@ impl Commit {
         }
         out.extend_from_slice(
             format!(
-                "image sha256:{}\nimage-format {}\ntimestamp {}\n",
-                self.image, self.image_format, self.timestamp
+                "image {}:{}\nimage-format {}\ntimestamp {}\n",
+                self.image.algorithm(),
+                self.image,
+                self.image_format,
+                self.timestamp
             )
             .as_bytes(),
         );
@@ -112,6 +123,7 @@ impl Commit {
         let mut metadata = BTreeMap::new();
         let mut subject = String::new();
         let mut body = String::new();
+        let mut algorithm = text::OneAlgorithm::default();
         for (n, line) in text::body_lines(kind, bytes)? {
             let err = |p| ParseError::new(kind, n, p);
             let f = fields(line);
@@ -135,28 +147,35 @@ impl Commit {
                     })
                 })
             };
+            let mut id = |field: &'static str, raw: &[u8]| -> Result<AnyDigest, ParseError> {
+                let d = text::digest(field, raw).map_err(err)?;
+                algorithm.check(&d).map_err(err)?;
+                Ok(d)
+            };
             match f[0] {
                 b"tree" => {
                     want(2)?;
-                    tree = Some(text::digest("tree", f[1]).map_err(err)?);
+                    tree = Some(id("tree", f[1])?);
                 }
                 b"dirmeta" => {
                     want(2)?;
-                    dirmeta = Some(text::digest("dirmeta", f[1]).map_err(err)?);
+                    dirmeta = Some(id("dirmeta", f[1])?);
                 }
                 b"parent" => {
                     want(2)?;
-                    parent = Some(text::digest("parent", f[1]).map_err(err)?);
+                    parent = Some(id("parent", f[1])?);
                 }
                 b"image" => {
                     want(2)?;
-                    let hex = f[1].strip_prefix(b"sha256:").ok_or_else(|| {
-                        err(Problem::BadField {
+                    let (named, hex) = image_digest(f[1]).map_err(err)?;
+                    let d = id("image", hex)?;
+                    if d.algorithm() != named {
+                        return Err(err(Problem::BadField {
                             field: "image",
-                            reason: "not sha256:DIGEST".into(),
-                        })
-                    })?;
-                    image = Some(text::digest("image", hex).map_err(err)?);
+                            reason: format!("a {} digest named {named}", d.algorithm()),
+                        }));
+                    }
+                    image = Some(d);
                 }
                 b"image-format" => {
                     want(2)?;
@@ -224,4 +243,18 @@ impl Commit {
         }
         Ok(commit)
     }
+}
+
+/// Splits `ALG:HEX` into the algorithm named and the hex.
+fn image_digest(field: &[u8]) -> Result<(HashAlgorithm, &[u8]), Problem> {
+    let bad = || Problem::BadField {
+        field: "image",
+        reason: "not sha256:DIGEST or sha512:DIGEST".into(),
+    };
+    let colon = field.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let named = std::str::from_utf8(&field[..colon])
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((named, &field[colon + 1..]))
 }

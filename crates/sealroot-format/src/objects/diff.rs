@@ -1,8 +1,6 @@
 //! Comparing two trees by their objects, skipping what they share.
 
-use std::collections::HashMap;
-
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 use super::build::{shown_path, AssembleError, Assembler, Fetch};
 use super::dirtree::EntryKind;
@@ -30,20 +28,17 @@ pub struct Change {
 
 /// The paths that differ between tree `a` and tree `b` (each given as its root dirtree and
 /// dirmeta), in path order. A directory whose objects are the same in both is not read at
-/// all; an added or removed directory is listed with everything in it.
+/// all; an added or removed directory is listed with everything in it. Every id must be of
+/// the algorithm of `a`'s.
 ///
 /// # Errors
 /// [`AssembleError`] for an object that cannot be had, is corrupt or does not parse.
 pub fn diff(
-    a: (&Sha256Digest, &Sha256Digest),
-    b: (&Sha256Digest, &Sha256Digest),
+    a: (&AnyDigest, &AnyDigest),
+    b: (&AnyDigest, &AnyDigest),
     fetch: &mut Fetch<'_>,
 ) -> Result<Vec<Change>, AssembleError> {
-    let mut asm = Assembler {
-        fetch,
-        trees: HashMap::new(),
-        metas: HashMap::new(),
-    };
+    let mut asm = Assembler::new(fetch, a.0.algorithm());
     let mut budget = Budget(0);
     let mut out = Vec::new();
     if a.1 != b.1 {

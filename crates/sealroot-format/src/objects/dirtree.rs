@@ -1,6 +1,6 @@
 //! dirtree and dirmeta objects.
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 use super::error::{ParseError, Problem};
 use super::text::{self, fields};
@@ -29,9 +29,9 @@ pub enum EntryKind {
     /// A subdirectory: its dirtree and dirmeta objects.
     Dir {
         /// Its entries.
-        tree: Sha256Digest,
+        tree: AnyDigest,
         /// Its own attributes.
-        meta: Sha256Digest,
+        meta: AnyDigest,
     },
     /// A regular file.
     File {
@@ -40,7 +40,7 @@ pub enum EntryKind {
         /// Its size in bytes.
         size: u64,
         /// The file object holding its content (not for inline or empty files).
-        digest: Option<Sha256Digest>,
+        digest: Option<AnyDigest>,
         /// Its content, stored in the image.
         inline: Option<Vec<u8>>,
     },
@@ -75,10 +75,25 @@ pub struct TreeEntry {
 }
 
 /// A directory's entries, sorted by name.
+///
+/// The ids it names are all of one algorithm, its repository's (the parser refuses a mix;
+/// the encoder does not check).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DirTree {
     /// The entries, sorted bytewise by name, names unique.
     pub entries: Vec<TreeEntry>,
+}
+
+impl EntryKind {
+    /// The ids this entry names: a subdirectory's dirtree and dirmeta, a file's object.
+    pub fn ids(&self) -> impl Iterator<Item = &AnyDigest> {
+        let (a, b) = match self {
+            EntryKind::Dir { tree, meta } => (Some(tree), Some(meta)),
+            EntryKind::File { digest, .. } => (digest.as_ref(), None),
+            _ => (None, None),
+        };
+        a.into_iter().chain(b)
+    }
 }
 
 impl Attrs {
@@ -193,6 +208,16 @@ pub(crate) fn check_name(name: &[u8]) -> Result<(), Problem> {
 }
 
 impl DirTree {
+    /// The algorithm of the ids it names; `None` if it names none (a directory of inline
+    /// files, symlinks and the like reads the same in a repository of either algorithm).
+    pub fn algorithm(&self) -> Option<HashAlgorithm> {
+        self.entries
+            .iter()
+            .flat_map(|e| e.kind.ids())
+            .map(AnyDigest::algorithm)
+            .next()
+    }
+
     /// The dirtree object's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.entries.len() * 120);
@@ -213,6 +238,7 @@ impl DirTree {
         // Each line is checked to be the one encoding of its entry as it is read (the header
         // and the line structure are checked by `body_lines`), so the whole object is.
         let mut again = Vec::with_capacity(256);
+        let mut algorithm = text::OneAlgorithm::default();
         for (n, line) in text::body_lines(kind, bytes)? {
             let err = |p| ParseError::new(kind, n, p);
             if entries.len() >= super::limits::DIRTREE_ENTRIES_MAX {
@@ -225,6 +251,9 @@ impl DirTree {
             entry.encode_into(&mut again);
             if again.strip_suffix(b"\n") != Some(line) {
                 return Err(err(Problem::NotCanonical));
+            }
+            for id in entry.kind.ids() {
+                algorithm.check(id).map_err(err)?;
             }
             if let Some(prev) = entries.last() {
                 match prev.name.cmp(&entry.name) {

@@ -1,5 +1,7 @@
 //! Errors of the object parsers.
 
+use sealroot_verity::HashAlgorithm;
+
 use super::ObjectKind;
 
 /// What is wrong with an object's bytes.
@@ -69,6 +71,15 @@ pub enum Problem {
     /// Too many entries.
     #[error("more than {0} entries")]
     TooManyEntries(usize),
+    /// Digests of two algorithms in one object: an object names objects of its repository's
+    /// algorithm only.
+    #[error("a {found} digest among {first} ones: an object names objects of one algorithm")]
+    MixedAlgorithms {
+        /// The algorithm of the first digest.
+        first: HashAlgorithm,
+        /// The other one, found later.
+        found: HashAlgorithm,
+    },
     /// Parses, but is not the one canonical encoding of what it says.
     #[error("not in canonical form (it would be encoded differently)")]
     NotCanonical,

@@ -2,7 +2,8 @@
 //! from which the composefs image is derived.
 //!
 //! A [`Tree`](crate::Tree) is stored as three kinds of content-addressed objects, each named
-//! (like every object in the repository) by the fs-verity sha256 digest of its bytes:
+//! (like every object in the repository) by the fs-verity digest of its bytes, sha256 or
+//! sha512 as the repository's algorithm says ([`object_id`]):
 //!
 //! - a **dirmeta** ([`Attrs`]): a directory's own mode, owner, mtime and xattrs;
 //! - a **dirtree** ([`DirTree`]): a directory's entries: files with all their metadata and
@@ -25,7 +26,8 @@
 //! between fields. Byte strings (names, symlink targets, inline content, xattrs, subjects)
 //! use the dumpfile escapes: `\\`, `\n`, `\r`, `\t`, and `\xHH` for every byte that is not
 //! printable ASCII, for space, and (in xattrs) for `=`. Numbers are decimal, modes octal
-//! with their type bits, mtimes `SECONDS.NANOSECONDS`, digests 64 lowercase hex digits.
+//! with their type bits, mtimes `SECONDS.NANOSECONDS`, digests lowercase hex: 64 digits for
+//! sha256, 128 for sha512, the length telling which.
 //!
 //! ```text
 //! sealroot-dirmeta 1
@@ -55,7 +57,7 @@
 //! tree DIRTREE
 //! dirmeta DIRMETA
 //! [parent COMMIT]
-//! image sha256:DIGEST
+//! image ALG:DIGEST          sha256 or sha512, the algorithm of the digest
 //! image-format VERSION
 //! timestamp SECONDS
 //! [version TEXT]             present when set, even empty
@@ -67,6 +69,16 @@
 //! Every encoding is **canonical**: each object has exactly one byte form, and the parsers
 //! refuse any other (they re-encode what they read and compare), so the digest of a commit
 //! or tree object is a function of its meaning alone.
+//!
+//! **sha512.** In a sha512 repository (composefs-rs's `fsverity-sha512-12`) every id is a
+//! sha512 digest: the objects are named by their sha512 fs-verity digests, and the digests
+//! they hold (dirtrees, dirmetas, file objects, parent, image) are 128 hex digits, the image
+//! written `image sha512:DIGEST`. Nothing else changes, so a sha256 object reads and encodes
+//! exactly as before. One object names ids of one algorithm: the parsers refuse a commit or
+//! dirtree that mixes the two ([`Problem::MixedAlgorithms`]), and [`assemble`] and [`diff`]
+//! refuse an object whose ids are not of the algorithm of the ids they started from. A
+//! dirtree that names no id (only inline or empty files, symlinks, devices, hard links) has
+//! the same bytes in both, under two names.
 //!
 //! [`split`] turns a tree into objects; [`assemble`] rebuilds the tree from them (fetching
 //! through a callback: this crate does no I/O), checking every object against its name;
@@ -86,7 +98,7 @@ pub use diff::{diff, Change, ChangeKind};
 pub use dirtree::{Attrs, DirTree, EntryKind, TreeEntry};
 pub use error::{ParseError, Problem};
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm, Params};
 
 /// The kinds of metadata objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,7 +159,8 @@ pub mod limits {
     pub const TARGET_MAX: usize = 4096;
 }
 
-/// The fs-verity sha256 digest naming an object with these bytes.
-pub fn object_id(bytes: &[u8]) -> Sha256Digest {
-    sealroot_verity::sha256_digest(bytes)
+/// The fs-verity digest (`algorithm`, 4 KiB blocks, no salt) naming an object with these
+/// bytes in a repository of `algorithm`.
+pub fn object_id(bytes: &[u8], algorithm: HashAlgorithm) -> AnyDigest {
+    sealroot_verity::digest(&Params::composefs(algorithm), bytes)
 }

@@ -1,6 +1,6 @@
 //! The pieces the three text encodings share: lines, fields, numbers, escapes.
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 use super::error::{ParseError, Problem};
 use super::ObjectKind;
@@ -103,9 +103,29 @@ pub(crate) fn mtime(text: &[u8]) -> Result<Mtime, Problem> {
     Ok(Mtime { sec, nsec })
 }
 
-/// A 64-digit hex digest.
-pub(crate) fn digest(field: &'static str, text: &[u8]) -> Result<Sha256Digest, Problem> {
-    Sha256Digest::from_hex(ascii(text)).map_err(|e| bad(field, e.to_string()))
+/// A digest: 64 hex digits for sha256, 128 for sha512 (either case here; canonicity, lower
+/// case, is checked by re-encoding).
+pub(crate) fn digest(field: &'static str, text: &[u8]) -> Result<AnyDigest, Problem> {
+    AnyDigest::from_hex_any(ascii(text)).map_err(|e| bad(field, e.to_string()))
+}
+
+/// The algorithm of the digests one object names, which must all have the same.
+#[derive(Default)]
+pub(crate) struct OneAlgorithm(Option<HashAlgorithm>);
+
+impl OneAlgorithm {
+    /// Checks `digest` against those seen before.
+    pub(crate) fn check(&mut self, digest: &AnyDigest) -> Result<(), Problem> {
+        let found = digest.algorithm();
+        match self.0 {
+            None => {
+                self.0 = Some(found);
+                Ok(())
+            }
+            Some(first) if first == found => Ok(()),
+            Some(first) => Err(Problem::MixedAlgorithms { first, found }),
+        }
+    }
 }
 
 /// An escaped byte string.
@@ -217,7 +237,7 @@ pub(crate) fn push_octal(out: &mut Vec<u8>, mut n: u32) {
 }
 
 /// Appends ` ` and a digest in lower-case hex.
-pub(crate) fn push_digest(out: &mut Vec<u8>, d: &Sha256Digest) {
+pub(crate) fn push_digest(out: &mut Vec<u8>, d: &AnyDigest) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b' ');
     for &b in d.as_bytes() {

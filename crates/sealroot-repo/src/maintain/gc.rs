@@ -201,7 +201,7 @@ impl Repository {
             let stream = refs
                 .iter()
                 .find_map(|r| self.history_stream(r).ok().flatten())
-                .filter(|s| s.head() == Some(*commit));
+                .filter(|s| s.head() == *commit);
             let walked = match &stream {
                 Some(s) => self.reach_by_stream(commit, s, &mut reach),
                 None => self.reach(commit, true, &mut reach),
@@ -217,7 +217,7 @@ impl Repository {
         let commit_images: HashSet<ImageId> = reach
             .commits
             .iter()
-            .map(|(_, i)| ImageId::sha256(*i))
+            .map(|(_, i)| ImageId::from_digest(*i))
             .collect();
         let (covered, image_roots): (Vec<_>, Vec<_>) = image_roots
             .into_iter()
@@ -257,7 +257,7 @@ impl Repository {
             reach
                 .commits
                 .iter()
-                .map(|(_, image)| ImageId::sha256(*image)),
+                .map(|(_, image)| ImageId::from_digest(*image)),
         );
         Ok(live)
     }

@@ -20,7 +20,7 @@ use std::str::FromStr;
 use rustix::io::Errno;
 use sealroot_format::objects::{self, assemble, Change, Commit, DirTree, EntryKind, ObjectKind};
 use sealroot_format::Tree;
-use sealroot_verity::{AnyDigest, HashAlgorithm, Sha256Digest};
+use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 use crate::error::{ImageError, IoError, ObjectError, Operation as Op, RefError};
 use crate::fs;
@@ -34,9 +34,10 @@ const IMAGE_SIGNATURE_MAX: u64 = 64 << 10;
 /// The largest signature file read.
 pub(crate) const SIGNATURES_MAX: u64 = 1 << 20;
 
-/// A commit's name: the fs-verity sha256 digest of the commit object.
+/// A commit's name: the fs-verity digest of the commit object, of the repository's
+/// algorithm (sha256, or sha512).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CommitId(pub Sha256Digest);
+pub struct CommitId(pub AnyDigest);
 
 impl CommitId {
     /// Lower-case hex: the commit's name in `commits/`.
@@ -46,7 +47,12 @@ impl CommitId {
 
     /// The object holding the commit.
     pub fn object(&self) -> ObjectId {
-        ObjectId::new(AnyDigest::Sha256(self.0))
+        ObjectId::new(self.0)
+    }
+
+    /// The digest's algorithm.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.0.algorithm()
     }
 }
 
@@ -64,15 +70,10 @@ impl fmt::Debug for CommitId {
 
 impl FromStr for CommitId {
     type Err = IdParseError;
+
+    /// As [`ObjectId`]: `sha256:HEX`, `sha512:HEX`, or bare hex of 64 or 128 digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let id = ObjectId::from_hex(
-            HashAlgorithm::Sha256,
-            s.strip_prefix("sha256:").unwrap_or(s),
-        )?;
-        match id.digest() {
-            AnyDigest::Sha256(d) => Ok(CommitId(*d)),
-            AnyDigest::Sha512(_) => Err(IdParseError::Length(128)),
-        }
+        s.parse::<ObjectId>().map(|id| CommitId(*id.digest()))
     }
 }
 
@@ -92,9 +93,16 @@ pub enum CommitError {
     /// A ref could not be read.
     #[error(transparent)]
     Ref(#[from] RefError),
-    /// Commits need a sha256 repository (composefs images record sha256 digests).
-    #[error("commits need a sha256 repository; this one uses {0}")]
-    Algorithm(HashAlgorithm),
+    /// An id of another algorithm than the repository's.
+    #[error("{what} {id} is a {} digest, but this repository uses {repository}", id.algorithm())]
+    Algorithm {
+        /// What the id names.
+        what: &'static str,
+        /// The id.
+        id: AnyDigest,
+        /// The repository's algorithm.
+        repository: HashAlgorithm,
+    },
     /// No such commit.
     #[error("commit {0} is not in the repository")]
     NotFound(CommitId),
@@ -122,8 +130,8 @@ pub enum CommitError {
     Derive {
         /// The commit.
         commit: CommitId,
-        /// What the image writer refused.
-        source: sealroot_format::erofs::WriteError,
+        /// What the image writer refused (boxed: the error stays small).
+        source: Box<sealroot_format::erofs::WriteError>,
     },
     /// The image re-created from the tree is not the one the commit records.
     #[error(
@@ -133,10 +141,10 @@ pub enum CommitError {
     ImageMismatch {
         /// The commit.
         commit: CommitId,
-        /// What the commit says.
-        recorded: Sha256Digest,
+        /// What the commit says (boxed, as the next: the error stays small).
+        recorded: Box<AnyDigest>,
         /// What the tree gives.
-        derived: Sha256Digest,
+        derived: Box<AnyDigest>,
     },
     /// Names nothing in the repository.
     #[error("{0:?} is not a ref, commit id or image id of this repository")]
@@ -164,30 +172,31 @@ pub(crate) struct Reach {
     /// Commit, dirtree, dirmeta, file and image objects.
     pub(crate) objects: HashSet<ObjectId>,
     /// The commits, with their images' digests, in the order reached.
-    pub(crate) commits: Vec<(CommitId, Sha256Digest)>,
+    pub(crate) commits: Vec<(CommitId, AnyDigest)>,
     /// The dirtrees read (not `objects`: a file may have a dirtree's bytes as content, and
     /// reaching it as a file must not stop the dirtree from being followed).
-    trees: HashSet<Sha256Digest>,
+    trees: HashSet<AnyDigest>,
     /// The commits read (or tried).
     seen: HashSet<CommitId>,
 }
 
-/// The object of a sha256 digest.
-pub(crate) fn sha256_object(d: Sha256Digest) -> ObjectId {
-    ObjectId::new(AnyDigest::Sha256(d))
-}
-
 impl Repository {
-    pub(crate) fn require_sha256(&self) -> Result<(), CommitError> {
-        match self.algorithm() {
-            HashAlgorithm::Sha256 => Ok(()),
-            other => Err(CommitError::Algorithm(other)),
+    /// Checks that `id` (naming `what`) is of the repository's algorithm.
+    pub(crate) fn check_id(&self, what: &'static str, id: &AnyDigest) -> Result<(), CommitError> {
+        if id.algorithm() == self.algorithm() {
+            Ok(())
+        } else {
+            Err(CommitError::Algorithm {
+                what,
+                id: *id,
+                repository: self.algorithm(),
+            })
         }
     }
 
     /// The bytes of commit `id`, checked against its name.
     pub fn read_commit_bytes(&self, id: &CommitId) -> Result<Vec<u8>, CommitError> {
-        self.require_sha256()?;
+        self.check_id("commit", &id.0)?;
         match self.read_object_checked(&id.object(), ObjectKind::Commit.max_size()) {
             Ok(b) => Ok(b),
             Err(ObjectError::NotFound(_)) => Err(CommitError::NotFound(*id)),
@@ -198,19 +207,26 @@ impl Repository {
         }
     }
 
-    /// Commit `id`, checked against its name and parsed.
+    /// Commit `id`, checked against its name and parsed; its ids must be of the
+    /// repository's algorithm.
     pub fn read_commit(&self, id: &CommitId) -> Result<Commit, CommitError> {
         let bytes = self.read_commit_bytes(id)?;
-        Commit::parse(&bytes).map_err(|e| CommitError::Corrupt {
-            id: *id,
-            reason: e.to_string(),
-        })
+        let corrupt = |reason| CommitError::Corrupt { id: *id, reason };
+        let commit = Commit::parse(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if commit.algorithm() != self.algorithm() {
+            return Err(corrupt(format!(
+                "it names {} objects in a {} repository",
+                commit.algorithm(),
+                self.algorithm()
+            )));
+        }
+        Ok(commit)
     }
 
     /// Whether commit `id` is in the repository: linked in `commits/` by the link its name
     /// calls for (another object with that name is not a commit) and its object present.
     pub fn has_commit(&self, id: &CommitId) -> Result<bool, CommitError> {
-        self.require_sha256()?;
+        self.check_id("commit", &id.0)?;
         let Some(commits) = self.layout_dir_if_any(LayoutDir::Commits)? else {
             return Ok(false);
         };
@@ -238,8 +254,8 @@ impl Repository {
             }
         }
         match self.resolve_commit(spec) {
-            Ok(c) => return Ok(ImageId::sha256(self.read_commit(&c)?.image)),
-            Err(CommitError::Unknown(_) | CommitError::Algorithm(_)) => {}
+            Ok(c) => return Ok(ImageId::from_digest(self.read_commit(&c)?.image)),
+            Err(CommitError::Unknown(_) | CommitError::Algorithm { .. }) => {}
             Err(e) => return Err(e),
         }
         let name = RefName::new(spec).map_err(|_| CommitError::Unknown(spec.to_owned()))?;
@@ -305,8 +321,8 @@ impl Repository {
         Ok(out)
     }
 
-    /// A commit by ref name, full id (with or without `sha256:`), or unique id prefix of at
-    /// least 8 hex digits.
+    /// A commit by ref name, full id (with or without `sha256:` or `sha512:`), or unique id
+    /// prefix of at least 8 hex digits.
     pub fn resolve_commit(&self, spec: &str) -> Result<CommitId, CommitError> {
         if let Ok(name) = RefName::new(spec) {
             if let Some(id) = self.commit_ref_if_any(&name)? {
@@ -320,7 +336,8 @@ impl Repository {
                 Err(CommitError::NotFound(id))
             };
         }
-        let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
+        let prefix = format!("{}:", self.algorithm());
+        let hex = spec.strip_prefix(prefix.as_str()).unwrap_or(spec);
         if hex.len() >= 8 && is_lower_hex(hex) {
             let matches: Vec<CommitId> = self
                 .commits()?
@@ -338,9 +355,9 @@ impl Repository {
     pub(crate) fn fetch_tree_object(
         &self,
         kind: ObjectKind,
-        id: &Sha256Digest,
+        id: &AnyDigest,
     ) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-        let object = sha256_object(*id);
+        let object = ObjectId::new(*id);
         let file = self.open_object(&object).map_err(Box::new)?;
         let path = self.object_path(&object);
         // One more byte than allowed: assemble then refuses the object as too large.
@@ -353,7 +370,7 @@ impl Repository {
 
     /// Rebuilds commit `id`'s tree from its tree objects alone, checking each.
     pub fn commit_tree(&self, id: &CommitId, commit: &Commit) -> Result<Tree, CommitError> {
-        let mut fetch = |k: ObjectKind, d: &Sha256Digest| self.fetch_tree_object(k, d);
+        let mut fetch = |k: ObjectKind, d: &AnyDigest| self.fetch_tree_object(k, d);
         assemble(&commit.tree, &commit.dirmeta, &mut fetch).map_err(|source| CommitError::Tree {
             commit: *id,
             source: Box::new(source),
@@ -368,20 +385,20 @@ impl Repository {
         id: &CommitId,
         commit: &Commit,
         sink: Option<&mut dyn std::io::Write>,
-    ) -> Result<Sha256Digest, CommitError> {
+    ) -> Result<AnyDigest, CommitError> {
         let tree = self.commit_tree(id, commit)?;
         let (derived, _) =
-            objects::derive_image(&tree, commit.image_format, sink).map_err(|source| {
-                CommitError::Derive {
+            objects::derive_image(&tree, commit.image_format, self.algorithm(), sink).map_err(
+                |source| CommitError::Derive {
                     commit: *id,
-                    source,
-                }
-            })?;
+                    source: Box::new(source),
+                },
+            )?;
         if derived != commit.image {
             return Err(CommitError::ImageMismatch {
                 commit: *id,
-                recorded: commit.image,
-                derived,
+                recorded: Box::new(commit.image),
+                derived: Box::new(derived),
             });
         }
         Ok(derived)
@@ -409,7 +426,7 @@ impl Repository {
 
     /// The paths that differ between the trees of commits `a` and `b`.
     pub fn diff_commits(&self, a: &Commit, b: &Commit) -> Result<Vec<Change>, CommitError> {
-        let mut fetch = |k: ObjectKind, d: &Sha256Digest| self.fetch_tree_object(k, d);
+        let mut fetch = |k: ObjectKind, d: &AnyDigest| self.fetch_tree_object(k, d);
         objects::diff((&a.tree, &a.dirmeta), (&b.tree, &b.dirmeta), &mut fetch)
             .map_err(|e| CommitError::Diff(Box::new(e)))
     }
@@ -470,7 +487,7 @@ impl Repository {
             }
             let commit = self.read_commit(&id)?;
             out.objects.insert(id.object());
-            out.objects.insert(sha256_object(commit.image));
+            out.objects.insert(ObjectId::new(commit.image));
             out.commits.push((id, commit.image));
             next = commit.parent.map(CommitId);
         }
@@ -501,7 +518,7 @@ impl Repository {
                 Err(_) => break,
             };
             out.commits.push((id, commit.image));
-            out.objects.insert(sha256_object(commit.image));
+            out.objects.insert(ObjectId::new(commit.image));
             self.reach_tree(&id, &commit, strict, out)?;
             next = commit.parent.map(CommitId);
         }
@@ -519,13 +536,13 @@ impl Repository {
     ) -> Result<(), CommitError> {
         let mut dirs = vec![(commit.tree, commit.dirmeta)];
         while let Some((tree, meta)) = dirs.pop() {
-            out.objects.insert(sha256_object(meta));
-            out.objects.insert(sha256_object(tree));
+            out.objects.insert(ObjectId::new(meta));
+            out.objects.insert(ObjectId::new(tree));
             if !out.trees.insert(tree) {
                 continue;
             }
             let parsed = self
-                .read_object_checked(&sha256_object(tree), ObjectKind::DirTree.max_size())
+                .read_object_checked(&ObjectId::new(tree), ObjectKind::DirTree.max_size())
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| DirTree::parse(&bytes).map_err(|e| e.to_string()));
             let dt = match parsed {
@@ -544,12 +561,41 @@ impl Repository {
                     EntryKind::File {
                         digest: Some(d), ..
                     } => {
-                        out.objects.insert(sha256_object(d));
+                        out.objects.insert(ObjectId::new(d));
                     }
                     _ => {}
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_ids_of_both_algorithms_parse_and_print() {
+        let short = "d344782ff962ab7d1c5533755c19c5bf3c3485f55bfaf228fc89524c7e2ba61e";
+        let long = short.repeat(2);
+        for (text, algorithm) in [
+            (short, HashAlgorithm::Sha256),
+            (&long, HashAlgorithm::Sha512),
+        ] {
+            let id: CommitId = text.parse().unwrap();
+            assert_eq!(id.algorithm(), algorithm);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(id.to_hex(), text);
+            assert_eq!(
+                format!("{algorithm}:{text}").parse::<CommitId>().unwrap(),
+                id
+            );
+            assert_eq!(id.object().digest(), &id.0);
+        }
+        // The algorithm named must fit the length.
+        assert!(format!("sha512:{short}").parse::<CommitId>().is_err());
+        assert!(format!("sha256:{long}").parse::<CommitId>().is_err());
+        assert!(long[..100].parse::<CommitId>().is_err());
     }
 }

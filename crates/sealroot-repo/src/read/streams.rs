@@ -69,8 +69,8 @@ pub(crate) struct HistoryStream {
 
 impl HistoryStream {
     /// The commit it was made for (the ref's head then).
-    pub(crate) fn head(&self) -> Option<CommitId> {
-        self.stream.commit.as_sha256().map(|d| CommitId(*d))
+    pub(crate) fn head(&self) -> CommitId {
+        CommitId(self.stream.commit)
     }
 
     /// Every object it keeps, the head's commit object included.

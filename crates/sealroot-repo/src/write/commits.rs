@@ -11,14 +11,14 @@ use rustix::io::Errno;
 use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_format::objects::{self, assemble, Commit, ObjectKind};
 use sealroot_format::Tree;
-use sealroot_verity::{AnyDigest, HashAlgorithm, Sha256Digest};
+use sealroot_verity::AnyDigest;
 
 use super::refs::Expect;
 use super::Transaction;
 use crate::error::{IoError, ObjectError, Operation as Op, RefError, WriteImageError};
-use crate::id::{ImageId, RefName};
+use crate::id::{ImageId, ObjectId, RefName};
 use crate::layout::{self, RefKind};
-use crate::read::commits::{sha256_object, CommitError, CommitId};
+use crate::read::commits::{CommitError, CommitId};
 use crate::repository::LayoutDir;
 
 /// Why a commit could not be written or its ref moved.
@@ -49,9 +49,6 @@ pub enum WriteCommitError {
     /// The tree objects just made do not assemble back into a tree.
     #[error("the tree objects of the new commit do not assemble: {0}")]
     Assemble(#[source] Box<objects::AssembleError>),
-    /// Commits need a sha256 repository (composefs images record sha256 digests).
-    #[error("commits need a sha256 repository; this one uses {0}")]
-    Algorithm(HashAlgorithm),
     /// The parent named does not exist.
     #[error("parent {0} is not in the repository")]
     ParentNotFound(CommitId),
@@ -80,10 +77,10 @@ pub enum WriteCommitError {
     ImageMismatch {
         /// The commit.
         commit: CommitId,
-        /// What the commit says.
-        recorded: Sha256Digest,
+        /// What the commit says (boxed, as the next: the error stays small).
+        recorded: Box<AnyDigest>,
         /// What the tree gives.
-        derived: Sha256Digest,
+        derived: Box<AnyDigest>,
     },
     /// The current signature file could not be merged with the new signatures.
     #[error("commit {commit}: the signature file cannot be updated: {source}")]
@@ -150,15 +147,9 @@ pub enum OnRefMoved {
 }
 
 impl Transaction<'_> {
-    fn require_sha256(&self) -> Result<(), WriteCommitError> {
-        match self.repo.algorithm() {
-            HashAlgorithm::Sha256 => Ok(()),
-            other => Err(WriteCommitError::Algorithm(other)),
-        }
-    }
-
     /// Stores `tree` as dirtree and dirmeta objects (those not present yet), writes the
-    /// image derived from those objects, and writes a commit recording it. The file objects
+    /// image derived from those objects, and writes a commit recording it; every id is of the
+    /// repository's algorithm, and so must the tree's file digests be. The file objects
     /// must be in the repository already (build the tree into this transaction's
     /// [`object_store`](Transaction::object_store): then they are not looked up again). Move
     /// a ref to it with [`Transaction::commit_to_ref`] or [`Transaction::set_commit_ref`].
@@ -168,7 +159,7 @@ impl Transaction<'_> {
         options: &CommitOptions,
     ) -> Result<NewCommit, WriteCommitError> {
         let repo = self.repo;
-        self.require_sha256()?;
+        let algorithm = repo.algorithm();
         for key in options.metadata.keys() {
             Commit::check_meta_key(key)?;
         }
@@ -177,13 +168,13 @@ impl Transaction<'_> {
                 return Err(WriteCommitError::ParentNotFound(*parent));
             }
         }
-        let split = objects::split(tree)?;
+        let split = objects::split(tree, algorithm)?;
         // The image is derived from the objects, not from the tree given: what a device
         // re-creates from the same objects.
         let assembled = {
-            let by_id: HashMap<&Sha256Digest, &Vec<u8>> =
+            let by_id: HashMap<&AnyDigest, &Vec<u8>> =
                 split.objects.iter().map(|(_, id, b)| (id, b)).collect();
-            let mut fetch = |_: ObjectKind, id: &Sha256Digest| {
+            let mut fetch = |_: ObjectKind, id: &AnyDigest| {
                 by_id
                     .get(id)
                     .map(|b| (*b).clone())
@@ -208,15 +199,11 @@ impl Transaction<'_> {
                 max_version: format,
             },
         )?;
-        let image_digest = image
-            .as_sha256()
-            .copied()
-            .ok_or(WriteCommitError::Algorithm(repo.algorithm()))?;
         let commit = Commit {
             tree: split.tree,
             dirmeta: split.dirmeta,
             parent: options.parent.map(|p| p.0),
-            image: image_digest,
+            image: *image.digest(),
             image_format: format,
             timestamp: options.timestamp,
             version: options.version.clone(),
@@ -228,8 +215,8 @@ impl Transaction<'_> {
         let mut objects: BTreeSet<AnyDigest> = split
             .objects
             .iter()
-            .map(|(_, d, _)| AnyDigest::Sha256(*d))
-            .chain(split.files.iter().map(|d| AnyDigest::Sha256(*d)))
+            .map(|(_, d, _)| *d)
+            .chain(split.files.iter().copied())
             .collect();
         objects.insert(*image.object().digest());
         Ok(NewCommit {
@@ -245,7 +232,7 @@ impl Transaction<'_> {
     /// Stores the commit object of `commit` and links it in `commits/`.
     fn write_commit_object(&self, commit: &Commit) -> Result<CommitId, WriteCommitError> {
         let bytes = commit.encode();
-        let id = CommitId(objects::object_id(&bytes));
+        let id = CommitId(objects::object_id(&bytes, self.repo.algorithm()));
         self.ensure_known_object(&id.0, &bytes)?;
         self.link_commit(&id)?;
         Ok(id)
@@ -253,17 +240,12 @@ impl Transaction<'_> {
 
     /// Stores `bytes`, whose digest is `id`, unless the object exists; returns whether it
     /// was new.
-    fn ensure_known_object(
-        &self,
-        id: &Sha256Digest,
-        bytes: &[u8],
-    ) -> Result<bool, WriteCommitError> {
-        let digest = AnyDigest::Sha256(*id);
-        if self.store.is_known(&digest) || self.repo.has_object(&sha256_object(*id))? {
+    fn ensure_known_object(&self, id: &AnyDigest, bytes: &[u8]) -> Result<bool, WriteCommitError> {
+        if self.store.is_known(id) || self.repo.has_object(&ObjectId::new(*id))? {
             return Ok(false);
         }
         let stored = self.ensure_object(bytes)?;
-        debug_assert_eq!(*stored.digest(), digest);
+        debug_assert_eq!(stored.digest(), id);
         Ok(true)
     }
 
@@ -372,7 +354,7 @@ impl Transaction<'_> {
     ) -> Result<(), WriteCommitError> {
         let repo = self.repo;
         let commit = repo.read_commit(id)?;
-        let image = ImageId::sha256(commit.image);
+        let image = ImageId::from_digest(commit.image);
         if !repo.image_present(&image)? {
             return Err(WriteImageError::NotFound(image).into());
         }
@@ -410,7 +392,7 @@ impl Transaction<'_> {
             .and_then(|c| repo.read_commit(&c).ok())
             .map(|c| c.image);
         if let (Some(image), Ok(mirror)) = (image, repo.resolve_ref(name)) {
-            if mirror.as_sha256() == Some(&image) {
+            if *mirror.digest() == image {
                 self.remove_ref_locked(RefKind::Image, name)?;
             }
         }
@@ -450,14 +432,14 @@ impl Transaction<'_> {
             },
             signature.as_deref(),
         )?;
-        match image.as_sha256() {
-            Some(d) if *d == commit.image => Ok(image),
-            Some(d) => Err(WriteCommitError::ImageMismatch {
+        if *image.digest() == commit.image {
+            Ok(image)
+        } else {
+            Err(WriteCommitError::ImageMismatch {
                 commit: *id,
-                recorded: commit.image,
-                derived: *d,
-            }),
-            None => Err(WriteCommitError::Algorithm(repo.algorithm())),
+                recorded: Box::new(commit.image),
+                derived: Box::new(*image.digest()),
+            })
         }
     }
 }

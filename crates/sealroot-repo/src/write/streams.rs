@@ -16,7 +16,7 @@ use crate::error::{IoError, Operation as Op};
 use crate::fs;
 use crate::id::{ObjectId, RefName};
 use crate::layout::{self, RefKind};
-use crate::read::commits::{sha256_object, CommitError, CommitId, Reach};
+use crate::read::commits::{CommitError, CommitId, Reach};
 
 impl Transaction<'_> {
     /// Writes the history stream of commit ref `name` for its new head `id` (whose own
@@ -37,7 +37,7 @@ impl Transaction<'_> {
         if let Some(parent) = commit.parent.map(CommitId) {
             let current = repo.history_stream(name).ok().flatten();
             match current {
-                Some(s) if s.head() == Some(parent) => objects.extend(s.objects().copied()),
+                Some(s) if s.head() == parent => objects.extend(s.objects().copied()),
                 // Another history (or none yet, or one that cannot be read): walk it.
                 _ => {
                     let mut reach = Reach::default();
@@ -66,7 +66,7 @@ impl Transaction<'_> {
         let mut reach = Reach::default();
         self.repo.reach_tree(id, commit, true, &mut reach)?;
         let mut out: BTreeSet<AnyDigest> = reach.objects.iter().map(|o| *o.digest()).collect();
-        out.insert(*sha256_object(commit.image).digest());
+        out.insert(commit.image);
         Ok(out)
     }
 

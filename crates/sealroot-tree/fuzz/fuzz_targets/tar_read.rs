@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         threads: 1,
         ..TarOptions::default()
     };
-    if let Ok(tree) = build_from_tar(archive, &opts, &HashOnly) {
+    if let Ok(tree) = build_from_tar(archive, &opts, &HashOnly::default()) {
         if let Err(e) = erofs::write(&tree, &WriteOptions::default()) {
             panic!("an accepted archive gives a tree the writer refuses: {e}");
         }

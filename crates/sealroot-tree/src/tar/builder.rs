@@ -7,7 +7,7 @@ use sealroot_format::tree::{
     Content, DirEntry, FileType, Inode, InodeId, Mtime, RegularFile, Stat, Tree, Xattr, S_IFCHR,
     S_IFDIR,
 };
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 use super::archive::{path_buf, Archive, Entry, Kind};
 use super::content::Pipeline;
@@ -556,7 +556,7 @@ impl<'o> Builder<'o> {
     /// The tree, its regular files given the digests of their jobs, inodes numbered in
     /// depth-first name order (as [`build_from_dir`](crate::build_from_dir) numbers them).
     /// With hard links kept, the first name in that order owns the inode.
-    pub(crate) fn finish(self, digests: &[Sha256Digest]) -> Tree {
+    pub(crate) fn finish(self, digests: &[AnyDigest]) -> Tree {
         struct Frame {
             inode: InodeId,
             children: std::collections::btree_map::IntoIter<Vec<u8>, NodeId>,
@@ -640,7 +640,7 @@ impl<'o> Builder<'o> {
 }
 
 /// The tree's form of a regular file's content.
-fn regular_file(content: FileContent, digests: &[Sha256Digest]) -> RegularFile {
+fn regular_file(content: FileContent, digests: &[AnyDigest]) -> RegularFile {
     match content {
         FileContent::Empty => RegularFile::default(),
         FileContent::Inline(data) => RegularFile {

@@ -18,7 +18,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ScopedJoinHandle;
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 use super::archive::{path_buf, Archive};
 use super::{ObjectSink, TarError};
@@ -92,7 +92,7 @@ enum Mode<'s> {
     /// The reading thread stores each file itself.
     Direct {
         sink: &'s dyn ObjectSink,
-        digests: Vec<Sha256Digest>,
+        digests: Vec<AnyDigest>,
     },
     /// Worker threads do.
     Workers {
@@ -231,7 +231,7 @@ fn unread(size: u64, left: u64) -> io::Error {
 }
 
 /// What a worker returns: the result of each job it was given, by job number.
-type JobResults = Vec<(usize, io::Result<Sha256Digest>)>;
+type JobResults = Vec<(usize, io::Result<AnyDigest>)>;
 
 /// Runs `read` with a pipeline feeding `sink` through `threads` threads (1: the calling
 /// thread alone), and returns what it returns and the digest of every job. An error of the
@@ -240,7 +240,7 @@ pub(crate) fn run<'s, T>(
     sink: &'s dyn ObjectSink,
     threads: usize,
     read: impl FnOnce(&mut Pipeline<'s>) -> Result<T, TarError>,
-) -> Result<(T, Vec<Sha256Digest>), TarError> {
+) -> Result<(T, Vec<AnyDigest>), TarError> {
     if threads <= 1 {
         run_direct(sink, read)
     } else {
@@ -252,7 +252,7 @@ pub(crate) fn run<'s, T>(
 fn run_direct<'s, T>(
     sink: &'s dyn ObjectSink,
     read: impl FnOnce(&mut Pipeline<'s>) -> Result<T, TarError>,
-) -> Result<(T, Vec<Sha256Digest>), TarError> {
+) -> Result<(T, Vec<AnyDigest>), TarError> {
     let mut pipeline = Pipeline {
         mode: Mode::Direct {
             sink,
@@ -274,7 +274,7 @@ fn run_with_workers<'s, T>(
     sink: &'s dyn ObjectSink,
     threads: usize,
     read: impl FnOnce(&mut Pipeline<'s>) -> Result<T, TarError>,
-) -> Result<(T, Vec<Sha256Digest>), TarError> {
+) -> Result<(T, Vec<AnyDigest>), TarError> {
     let shared = Arc::new(Shared {
         sink,
         failed: AtomicBool::new(false),
@@ -347,8 +347,8 @@ impl Pipeline<'_> {
 fn join_workers(
     handles: Vec<ScopedJoinHandle<'_, JobResults>>,
     jobs: usize,
-) -> Vec<Option<io::Result<Sha256Digest>>> {
-    let mut results: Vec<Option<io::Result<Sha256Digest>>> = Vec::new();
+) -> Vec<Option<io::Result<AnyDigest>>> {
+    let mut results: Vec<Option<io::Result<AnyDigest>>> = Vec::new();
     results.resize_with(jobs, || None);
     for h in handles {
         match h.join() {
@@ -372,9 +372,9 @@ fn join_workers(
 fn outcome<T>(
     value: Result<T, TarError>,
     stopped: bool,
-    mut results: Vec<Option<io::Result<Sha256Digest>>>,
+    mut results: Vec<Option<io::Result<AnyDigest>>>,
     jobs: &[JobInfo],
-) -> Result<(T, Vec<Sha256Digest>), TarError> {
+) -> Result<(T, Vec<AnyDigest>), TarError> {
     let job_error = |job: usize, source| TarError::Sink {
         offset: jobs[job].offset,
         path: path_buf(&jobs[job].path),
@@ -414,7 +414,7 @@ fn outcome<T>(
 fn worker(
     work: &Mutex<Receiver<Work>>,
     shared: &Shared<'_>,
-) -> Vec<(usize, io::Result<Sha256Digest>)> {
+) -> Vec<(usize, io::Result<AnyDigest>)> {
     let mut done = Vec::new();
     loop {
         let next = work.lock().unwrap_or_else(PoisonError::into_inner).recv();

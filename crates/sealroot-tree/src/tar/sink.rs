@@ -3,14 +3,14 @@
 use std::io::{self, Read};
 use std::path::Path;
 
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::{AnyDigest, HashAlgorithm, Params};
 
 use crate::store::Store;
 use crate::BuildError;
 
 /// Takes the content of each regular file that is not inlined, as it streams out of the
-/// archive, and gives back its fs-verity digest (sha256, 4 KiB blocks, no salt: the digest
-/// composefs records and names objects by).
+/// archive, and gives back its fs-verity digest (4 KiB blocks, no salt: the digest composefs
+/// records and names objects by; sha256, or sha512 for a sha512 repository's store).
 ///
 /// `store` may be called from several threads at once, each with a different file. `content`
 /// yields exactly `size` bytes and then end-of-file; it fails (with the archive's error
@@ -18,17 +18,21 @@ use crate::BuildError;
 /// hashing as it goes, and stores nothing visible unless it succeeds.
 pub trait ObjectSink: Sync {
     /// Consumes one file's `size` bytes of content and returns their digest.
-    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest>;
+    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<AnyDigest>;
 }
 
-/// An [`ObjectSink`] that only computes digests and keeps nothing: for building an image
-/// whose objects are already stored, or for checking an archive.
+/// An [`ObjectSink`] that only computes digests (of its algorithm: sha256 by default, as
+/// composefs) and keeps nothing: for building an image whose objects are already stored, or
+/// for checking an archive.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HashOnly;
+pub struct HashOnly {
+    /// The digest algorithm.
+    pub algorithm: HashAlgorithm,
+}
 
 impl ObjectSink for HashOnly {
-    fn store(&self, content: &mut dyn Read, _size: u64) -> io::Result<Sha256Digest> {
-        sealroot_verity::sha256_digest_reader(content)
+    fn store(&self, content: &mut dyn Read, _size: u64) -> io::Result<AnyDigest> {
+        sealroot_verity::digest_reader(&Params::composefs(self.algorithm), content)
     }
 }
 
@@ -49,7 +53,7 @@ impl DirStore {
     /// Opens the digest store at `path`, creating it (and its parents) if needed.
     pub fn open(path: &Path) -> Result<DirStore, BuildError> {
         Ok(DirStore {
-            store: Store::open(path, true)?,
+            store: Store::open(path, true, HashAlgorithm::Sha256)?,
         })
     }
 }
@@ -63,7 +67,7 @@ impl std::fmt::Debug for DirStore {
 }
 
 impl ObjectSink for DirStore {
-    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<Sha256Digest> {
+    fn store(&self, content: &mut dyn Read, size: u64) -> io::Result<AnyDigest> {
         self.store
             .insert_stream(content, size)
             .map_err(BuildError::into_io)

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use base64ct::{Base64, Encoding as _};
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 use super::key::{KeyParseError, PublicKey, SecretKey};
 use super::verify::{sign, Signature, SIGNATURE_SIZE};
@@ -31,7 +31,7 @@ const SNIPPET_LEN: usize = 40;
 /// canonical.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignatureFile {
-    commit: Sha256Digest,
+    commit: AnyDigest,
     signatures: Vec<Signature>,
 }
 
@@ -42,7 +42,7 @@ pub struct TooManySignatures;
 
 impl SignatureFile {
     /// A signature file for `commit`, with no signature yet.
-    pub fn new(commit: Sha256Digest) -> Self {
+    pub fn new(commit: AnyDigest) -> Self {
         Self {
             commit,
             signatures: Vec::new(),
@@ -50,7 +50,7 @@ impl SignatureFile {
     }
 
     /// The commit whose signatures these are.
-    pub fn commit(&self) -> &Sha256Digest {
+    pub fn commit(&self) -> &AnyDigest {
         &self.commit
     }
 
@@ -200,17 +200,16 @@ fn check_printable(raw: &[u8]) -> Result<&str, SignatureFileProblem> {
         .map_err(|_| SignatureFileProblem::UnexpectedByte { byte: 0, column: 1 })
 }
 
-fn parse_commit(line: &str) -> Result<Sha256Digest, SignatureFileProblem> {
+fn parse_commit(line: &str) -> Result<AnyDigest, SignatureFileProblem> {
     let bad = || SignatureFileProblem::BadCommitLine {
         found: snippet(line),
     };
     let hex = line.strip_prefix(COMMIT_PREFIX).ok_or_else(bad)?;
-    if hex.len() != 2 * Sha256Digest::SIZE
-        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(bad());
     }
-    Sha256Digest::from_hex(hex).map_err(|_| bad())
+    // 64 digits for a sha256 id, 128 for a sha512 one; anything else is refused.
+    AnyDigest::from_hex_any(hex).map_err(|_| bad())
 }
 
 fn parse_signature(line: &str) -> Result<Signature, SignatureFileProblem> {
@@ -301,8 +300,9 @@ pub enum SignatureFileProblem {
     /// The file ends after the header.
     #[error("missing the `commit <id>` line")]
     MissingCommit,
-    /// The second line is not `commit ` and 64 lower-case hex digits.
-    #[error("expected `commit ` and 64 lower-case hex digits, found {found:?}")]
+    /// The second line is not `commit ` and 64 (sha256) or 128 (sha512) lower-case hex
+    /// digits.
+    #[error("expected `commit ` and 64 or 128 lower-case hex digits, found {found:?}")]
     BadCommitLine {
         /// The start of the line.
         found: String,

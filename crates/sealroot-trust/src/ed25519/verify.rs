@@ -3,7 +3,7 @@
 use std::fmt;
 
 use ed25519_dalek::Signer as _;
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 use super::commit_message;
 use super::key::{PublicKey, SecretKey};
@@ -25,7 +25,7 @@ pub struct Signature {
 impl Signature {
     /// Whether this is a valid signature of `commit` by [`Self::key`], checked with
     /// ed25519-dalek's `verify_strict`.
-    pub fn verifies(&self, commit: &Sha256Digest) -> bool {
+    pub fn verifies(&self, commit: &AnyDigest) -> bool {
         let Some(key) = self.key.verifying_key() else {
             return false;
         };
@@ -47,7 +47,7 @@ impl fmt::Debug for Signature {
 
 /// Signs `commit` with `secret`. ed25519 signatures are deterministic: the same key and commit
 /// always give the same signature.
-pub fn sign(secret: &SecretKey, commit: &Sha256Digest) -> Signature {
+pub fn sign(secret: &SecretKey, commit: &AnyDigest) -> Signature {
     let signature = secret.signing_key().sign(&commit_message(commit));
     Signature {
         key: secret.public_key(),
@@ -60,7 +60,7 @@ pub fn sign(secret: &SecretKey, commit: &Sha256Digest) -> Signature {
 #[non_exhaustive]
 pub struct Verified {
     /// The commit.
-    pub commit: Sha256Digest,
+    pub commit: AnyDigest,
     /// The trusted keys whose signatures verified (at least one), in the file's order.
     pub keys: Vec<PublicKey>,
     /// Keys that signed but are revoked: their signatures were ignored, not checked.
@@ -80,7 +80,7 @@ pub enum VerifyError {
     )]
     EmptyKeyring {
         /// The commit being checked.
-        commit: Sha256Digest,
+        commit: AnyDigest,
     },
     /// The signature file names another commit: its signatures were moved onto this one, or
     /// the wrong file was read.
@@ -89,16 +89,16 @@ pub enum VerifyError {
          commit do not sign this one"
     )]
     WrongCommit {
-        /// The commit being checked.
-        expected: Sha256Digest,
+        /// The commit being checked (boxed, as the next: the error stays small).
+        expected: Box<AnyDigest>,
         /// The commit the signature file names.
-        found: Sha256Digest,
+        found: Box<AnyDigest>,
     },
     /// The signature file holds no signature.
     #[error("commit {commit} is not signed: its signature file holds no signature")]
     NoSignatures {
         /// The commit being checked.
-        commit: Sha256Digest,
+        commit: AnyDigest,
     },
     /// A trusted key's signature does not verify: the commit id or the signature was altered.
     #[error(
@@ -107,7 +107,7 @@ pub enum VerifyError {
     )]
     BadSignature {
         /// The commit being checked.
-        commit: Sha256Digest,
+        commit: AnyDigest,
         /// The trusted key whose signature failed.
         key: PublicKey,
     },
@@ -118,7 +118,7 @@ pub enum VerifyError {
     )]
     UntrustedSignatures {
         /// The commit being checked.
-        commit: Sha256Digest,
+        commit: AnyDigest,
         /// Keys that signed but are not in the keyring.
         keys: Vec<PublicKey>,
         /// Keys that signed but are revoked.
@@ -155,7 +155,7 @@ fn describe_signers(untrusted: &[PublicKey], revoked: &[PublicKey]) -> String {
 /// are not checked; they are listed in the result or the error.
 pub fn verify(
     keyring: &Keyring,
-    commit: &Sha256Digest,
+    commit: &AnyDigest,
     file: &SignatureFile,
 ) -> Result<Verified, VerifyError> {
     if keyring.is_empty() {
@@ -163,8 +163,8 @@ pub fn verify(
     }
     if file.commit() != commit {
         return Err(VerifyError::WrongCommit {
-            expected: *commit,
-            found: *file.commit(),
+            expected: Box::new(*commit),
+            found: Box::new(*file.commit()),
         });
     }
     if file.signatures().is_empty() {

@@ -36,8 +36,10 @@ fn print_commit(id: &CommitId, c: &Commit) {
         println!("version {v}");
     }
     println!(
-        "image  sha256:{} (composefs format {})",
-        c.image, c.image_format
+        "image  {}:{} (composefs format {})",
+        c.image.algorithm(),
+        c.image,
+        c.image_format
     );
     for (k, v) in &c.metadata {
         println!("meta   {k}={v}");

@@ -144,8 +144,10 @@ pub(crate) fn sign(ctx: &Ctx, a: SignArgs) -> Result<()> {
             );
         } else {
             println!(
-                "signed image sha256:{} of {id} for the kernel ({} bytes of PKCS#7)",
-                s.image, s.bytes
+                "signed image {}:{} of {id} for the kernel ({} bytes of PKCS#7)",
+                s.image.algorithm(),
+                s.image,
+                s.bytes
             );
         }
     }
@@ -168,7 +170,8 @@ pub(crate) fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
         }
         if v.image_derived {
             println!(
-                "image sha256:{} re-created from the tree objects: matches the signed commit",
+                "image {}:{} re-created from the tree objects: matches the signed commit",
+                v.commit.image.algorithm(),
                 v.commit.image
             );
         }
@@ -179,7 +182,8 @@ pub(crate) fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
             print_json(&json!({"commit": v.id.to_hex(), "kernel_signature": "good"}));
         } else {
             println!(
-                "image sha256:{}: good kernel built-in signature by {origin}",
+                "image {}:{}: good kernel built-in signature by {origin}",
+                v.commit.image.algorithm(),
                 v.commit.image
             );
         }

@@ -4,8 +4,11 @@
 // Each test file uses a part of this.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use sealroot_testkit::pattern;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_sealroot");
@@ -76,4 +79,66 @@ pub fn fsck_json(repo: &Path) -> (bool, serde_json::Value) {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("fsck --json: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.success(), v)
+}
+
+/// A path as the `&str` an argument list wants.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A tree with nested directories, big and small files, a symlink and a hard link.
+pub fn tree(root: &Path, seed: u32) {
+    fs::create_dir_all(root.join("usr/lib/deep")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    for i in 0..12u32 {
+        let dir = ["usr", "usr/lib", "usr/lib/deep"][i as usize % 3];
+        fs::write(
+            root.join(format!("{dir}/f{i}")),
+            pattern(seed + i, 100 + i as usize * 9000),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("etc/conf"), b"key=value\n").unwrap();
+    std::os::unix::fs::symlink("../etc/conf", root.join("usr/conf-link")).unwrap();
+    fs::hard_link(root.join("usr/f0"), root.join("usr/lib/f0-again")).unwrap();
+}
+
+/// The object path of a hex id.
+pub fn object(repo: &Path, hex: &str) -> PathBuf {
+    repo.join("objects").join(&hex[..2]).join(&hex[2..])
+}
+
+/// Flips one byte of a file (objects are read-only: make it writable first).
+pub fn flip(path: &Path, at: usize) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut b = fs::read(path).unwrap();
+    let at = at.min(b.len() - 1);
+    b[at] ^= 0x01;
+    fs::write(path, b).unwrap();
+}
+
+/// A copy of a repository, for one tampering each.
+pub fn copy(repo: &Path, to: &Path) -> PathBuf {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(repo)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    to.to_owned()
+}
+
+/// A tar archive of `src` as GNU tar makes it, xattrs included.
+pub fn tar_of(src: &Path, out: &Path) {
+    let st = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C"])
+        .arg(src)
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
 }

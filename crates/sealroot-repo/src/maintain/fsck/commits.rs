@@ -148,7 +148,7 @@ impl Repository {
             });
         }
         out.images
-            .extend(reach.commits.iter().map(|(_, i)| ImageId::sha256(*i)));
+            .extend(reach.commits.iter().map(|(_, i)| ImageId::from_digest(*i)));
         Ok(())
     }
 
@@ -156,7 +156,7 @@ impl Repository {
     /// the image it records.
     fn check_head(&self, id: &CommitId, derive: bool) -> Result<(), String> {
         let c = self.read_commit(id).map_err(|e| e.to_string())?;
-        let image = ImageId::sha256(c.image);
+        let image = ImageId::from_digest(c.image);
         if !self.image_present(&image).map_err(|e| e.to_string())? {
             return Err(crate::ImageError::NotFound(image).to_string());
         }
