@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use sealroot_trust::ed25519::{
     parse_public_keys, verify, Keyring, KeyringError, PublicKey, SignatureFile, MAX_KEYS,
 };
-use sealroot_verity::Sha256Digest;
+use sealroot_verity::AnyDigest;
 
 /// This process's scratch directory (under `$TMPDIR`, which `scripts/fuzz.sh` points at its
 /// scratch space).
@@ -138,7 +138,8 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => assert!(!should_accept, "refused {e:?}"),
     }
-    let mut other = commit.0;
+    let mut other = commit.as_bytes().to_vec();
     other[0] ^= 1;
-    assert!(verify(&keyring, &Sha256Digest(other), &file).is_err());
+    let other = AnyDigest::from_slice(commit.algorithm(), &other).expect("a digest's own length");
+    assert!(verify(&keyring, &other, &file).is_err());
 });

@@ -13,9 +13,14 @@ use crate::progress::Bar;
 
 #[derive(Args)]
 pub(crate) struct FsckArgs {
-    /// Remove corrupt objects and say which refs need a new commit.
+    /// Remove corrupt objects, write missing history streams anew, and say which refs need
+    /// a new commit.
     #[arg(long)]
     repair: bool,
+    /// Also re-create each commit ref's image from its tree objects and compare it with the
+    /// commit (as verify does; holds a whole tree in memory).
+    #[arg(long)]
+    derive: bool,
 }
 
 #[derive(Args)]
@@ -28,11 +33,14 @@ pub(crate) struct GcArgs {
 pub(crate) fn fsck(ctx: &Ctx, a: FsckArgs) -> Result<ExitCode> {
     let repo = ctx.open()?;
     let bar = Bar::new(!ctx.json);
-    let options = if a.repair {
+    let mut options = if a.repair {
         FsckOptions::repair()
     } else {
         FsckOptions::check()
     };
+    if a.derive {
+        options = options.with_derive();
+    }
     let report = repo.fsck(&options, &bar).context("fsck failed")?;
     bar.finish();
     if ctx.json {
