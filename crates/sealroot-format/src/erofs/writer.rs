@@ -18,6 +18,7 @@
 //!    chunk indexes) are packed right after the inode, padded so they never cross a block.
 //!    Then the shared xattrs, then whole data blocks.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::layout::*;
@@ -57,10 +58,12 @@ pub enum WriteError {
     Io(std::io::ErrorKind, String),
 }
 
+/// An xattr as written. Names and values are borrowed from the tree where they can be (and
+/// the names the rewrite adds are static), so that only values made here are allocated.
 #[derive(Clone)]
-struct WXattr {
-    name: Vec<u8>,
-    value: Vec<u8>,
+struct WXattr<'t> {
+    name: Cow<'t, [u8]>,
+    value: Cow<'t, [u8]>,
     /// Offset in the shared area, when this xattr is written as a shared reference.
     shared: Option<u64>,
 }
@@ -73,7 +76,7 @@ enum Data<'t> {
     /// A regular file whose content lives in a backing object.
     External {
         payload: Option<&'t [u8]>,
-        digest: Option<[u8; 32]>,
+        digest: Option<&'t [u8; 32]>,
     },
     /// A symlink target.
     Symlink(&'t [u8]),
@@ -94,7 +97,7 @@ struct Node<'t> {
     rdev: u32,
     size: u64,
     mtime: Mtime,
-    xattrs: Vec<WXattr>,
+    xattrs: Vec<WXattr<'t>>,
     data: Data<'t>,
     children: Vec<Child<'t>>,
     parent: u32,
@@ -113,7 +116,7 @@ impl<'t> Node<'t> {
     fn new(
         stat: &crate::tree::Stat,
         size: u64,
-        xattrs: Vec<WXattr>,
+        xattrs: Vec<WXattr<'t>>,
         data: Data<'t>,
         parent: u32,
     ) -> Self {
@@ -144,12 +147,12 @@ impl<'t> Node<'t> {
     }
 
     /// `lcfs_node_set_xattr`: set or replace (C's size budget is checked by validation).
-    fn set_xattr(&mut self, name: &[u8], value: &[u8]) {
-        match self.xattrs.iter_mut().find(|x| x.name == name) {
-            Some(x) => x.value = value.to_vec(),
+    fn set_xattr(&mut self, name: &'static [u8], value: Cow<'t, [u8]>) {
+        match self.xattrs.iter_mut().find(|x| *x.name == *name) {
+            Some(x) => x.value = value,
             None => self.xattrs.push(WXattr {
-                name: name.to_vec(),
-                value: value.to_vec(),
+                name: Cow::Borrowed(name),
+                value,
                 shared: None,
             }),
         }
@@ -201,7 +204,8 @@ struct Writer<'t> {
     version: u32,
     min_mtime: Mtime,
     has_acl: bool,
-    shared: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The shared xattrs in the order of the shared area, as (node, xattr) of their first use.
+    shared: Vec<(u32, u32)>,
     shared_size: u64,
     inodes_end: u64,
     n_data_blocks: u64,
@@ -337,7 +341,7 @@ impl<'t> Writer<'t> {
                 None if size == 0 => Data::None,
                 None => Data::External {
                     payload: file.payload.as_deref(),
-                    digest: file.digest.map(|d| d.0),
+                    digest: file.digest.as_ref().map(|d| &d.0),
                 },
             },
             Content::Symlink(target) => {
@@ -346,15 +350,19 @@ impl<'t> Writer<'t> {
             }
             Content::Directory(_) | Content::Special => Data::None,
         };
-        let xattrs = inode
-            .xattrs
-            .iter()
-            .map(|x| WXattr {
-                name: x.name.clone(),
-                value: x.value.clone(),
-                shared: None,
-            })
-            .collect();
+        // Room for the metacopy and redirect xattrs the overlayfs rewrite adds to an external
+        // file (a vector grown from empty would reserve four).
+        let added = if matches!(data, Data::External { .. }) {
+            2
+        } else {
+            0
+        };
+        let mut xattrs = Vec::with_capacity(inode.xattrs.len() + added);
+        xattrs.extend(inode.xattrs.iter().map(|x| WXattr {
+            name: Cow::Borrowed(x.name.as_slice()),
+            value: Cow::Borrowed(x.value.as_slice()),
+            shared: None,
+        }));
         self.nodes.push(Node::new(stat, size, xattrs, data, parent));
         self.sources.push(Some(id));
     }
@@ -366,7 +374,7 @@ impl<'t> Writer<'t> {
         let xattrs = root
             .xattrs
             .iter()
-            .filter(|x| x.name == b"security.selinux")
+            .filter(|x| *x.name == *b"security.selinux")
             .cloned()
             .collect();
         let stat = crate::tree::Stat {
@@ -395,7 +403,7 @@ impl<'t> Writer<'t> {
                 if let Some(rest) = x.name.strip_prefix(OVERLAY_PREFIX) {
                     let mut renamed = OVERLAY_ESCAPE_PREFIX.to_vec();
                     renamed.extend_from_slice(rest);
-                    x.name = renamed;
+                    x.name = Cow::Owned(renamed);
                 }
             }
         }
@@ -406,37 +414,37 @@ impl<'t> Writer<'t> {
             let node = &self.nodes[i];
             let ftype = node.file_type();
             if let (S_IFREG, Data::External { payload, digest }) = (ftype, node.data) {
-                let mut value = Vec::new();
+                let mut value = Vec::with_capacity(if digest.is_some() { 36 } else { 0 });
                 if let Some(d) = digest {
                     // struct ovl_metacopy: version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256.
                     value.extend_from_slice(&[0, 36, 0, 1]);
-                    value.extend_from_slice(&d);
+                    value.extend_from_slice(d);
                 }
                 let node = &mut self.nodes[i];
-                node.set_xattr(b"trusted.overlay.metacopy", &value);
+                node.set_xattr(b"trusted.overlay.metacopy", Cow::Owned(value));
                 if let Some(p) = payload.filter(|p| !p.is_empty()) {
                     let mut redirect = Vec::with_capacity(p.len() + 1);
                     redirect.push(b'/');
                     redirect.extend_from_slice(p);
-                    node.set_xattr(b"trusted.overlay.redirect", &redirect);
+                    node.set_xattr(b"trusted.overlay.redirect", Cow::Owned(redirect));
                 }
             } else if ftype == S_IFCHR && node.rdev == 0 {
                 let parent = node.parent as usize;
                 let node = &mut self.nodes[i];
                 node.size = 0;
                 node.mode = S_IFREG | (node.mode & !S_IFMT);
-                node.set_xattr(b"trusted.overlay.overlay.whiteout", b"");
-                node.set_xattr(b"user.overlay.whiteout", b"");
+                node.set_xattr(b"trusted.overlay.overlay.whiteout", Cow::Borrowed(b""));
+                node.set_xattr(b"user.overlay.whiteout", Cow::Borrowed(b""));
                 let p = &mut self.nodes[parent];
-                p.set_xattr(b"trusted.overlay.overlay.whiteouts", b"");
-                p.set_xattr(b"user.overlay.whiteouts", b"");
+                p.set_xattr(b"trusted.overlay.overlay.whiteouts", Cow::Borrowed(b""));
+                p.set_xattr(b"user.overlay.whiteouts", Cow::Borrowed(b""));
                 if self.version >= 1 {
-                    p.set_xattr(b"trusted.overlay.overlay.opaque", b"x");
-                    p.set_xattr(b"user.overlay.opaque", b"x");
+                    p.set_xattr(b"trusted.overlay.overlay.opaque", Cow::Borrowed(b"x"));
+                    p.set_xattr(b"user.overlay.opaque", Cow::Borrowed(b"x"));
                 }
             }
         }
-        self.nodes[0].set_xattr(b"trusted.overlay.opaque", b"y");
+        self.nodes[0].set_xattr(b"trusted.overlay.opaque", Cow::Borrowed(b"y"));
     }
 
     /// `lcfs_compute_tree`: directory link counts, xattr order, minimum mtime, ACL flag.
@@ -459,7 +467,7 @@ impl<'t> Writer<'t> {
                 min = node.mtime;
             }
             has_acl |= node.xattrs.iter().any(|x| {
-                x.name == b"system.posix_acl_access" || x.name == b"system.posix_acl_default"
+                *x.name == *b"system.posix_acl_access" || *x.name == *b"system.posix_acl_default"
             });
         }
         self.min_mtime = min;
@@ -468,12 +476,17 @@ impl<'t> Writer<'t> {
 
     /// `compute_erofs_shared_xattrs`: xattrs used by more than one inode are shared.
     fn compute_shared_xattrs(&mut self) {
-        // Give each distinct (name, value) an id and count its uses.
-        let mut ids: Vec<u32> = Vec::new();
+        // Give each distinct (name, value) an id and count its uses. Every external file has
+        // its own metacopy and redirect values, so the map sees hundreds of thousands of
+        // keys: hashed with foldhash (randomly seeded per process, so still hard to flood
+        // with chosen collisions) instead of SipHash, which cost a third of this step.
+        let total: usize = self.nodes.iter().map(|n| n.xattrs.len()).sum();
+        let mut ids: Vec<u32> = Vec::with_capacity(total);
         let mut first_use: Vec<(u32, u32)> = Vec::new();
         let mut counts: Vec<u32> = Vec::new();
         {
-            let mut map: HashMap<(&[u8], &[u8]), u32> = HashMap::new();
+            let mut map: HashMap<(&[u8], &[u8]), u32, foldhash::fast::RandomState> =
+                HashMap::with_capacity_and_hasher(total, Default::default());
             for (ni, node) in self.nodes.iter().enumerate() {
                 for (xi, x) in node.xattrs.iter().enumerate() {
                     let next = counts.len() as u32;
@@ -487,16 +500,11 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        let x_of = |nodes: &[Node<'_>], id: usize| -> (Vec<u8>, Vec<u8>) {
-            let (ni, xi) = first_use[id];
-            let x = &nodes[ni as usize].xattrs[xi as usize];
-            (x.name.clone(), x.value.clone())
-        };
         let mut shared_ids: Vec<usize> = (0..counts.len()).filter(|&i| counts[i] > 1).collect();
         let key = |id: &usize| {
             let (ni, xi) = first_use[*id];
             let x = &self.nodes[ni as usize].xattrs[xi as usize];
-            (x.name.as_slice(), x.value.len(), x.value.as_slice())
+            (&*x.name, x.value.len(), &*x.value)
         };
         // Descending by name, then value length, then value bytes (C's xattrs_ht_sort).
         shared_ids.sort_by(|a, b| key(b).cmp(&key(a)));
@@ -504,9 +512,10 @@ impl<'t> Writer<'t> {
         let mut offset = 0;
         for &id in &shared_ids {
             offsets[id] = Some(offset);
-            let (name, value) = x_of(&self.nodes, id);
-            offset += xattr_entry_size(&name, value.len());
-            self.shared.push((name, value));
+            let (ni, xi) = first_use[id];
+            let x = &self.nodes[ni as usize].xattrs[xi as usize];
+            offset += xattr_entry_size(&x.name, x.value.len());
+            self.shared.push((ni, xi));
         }
         self.shared_size = offset;
         let mut k = 0;
@@ -677,22 +686,38 @@ fn padding_for_tail(node: &mut Node<'_>, pos: u64, inode_size: u64, xattr_size: 
     0
 }
 
-/// Where the image goes: any writer, with the position the layout code aligns against. The
-/// first I/O error is kept and later writes are skipped; [`Out::finish`] reports it.
+/// Where the image goes: any writer, with the position the layout code aligns against.
+///
+/// The image is made of many small fields; they are gathered in a buffer and handed to the
+/// sink [`OUT_BUF_SIZE`] bytes at a time, so that a sink that hashes or copies what it gets
+/// (a `BufWriter`, an fs-verity hasher) is called a few hundred times, not millions. The
+/// first I/O error is kept and later writes are skipped; [`Out::finish`] flushes the buffer
+/// and reports it.
 struct Out<'w> {
     w: &'w mut dyn std::io::Write,
+    buf: Vec<u8>,
     pos: u64,
     err: Option<std::io::Error>,
 }
 
-impl Out<'_> {
-    fn extend_from_slice(&mut self, b: &[u8]) {
-        if self.err.is_none() {
-            if let Err(e) = self.w.write_all(b) {
-                self.err = Some(e);
-            }
+/// How many bytes [`Out`] gathers before writing them to its sink.
+const OUT_BUF_SIZE: usize = 64 * 1024;
+
+impl<'w> Out<'w> {
+    fn new(w: &'w mut dyn std::io::Write) -> Self {
+        Out {
+            w,
+            buf: Vec::with_capacity(OUT_BUF_SIZE),
+            pos: 0,
+            err: None,
         }
+    }
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
         self.pos += b.len() as u64;
+        if self.buf.len() >= OUT_BUF_SIZE {
+            self.flush();
+        }
     }
     fn push(&mut self, b: u8) {
         self.extend_from_slice(&[b]);
@@ -700,7 +725,16 @@ impl Out<'_> {
     fn len(&self) -> u64 {
         self.pos
     }
-    fn finish(self) -> Result<u64, WriteError> {
+    fn flush(&mut self) {
+        if self.err.is_none() {
+            if let Err(e) = self.w.write_all(&self.buf) {
+                self.err = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+    fn finish(mut self) -> Result<u64, WriteError> {
+        self.flush();
         match self.err {
             Some(e) => Err(WriteError::Io(e.kind(), e.to_string())),
             None => Ok(self.pos),
@@ -739,11 +773,7 @@ impl Writer<'_> {
     fn emit(&self, sink: &mut dyn std::io::Write) -> Result<u64, WriteError> {
         let data_start = round_up(self.inodes_end + self.shared_size, BLOCK_SIZE);
         let total = data_start + self.n_data_blocks * BLOCK_SIZE;
-        let mut out = Out {
-            w: sink,
-            pos: 0,
-            err: None,
-        };
+        let mut out = Out::new(sink);
 
         // The composefs header.
         put32(&mut out, COMPOSEFS_MAGIC);
@@ -785,8 +815,9 @@ impl Writer<'_> {
         align(&mut out, SLOT_SIZE);
         debug_assert_eq!(out.len(), self.inodes_end);
 
-        for (name, value) in &self.shared {
-            emit_xattr(&mut out, name, value);
+        for &(ni, xi) in &self.shared {
+            let x = &self.nodes[ni as usize].xattrs[xi as usize];
+            emit_xattr(&mut out, &x.name, &x.value);
         }
         align(&mut out, BLOCK_SIZE);
         debug_assert_eq!(out.len(), data_start);
