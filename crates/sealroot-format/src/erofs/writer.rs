@@ -18,7 +18,6 @@
 //!    chunk indexes) are packed right after the inode, padded so they never cross a block.
 //!    Then the shared xattrs, then whole data blocks.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::layout::*;
@@ -58,12 +57,13 @@ pub enum WriteError {
     Io(std::io::ErrorKind, String),
 }
 
-/// An xattr as written. Names and values are borrowed from the tree where they can be (and
-/// the names the rewrite adds are static), so that only values made here are allocated.
+/// An xattr as written. Names and values are borrowed from the tree, are static (the names
+/// the rewrite adds), or were made in the writer's arena (values the rewrite makes, escaped
+/// names): nothing is allocated or freed one xattr at a time.
 #[derive(Clone)]
 struct WXattr<'t> {
-    name: Cow<'t, [u8]>,
-    value: Cow<'t, [u8]>,
+    name: &'t [u8],
+    value: &'t [u8],
     /// Offset in the shared area, when this xattr is written as a shared reference.
     shared: Option<u64>,
 }
@@ -147,11 +147,11 @@ impl<'t> Node<'t> {
     }
 
     /// `lcfs_node_set_xattr`: set or replace (C's size budget is checked by validation).
-    fn set_xattr(&mut self, name: &'static [u8], value: Cow<'t, [u8]>) {
-        match self.xattrs.iter_mut().find(|x| *x.name == *name) {
+    fn set_xattr(&mut self, name: &'static [u8], value: &'t [u8]) {
+        match self.xattrs.iter_mut().find(|x| x.name == name) {
             Some(x) => x.value = value,
             None => self.xattrs.push(WXattr {
-                name: Cow::Borrowed(name),
+                name,
                 value,
                 shared: None,
             }),
@@ -191,7 +191,9 @@ pub fn write_to(
     sink: &mut dyn std::io::Write,
 ) -> Result<u64, WriteError> {
     let version = crate::dumpfile::validate::validate(tree, options)?;
-    let mut w = Writer::build(tree, version)?;
+    // The xattr names and values the overlayfs rewrite makes: two per external file.
+    let arena = bumpalo::Bump::new();
+    let mut w = Writer::build(tree, &arena, version)?;
     w.compute_shared_xattrs();
     w.compute_layout()?;
     w.emit(sink)
@@ -235,7 +237,7 @@ impl<'t> Writer<'t> {
     /// Builds the nodes in breadth-first order with the overlayfs rewrite applied. `tree` has
     /// passed validation: names are valid and sorted, every inode but the root is owned once,
     /// hard links point at owned non-directories, modes match contents.
-    fn build(tree: &'t Tree, version: u32) -> Result<Self, WriteError> {
+    fn build(tree: &'t Tree, arena: &'t bumpalo::Bump, version: u32) -> Result<Self, WriteError> {
         let root = &tree.inodes[0];
         let mut w = Writer {
             nodes: Vec::with_capacity(tree.inodes.len() + 256),
@@ -318,7 +320,7 @@ impl<'t> Writer<'t> {
         for (dir, pos, id) in links {
             w.nodes[dir as usize].children[pos].node = node_of[id.index()];
         }
-        w.rewrite_for_overlay();
+        w.rewrite_for_overlay(arena);
         w.finish_tree();
         Ok(w)
     }
@@ -359,8 +361,8 @@ impl<'t> Writer<'t> {
         };
         let mut xattrs = Vec::with_capacity(inode.xattrs.len() + added);
         xattrs.extend(inode.xattrs.iter().map(|x| WXattr {
-            name: Cow::Borrowed(x.name.as_slice()),
-            value: Cow::Borrowed(x.value.as_slice()),
+            name: x.name.as_slice(),
+            value: x.value.as_slice(),
             shared: None,
         }));
         self.nodes.push(Node::new(stat, size, xattrs, data, parent));
@@ -374,7 +376,7 @@ impl<'t> Writer<'t> {
         let xattrs = root
             .xattrs
             .iter()
-            .filter(|x| *x.name == *b"security.selinux")
+            .filter(|x| x.name == b"security.selinux")
             .cloned()
             .collect();
         let stat = crate::tree::Stat {
@@ -392,7 +394,7 @@ impl<'t> Writer<'t> {
     }
 
     /// `rewrite_tree_for_erofs` minus the `.`/`..`/whiteout entries already added.
-    fn rewrite_for_overlay(&mut self) {
+    fn rewrite_for_overlay(&mut self, arena: &'t bumpalo::Bump) {
         let n = self.nodes.len();
         // Escape the tree's own overlayfs xattrs first (C renames in place, keeping its budget).
         for (i, node) in self.nodes.iter_mut().enumerate() {
@@ -401,9 +403,12 @@ impl<'t> Writer<'t> {
             }
             for x in &mut node.xattrs {
                 if let Some(rest) = x.name.strip_prefix(OVERLAY_PREFIX) {
-                    let mut renamed = OVERLAY_ESCAPE_PREFIX.to_vec();
-                    renamed.extend_from_slice(rest);
-                    x.name = Cow::Owned(renamed);
+                    let renamed =
+                        arena.alloc_slice_fill_copy(OVERLAY_ESCAPE_PREFIX.len() + rest.len(), 0);
+                    let (prefix, tail) = renamed.split_at_mut(OVERLAY_ESCAPE_PREFIX.len());
+                    prefix.copy_from_slice(OVERLAY_ESCAPE_PREFIX);
+                    tail.copy_from_slice(rest);
+                    x.name = renamed;
                 }
             }
         }
@@ -414,37 +419,41 @@ impl<'t> Writer<'t> {
             let node = &self.nodes[i];
             let ftype = node.file_type();
             if let (S_IFREG, Data::External { payload, digest }) = (ftype, node.data) {
-                let mut value = Vec::with_capacity(if digest.is_some() { 36 } else { 0 });
-                if let Some(d) = digest {
-                    // struct ovl_metacopy: version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256.
-                    value.extend_from_slice(&[0, 36, 0, 1]);
-                    value.extend_from_slice(d);
-                }
+                let value: &'t [u8] = match digest {
+                    Some(d) => {
+                        // struct ovl_metacopy: version 0, length 36, flags 0,
+                        // FS_VERITY_HASH_ALG_SHA256, digest.
+                        let v = arena.alloc_slice_fill_copy(36, 0);
+                        v[..4].copy_from_slice(&[0, 36, 0, 1]);
+                        v[4..].copy_from_slice(d);
+                        v
+                    }
+                    None => &[],
+                };
                 let node = &mut self.nodes[i];
-                node.set_xattr(b"trusted.overlay.metacopy", Cow::Owned(value));
+                node.set_xattr(b"trusted.overlay.metacopy", value);
                 if let Some(p) = payload.filter(|p| !p.is_empty()) {
-                    let mut redirect = Vec::with_capacity(p.len() + 1);
-                    redirect.push(b'/');
-                    redirect.extend_from_slice(p);
-                    node.set_xattr(b"trusted.overlay.redirect", Cow::Owned(redirect));
+                    let redirect = arena.alloc_slice_fill_copy(p.len() + 1, b'/');
+                    redirect[1..].copy_from_slice(p);
+                    node.set_xattr(b"trusted.overlay.redirect", redirect);
                 }
             } else if ftype == S_IFCHR && node.rdev == 0 {
                 let parent = node.parent as usize;
                 let node = &mut self.nodes[i];
                 node.size = 0;
                 node.mode = S_IFREG | (node.mode & !S_IFMT);
-                node.set_xattr(b"trusted.overlay.overlay.whiteout", Cow::Borrowed(b""));
-                node.set_xattr(b"user.overlay.whiteout", Cow::Borrowed(b""));
+                node.set_xattr(b"trusted.overlay.overlay.whiteout", b"");
+                node.set_xattr(b"user.overlay.whiteout", b"");
                 let p = &mut self.nodes[parent];
-                p.set_xattr(b"trusted.overlay.overlay.whiteouts", Cow::Borrowed(b""));
-                p.set_xattr(b"user.overlay.whiteouts", Cow::Borrowed(b""));
+                p.set_xattr(b"trusted.overlay.overlay.whiteouts", b"");
+                p.set_xattr(b"user.overlay.whiteouts", b"");
                 if self.version >= 1 {
-                    p.set_xattr(b"trusted.overlay.overlay.opaque", Cow::Borrowed(b"x"));
-                    p.set_xattr(b"user.overlay.opaque", Cow::Borrowed(b"x"));
+                    p.set_xattr(b"trusted.overlay.overlay.opaque", b"x");
+                    p.set_xattr(b"user.overlay.opaque", b"x");
                 }
             }
         }
-        self.nodes[0].set_xattr(b"trusted.overlay.opaque", Cow::Borrowed(b"y"));
+        self.nodes[0].set_xattr(b"trusted.overlay.opaque", b"y");
     }
 
     /// `lcfs_compute_tree`: directory link counts, xattr order, minimum mtime, ACL flag.
@@ -467,7 +476,7 @@ impl<'t> Writer<'t> {
                 min = node.mtime;
             }
             has_acl |= node.xattrs.iter().any(|x| {
-                *x.name == *b"system.posix_acl_access" || *x.name == *b"system.posix_acl_default"
+                x.name == b"system.posix_acl_access" || x.name == b"system.posix_acl_default"
             });
         }
         self.min_mtime = min;
@@ -490,7 +499,7 @@ impl<'t> Writer<'t> {
             for (ni, node) in self.nodes.iter().enumerate() {
                 for (xi, x) in node.xattrs.iter().enumerate() {
                     let next = counts.len() as u32;
-                    let id = *map.entry((&x.name, &x.value)).or_insert(next);
+                    let id = *map.entry((x.name, x.value)).or_insert(next);
                     if id == next {
                         counts.push(0);
                         first_use.push((ni as u32, xi as u32));
@@ -504,7 +513,7 @@ impl<'t> Writer<'t> {
         let key = |id: &usize| {
             let (ni, xi) = first_use[*id];
             let x = &self.nodes[ni as usize].xattrs[xi as usize];
-            (&*x.name, x.value.len(), &*x.value)
+            (x.name, x.value.len(), x.value)
         };
         // Descending by name, then value length, then value bytes (C's xattrs_ht_sort).
         shared_ids.sort_by(|a, b| key(b).cmp(&key(a)));
