@@ -721,6 +721,8 @@ impl<'w> Out<'w> {
             err: None,
         }
     }
+    // Inlined, so that the fixed-size fields become plain stores rather than `memcpy` calls.
+    #[inline]
     fn extend_from_slice(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
         self.pos += b.len() as u64;
@@ -728,12 +730,14 @@ impl<'w> Out<'w> {
             self.flush();
         }
     }
+    #[inline]
     fn push(&mut self, b: u8) {
         self.extend_from_slice(&[b]);
     }
     fn len(&self) -> u64 {
         self.pos
     }
+    #[cold]
     fn flush(&mut self) {
         if self.err.is_none() {
             if let Err(e) = self.w.write_all(&self.buf) {
@@ -751,12 +755,15 @@ impl<'w> Out<'w> {
     }
 }
 
+#[inline]
 fn put16(out: &mut Out<'_>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
+#[inline]
 fn put32(out: &mut Out<'_>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
+#[inline]
 fn put64(out: &mut Out<'_>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
