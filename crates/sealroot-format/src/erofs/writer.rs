@@ -471,7 +471,7 @@ impl<'t> Writer<'t> {
                 self.nodes[i].nlink = 2 + subdirs as u32;
             }
             let node = &mut self.nodes[i];
-            node.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+            node.xattrs.sort_by(|a, b| a.name.cmp(b.name));
             if node.mtime < min {
                 min = node.mtime;
             }
@@ -523,7 +523,7 @@ impl<'t> Writer<'t> {
             offsets[id] = Some(offset);
             let (ni, xi) = first_use[id];
             let x = &self.nodes[ni as usize].xattrs[xi as usize];
-            offset += xattr_entry_size(&x.name, x.value.len());
+            offset += xattr_entry_size(x.name, x.value.len());
             self.shared.push((ni, xi));
         }
         self.shared_size = offset;
@@ -650,7 +650,7 @@ fn inode_xattr_size(node: &Node<'_>) -> u64 {
     for x in &node.xattrs {
         match x.shared {
             Some(_) => n_shared += 1,
-            None => unshared += xattr_entry_size(&x.name, x.value.len()),
+            None => unshared += xattr_entry_size(x.name, x.value.len()),
         }
     }
     if n_shared == 0 && unshared == 0 {
@@ -833,7 +833,7 @@ impl Writer<'_> {
 
         for &(ni, xi) in &self.shared {
             let x = &self.nodes[ni as usize].xattrs[xi as usize];
-            emit_xattr(&mut out, &x.name, &x.value);
+            emit_xattr(&mut out, x.name, x.value);
         }
         align(&mut out, BLOCK_SIZE);
         debug_assert_eq!(out.len(), data_start);
@@ -933,7 +933,7 @@ impl Writer<'_> {
         if node.xattr_size > 0 {
             let mut filter = 0u32;
             for x in &node.xattrs {
-                let (index, suffix) = xattr_split(&x.name);
+                let (index, suffix) = xattr_split(x.name);
                 filter |= 1 << xattr_filter_bit(index, suffix);
             }
             put32(out, !filter);
@@ -946,7 +946,7 @@ impl Writer<'_> {
                 }
             }
             for x in node.xattrs.iter().filter(|x| x.shared.is_none()) {
-                emit_xattr(out, &x.name, &x.value);
+                emit_xattr(out, x.name, x.value);
             }
         }
 
