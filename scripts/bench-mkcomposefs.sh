@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sealroot mkcomposefs against C mkcomposefs: both build an image of the same directory with
-# --print-digest, alternately, in the same run; prints each one's median wall time, CPU time and
+# --print-digest, one after the other in the same run; prints each one's median wall time, CPU time and
 # peak memory, the ratio of the medians, and checks that both print the same digest and write
 # byte-identical images.
 #
@@ -50,7 +50,7 @@ fi
 echo "  -> identical images"
 
 echo
-echo "== mkcomposefs --print-digest $src IMG: $runs runs each, alternating"
+echo "== mkcomposefs --print-digest $src IMG: $runs runs each"
 hyperfine --warmup 1 --runs "$runs" -N --export-json "$work/build.json" \
     -n sealroot "$sealroot mkcomposefs --print-digest $src $work/a.img" \
     -n C "$c --print-digest $src $work/b.img"
