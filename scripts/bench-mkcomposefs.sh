@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # sealroot mkcomposefs against C mkcomposefs: both build an image of the same directory with
-# --print-digest, one after the other in the same run; prints each one's median wall time, CPU time and
-# peak memory, the ratio of the medians, and checks that both print the same digest and write
-# byte-identical images.
+# --print-digest, one after the other in the same run. Checks that both print the same digest
+# and write byte-identical images, then prints each one's median wall time, CPU time and peak
+# memory, and the ratios.
 #
 # Usage: scripts/bench-mkcomposefs.sh [SOURCE_DIR] [RUNS]   (default /usr, 5 runs)
 # Needs: hyperfine, jq and GNU time (apt-get install hyperfine jq time), and a C build of
