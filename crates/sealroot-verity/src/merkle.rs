@@ -6,6 +6,7 @@
 //! block per level is ever held, so memory is `block_size` times the tree height (at most eight
 //! levels for any file the kernel accepts), whatever the file size.
 
+use sealroot_sys::sha256x2::{Sha256x2, SHA256_IV};
 use sha2::digest::Digest as _;
 use sha2::{Sha256, Sha512};
 
@@ -204,6 +205,59 @@ fn update_zeros<D: sha2::digest::Update>(h: &mut D, mut n: usize) {
     }
 }
 
+/// Two data blocks hashed at once, for SHA-256 on a CPU with the SHA extensions: the blocks
+/// of a file are independent messages, and two interleaved SHA-256 streams keep the CPU's SHA
+/// unit busier than one (about 1.3 times the throughput of `sha2` alone; see
+/// [`sealroot_sys::sha256x2`]). Every other hash (partial blocks, tree levels, SHA-512) goes
+/// through [`Engine`].
+#[derive(Clone, Copy)]
+struct PairEngine {
+    x2: Sha256x2,
+    /// The state after the padded salt (the initial value without a salt).
+    start: [u32; 8],
+    /// The SHA-256 padding that ends the message of every Merkle-tree block: the padded salt
+    /// and one block are a whole number of SHA-256 blocks, so it is a block of its own.
+    pad: [u8; SHA256_BLOCK_SIZE],
+}
+
+impl PairEngine {
+    /// The pair engine for `params`, if they are SHA-256 and the CPU can run it.
+    fn new(params: &Params) -> Option<Self> {
+        if params.algorithm != HashAlgorithm::Sha256 {
+            return None;
+        }
+        let x2 = Sha256x2::detect()?;
+        let mut start = SHA256_IV;
+        let mut message_len = params.block_size() as u64;
+        if !params.salt().is_empty() {
+            let mut padded = [0u8; SHA256_BLOCK_SIZE];
+            padded[..params.salt().len()].copy_from_slice(params.salt());
+            let mut unused = SHA256_IV;
+            x2.compress(&mut start, &padded, &mut unused, &padded);
+            message_len += SHA256_BLOCK_SIZE as u64;
+        }
+        let mut pad = [0u8; SHA256_BLOCK_SIZE];
+        pad[0] = 0x80;
+        pad[SHA256_BLOCK_SIZE - 8..].copy_from_slice(&(message_len * 8).to_be_bytes());
+        Some(PairEngine { x2, start, pad })
+    }
+
+    /// The hashes of two whole blocks, as [`Engine::hash_block`] would give them.
+    fn hash_pair(&self, a: &[u8], b: &[u8]) -> (HashBuf, HashBuf) {
+        let (mut sa, mut sb) = (self.start, self.start);
+        self.x2.compress(&mut sa, a, &mut sb, b);
+        self.x2.compress(&mut sa, &self.pad, &mut sb, &self.pad);
+        let bytes = |state: [u32; 8]| {
+            let mut out = [0u8; MAX_DIGEST_SIZE];
+            for (o, word) in out.chunks_exact_mut(4).zip(state) {
+                o.copy_from_slice(&word.to_be_bytes());
+            }
+            out
+        };
+        (bytes(sa), bytes(sb))
+    }
+}
+
 /// One level of the Merkle tree above the data: the block of hashes being filled.
 #[derive(Clone)]
 struct Level {
@@ -236,6 +290,8 @@ struct Level {
 pub struct Hasher {
     params: Params,
     engine: Engine,
+    /// Hashes whole data blocks two at a time, where it can.
+    pairs: Option<PairEngine>,
     /// The data block being gathered; emptied whenever it fills up.
     data: Vec<u8>,
     /// The tree levels above the data, lowest first.
@@ -251,6 +307,7 @@ impl Hasher {
         Hasher {
             data: Vec::with_capacity(params.block_size()),
             engine,
+            pairs: PairEngine::new(&params),
             params,
             levels: Vec::new(),
             size: 0,
@@ -283,7 +340,17 @@ impl Hasher {
             self.data.clear();
             self.push_hash(0, &hash);
         }
-        // Whole blocks straight from the caller's buffer.
+        // Whole blocks straight from the caller's buffer, two at a time where the CPU can.
+        if let Some(pairs) = self.pairs {
+            while bytes.len() >= 2 * bs {
+                let (a, rest) = bytes.split_at(bs);
+                let (b, rest) = rest.split_at(bs);
+                let (ha, hb) = pairs.hash_pair(a, b);
+                self.push_hash(0, &ha);
+                self.push_hash(0, &hb);
+                bytes = rest;
+            }
+        }
         let mut blocks = bytes.chunks_exact(bs);
         for block in &mut blocks {
             let hash = self.engine.hash_block(block, bs);
@@ -621,6 +688,53 @@ mod tests {
         assert_eq!(&d[16..80], &[0xab; 64]);
         assert_eq!(&d[80..84], b"salt");
         assert!(d[84..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn block_pairs_give_the_digests_of_single_blocks() {
+        if PairEngine::new(&Params::composefs_default()).is_none() {
+            sealroot_testkit::skip_even_in_ci(
+                "block_pairs_give_the_digests_of_single_blocks",
+                "no SHA extensions on this CPU: blocks are hashed one at a time",
+            );
+            return;
+        }
+        let data = pattern("mod251", 5 * 65536 + 4097);
+        for (bs, salt) in [
+            (4096, &b""[..]),
+            (4096, &b"salt"[..]),
+            (1024, &SALT_0_TO_31[..]),
+            (65536, &b""[..]),
+        ] {
+            let params = Params::new(HashAlgorithm::Sha256, bs, salt).unwrap();
+            for len in [
+                0,
+                1,
+                bs - 1,
+                bs,
+                bs + 1,
+                2 * bs,
+                2 * bs + 1,
+                3 * bs,
+                129 * bs,
+                data.len(),
+            ] {
+                let len = len.min(data.len());
+                let mut paired = Hasher::new(params.clone());
+                let mut single = Hasher::new(params.clone());
+                single.pairs = None;
+                // Pieces that split blocks differently on each call.
+                for piece in data[..len].chunks(3 * bs + 17) {
+                    paired.update(piece);
+                    single.update(piece);
+                }
+                assert_eq!(
+                    paired.finish(),
+                    single.finish(),
+                    "block {bs}, salt {salt:?}, {len} bytes"
+                );
+            }
+        }
     }
 
     #[test]

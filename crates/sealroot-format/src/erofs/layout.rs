@@ -140,7 +140,7 @@ pub fn metacopy_digest(value: &[u8]) -> Option<AnyDigest> {
 }
 
 /// The header [`metacopy_value`] writes for a digest of `algorithm`.
-fn metacopy_header(algorithm: HashAlgorithm) -> [u8; METACOPY_HEADER_SIZE] {
+pub fn metacopy_header(algorithm: HashAlgorithm) -> [u8; METACOPY_HEADER_SIZE] {
     let len = METACOPY_HEADER_SIZE + algorithm.digest_size();
     [0, len as u8, 0, algorithm.kernel_id()]
 }

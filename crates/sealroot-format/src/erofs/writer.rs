@@ -57,10 +57,13 @@ pub enum WriteError {
     Io(std::io::ErrorKind, String),
 }
 
+/// An xattr as written. Names and values are borrowed from the tree, are static (the names
+/// the rewrite adds), or were made in the writer's arena (values the rewrite makes, escaped
+/// names): nothing is allocated or freed one xattr at a time.
 #[derive(Clone)]
-struct WXattr {
-    name: Vec<u8>,
-    value: Vec<u8>,
+struct WXattr<'t> {
+    name: &'t [u8],
+    value: &'t [u8],
     /// Offset in the shared area, when this xattr is written as a shared reference.
     shared: Option<u64>,
 }
@@ -94,7 +97,7 @@ struct Node<'t> {
     rdev: u32,
     size: u64,
     mtime: Mtime,
-    xattrs: Vec<WXattr>,
+    xattrs: Vec<WXattr<'t>>,
     data: Data<'t>,
     children: Vec<Child<'t>>,
     parent: u32,
@@ -113,7 +116,7 @@ impl<'t> Node<'t> {
     fn new(
         stat: &crate::tree::Stat,
         size: u64,
-        xattrs: Vec<WXattr>,
+        xattrs: Vec<WXattr<'t>>,
         data: Data<'t>,
         parent: u32,
     ) -> Self {
@@ -144,12 +147,12 @@ impl<'t> Node<'t> {
     }
 
     /// `lcfs_node_set_xattr`: set or replace (C's size budget is checked by validation).
-    fn set_xattr(&mut self, name: &[u8], value: &[u8]) {
+    fn set_xattr(&mut self, name: &'static [u8], value: &'t [u8]) {
         match self.xattrs.iter_mut().find(|x| x.name == name) {
-            Some(x) => x.value = value.to_vec(),
+            Some(x) => x.value = value,
             None => self.xattrs.push(WXattr {
-                name: name.to_vec(),
-                value: value.to_vec(),
+                name,
+                value,
                 shared: None,
             }),
         }
@@ -188,7 +191,9 @@ pub fn write_to(
     sink: &mut dyn std::io::Write,
 ) -> Result<u64, WriteError> {
     let version = crate::dumpfile::validate::validate(tree, options)?;
-    let mut w = Writer::build(tree, version)?;
+    // The xattr names and values the overlayfs rewrite makes: two per external file.
+    let arena = bumpalo::Bump::new();
+    let mut w = Writer::build(tree, &arena, version)?;
     w.compute_shared_xattrs();
     w.compute_layout()?;
     w.emit(sink)
@@ -201,7 +206,8 @@ struct Writer<'t> {
     version: u32,
     min_mtime: Mtime,
     has_acl: bool,
-    shared: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The shared xattrs in the order of the shared area, as (node, xattr) of their first use.
+    shared: Vec<(u32, u32)>,
     shared_size: u64,
     inodes_end: u64,
     n_data_blocks: u64,
@@ -231,7 +237,7 @@ impl<'t> Writer<'t> {
     /// Builds the nodes in breadth-first order with the overlayfs rewrite applied. `tree` has
     /// passed validation: names are valid and sorted, every inode but the root is owned once,
     /// hard links point at owned non-directories, modes match contents.
-    fn build(tree: &'t Tree, version: u32) -> Result<Self, WriteError> {
+    fn build(tree: &'t Tree, arena: &'t bumpalo::Bump, version: u32) -> Result<Self, WriteError> {
         let root = &tree.inodes[0];
         let mut w = Writer {
             nodes: Vec::with_capacity(tree.inodes.len() + 256),
@@ -314,7 +320,7 @@ impl<'t> Writer<'t> {
         for (dir, pos, id) in links {
             w.nodes[dir as usize].children[pos].node = node_of[id.index()];
         }
-        w.rewrite_for_overlay();
+        w.rewrite_for_overlay(arena);
         w.finish_tree();
         Ok(w)
     }
@@ -346,15 +352,19 @@ impl<'t> Writer<'t> {
             }
             Content::Directory(_) | Content::Special => Data::None,
         };
-        let xattrs = inode
-            .xattrs
-            .iter()
-            .map(|x| WXattr {
-                name: x.name.clone(),
-                value: x.value.clone(),
-                shared: None,
-            })
-            .collect();
+        // Room for the metacopy and redirect xattrs the overlayfs rewrite adds to an external
+        // file (a vector grown from empty would reserve four).
+        let added = if matches!(data, Data::External { .. }) {
+            2
+        } else {
+            0
+        };
+        let mut xattrs = Vec::with_capacity(inode.xattrs.len() + added);
+        xattrs.extend(inode.xattrs.iter().map(|x| WXattr {
+            name: x.name.as_slice(),
+            value: x.value.as_slice(),
+            shared: None,
+        }));
         self.nodes.push(Node::new(stat, size, xattrs, data, parent));
         self.sources.push(Some(id));
     }
@@ -384,7 +394,7 @@ impl<'t> Writer<'t> {
     }
 
     /// `rewrite_tree_for_erofs` minus the `.`/`..`/whiteout entries already added.
-    fn rewrite_for_overlay(&mut self) {
+    fn rewrite_for_overlay(&mut self, arena: &'t bumpalo::Bump) {
         let n = self.nodes.len();
         // Escape the tree's own overlayfs xattrs first (C renames in place, keeping its budget).
         for (i, node) in self.nodes.iter_mut().enumerate() {
@@ -393,8 +403,11 @@ impl<'t> Writer<'t> {
             }
             for x in &mut node.xattrs {
                 if let Some(rest) = x.name.strip_prefix(OVERLAY_PREFIX) {
-                    let mut renamed = OVERLAY_ESCAPE_PREFIX.to_vec();
-                    renamed.extend_from_slice(rest);
+                    let renamed =
+                        arena.alloc_slice_fill_copy(OVERLAY_ESCAPE_PREFIX.len() + rest.len(), 0);
+                    let (prefix, tail) = renamed.split_at_mut(OVERLAY_ESCAPE_PREFIX.len());
+                    prefix.copy_from_slice(OVERLAY_ESCAPE_PREFIX);
+                    tail.copy_from_slice(rest);
                     x.name = renamed;
                 }
             }
@@ -406,14 +419,23 @@ impl<'t> Writer<'t> {
             let node = &self.nodes[i];
             let ftype = node.file_type();
             if let (S_IFREG, Data::External { payload, digest }) = (ftype, node.data) {
-                let value = digest.map(metacopy_value).unwrap_or_default();
+                let value: &'t [u8] = match digest {
+                    Some(d) => {
+                        // Built in the arena: no allocation per file.
+                        let bytes = d.as_bytes();
+                        let v = arena.alloc_slice_fill_copy(METACOPY_HEADER_SIZE + bytes.len(), 0);
+                        v[..METACOPY_HEADER_SIZE].copy_from_slice(&metacopy_header(d.algorithm()));
+                        v[METACOPY_HEADER_SIZE..].copy_from_slice(bytes);
+                        v
+                    }
+                    None => &[],
+                };
                 let node = &mut self.nodes[i];
-                node.set_xattr(b"trusted.overlay.metacopy", &value);
+                node.set_xattr(b"trusted.overlay.metacopy", value);
                 if let Some(p) = payload.filter(|p| !p.is_empty()) {
-                    let mut redirect = Vec::with_capacity(p.len() + 1);
-                    redirect.push(b'/');
-                    redirect.extend_from_slice(p);
-                    node.set_xattr(b"trusted.overlay.redirect", &redirect);
+                    let redirect = arena.alloc_slice_fill_copy(p.len() + 1, b'/');
+                    redirect[1..].copy_from_slice(p);
+                    node.set_xattr(b"trusted.overlay.redirect", redirect);
                 }
             } else if ftype == S_IFCHR && node.rdev == 0 {
                 let parent = node.parent as usize;
@@ -449,7 +471,7 @@ impl<'t> Writer<'t> {
                 self.nodes[i].nlink = 2 + subdirs as u32;
             }
             let node = &mut self.nodes[i];
-            node.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+            node.xattrs.sort_by(|a, b| a.name.cmp(b.name));
             if node.mtime < min {
                 min = node.mtime;
             }
@@ -463,16 +485,21 @@ impl<'t> Writer<'t> {
 
     /// `compute_erofs_shared_xattrs`: xattrs used by more than one inode are shared.
     fn compute_shared_xattrs(&mut self) {
-        // Give each distinct (name, value) an id and count its uses.
-        let mut ids: Vec<u32> = Vec::new();
+        // Give each distinct (name, value) an id and count its uses. Every external file has
+        // its own metacopy and redirect values, so the map sees hundreds of thousands of
+        // keys: hashed with foldhash (randomly seeded per process, so still hard to flood
+        // with chosen collisions) instead of SipHash, which cost a third of this step.
+        let total: usize = self.nodes.iter().map(|n| n.xattrs.len()).sum();
+        let mut ids: Vec<u32> = Vec::with_capacity(total);
         let mut first_use: Vec<(u32, u32)> = Vec::new();
         let mut counts: Vec<u32> = Vec::new();
         {
-            let mut map: HashMap<(&[u8], &[u8]), u32> = HashMap::new();
+            let mut map: HashMap<(&[u8], &[u8]), u32, foldhash::fast::RandomState> =
+                HashMap::with_capacity_and_hasher(total, Default::default());
             for (ni, node) in self.nodes.iter().enumerate() {
                 for (xi, x) in node.xattrs.iter().enumerate() {
                     let next = counts.len() as u32;
-                    let id = *map.entry((&x.name, &x.value)).or_insert(next);
+                    let id = *map.entry((x.name, x.value)).or_insert(next);
                     if id == next {
                         counts.push(0);
                         first_use.push((ni as u32, xi as u32));
@@ -482,16 +509,11 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        let x_of = |nodes: &[Node<'_>], id: usize| -> (Vec<u8>, Vec<u8>) {
-            let (ni, xi) = first_use[id];
-            let x = &nodes[ni as usize].xattrs[xi as usize];
-            (x.name.clone(), x.value.clone())
-        };
         let mut shared_ids: Vec<usize> = (0..counts.len()).filter(|&i| counts[i] > 1).collect();
         let key = |id: &usize| {
             let (ni, xi) = first_use[*id];
             let x = &self.nodes[ni as usize].xattrs[xi as usize];
-            (x.name.as_slice(), x.value.len(), x.value.as_slice())
+            (x.name, x.value.len(), x.value)
         };
         // Descending by name, then value length, then value bytes (C's xattrs_ht_sort).
         shared_ids.sort_by(|a, b| key(b).cmp(&key(a)));
@@ -499,9 +521,10 @@ impl<'t> Writer<'t> {
         let mut offset = 0;
         for &id in &shared_ids {
             offsets[id] = Some(offset);
-            let (name, value) = x_of(&self.nodes, id);
-            offset += xattr_entry_size(&name, value.len());
-            self.shared.push((name, value));
+            let (ni, xi) = first_use[id];
+            let x = &self.nodes[ni as usize].xattrs[xi as usize];
+            offset += xattr_entry_size(x.name, x.value.len());
+            self.shared.push((ni, xi));
         }
         self.shared_size = offset;
         let mut k = 0;
@@ -627,7 +650,7 @@ fn inode_xattr_size(node: &Node<'_>) -> u64 {
     for x in &node.xattrs {
         match x.shared {
             Some(_) => n_shared += 1,
-            None => unshared += xattr_entry_size(&x.name, x.value.len()),
+            None => unshared += xattr_entry_size(x.name, x.value.len()),
         }
     }
     if n_shared == 0 && unshared == 0 {
@@ -672,30 +695,59 @@ fn padding_for_tail(node: &mut Node<'_>, pos: u64, inode_size: u64, xattr_size: 
     0
 }
 
-/// Where the image goes: any writer, with the position the layout code aligns against. The
-/// first I/O error is kept and later writes are skipped; [`Out::finish`] reports it.
+/// Where the image goes: any writer, with the position the layout code aligns against.
+///
+/// The image is made of many small fields; they are gathered in a buffer and handed to the
+/// sink [`OUT_BUF_SIZE`] bytes at a time, so that a sink that hashes or copies what it gets
+/// (a `BufWriter`, an fs-verity hasher) is called a few hundred times, not millions. The
+/// first I/O error is kept and later writes are skipped; [`Out::finish`] flushes the buffer
+/// and reports it.
 struct Out<'w> {
     w: &'w mut dyn std::io::Write,
+    buf: Vec<u8>,
     pos: u64,
     err: Option<std::io::Error>,
 }
 
-impl Out<'_> {
-    fn extend_from_slice(&mut self, b: &[u8]) {
-        if self.err.is_none() {
-            if let Err(e) = self.w.write_all(b) {
-                self.err = Some(e);
-            }
+/// How many bytes [`Out`] gathers before writing them to its sink.
+const OUT_BUF_SIZE: usize = 64 * 1024;
+
+impl<'w> Out<'w> {
+    fn new(w: &'w mut dyn std::io::Write) -> Self {
+        Out {
+            w,
+            buf: Vec::with_capacity(OUT_BUF_SIZE),
+            pos: 0,
+            err: None,
         }
-        self.pos += b.len() as u64;
     }
+    // Inlined, so that the fixed-size fields become plain stores rather than `memcpy` calls.
+    #[inline]
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+        self.pos += b.len() as u64;
+        if self.buf.len() >= OUT_BUF_SIZE {
+            self.flush();
+        }
+    }
+    #[inline]
     fn push(&mut self, b: u8) {
         self.extend_from_slice(&[b]);
     }
     fn len(&self) -> u64 {
         self.pos
     }
-    fn finish(self) -> Result<u64, WriteError> {
+    #[cold]
+    fn flush(&mut self) {
+        if self.err.is_none() {
+            if let Err(e) = self.w.write_all(&self.buf) {
+                self.err = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+    fn finish(mut self) -> Result<u64, WriteError> {
+        self.flush();
         match self.err {
             Some(e) => Err(WriteError::Io(e.kind(), e.to_string())),
             None => Ok(self.pos),
@@ -703,12 +755,15 @@ impl Out<'_> {
     }
 }
 
+#[inline]
 fn put16(out: &mut Out<'_>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
+#[inline]
 fn put32(out: &mut Out<'_>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
+#[inline]
 fn put64(out: &mut Out<'_>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
@@ -734,11 +789,7 @@ impl Writer<'_> {
     fn emit(&self, sink: &mut dyn std::io::Write) -> Result<u64, WriteError> {
         let data_start = round_up(self.inodes_end + self.shared_size, BLOCK_SIZE);
         let total = data_start + self.n_data_blocks * BLOCK_SIZE;
-        let mut out = Out {
-            w: sink,
-            pos: 0,
-            err: None,
-        };
+        let mut out = Out::new(sink);
 
         // The composefs header.
         put32(&mut out, COMPOSEFS_MAGIC);
@@ -780,8 +831,9 @@ impl Writer<'_> {
         align(&mut out, SLOT_SIZE);
         debug_assert_eq!(out.len(), self.inodes_end);
 
-        for (name, value) in &self.shared {
-            emit_xattr(&mut out, name, value);
+        for &(ni, xi) in &self.shared {
+            let x = &self.nodes[ni as usize].xattrs[xi as usize];
+            emit_xattr(&mut out, x.name, x.value);
         }
         align(&mut out, BLOCK_SIZE);
         debug_assert_eq!(out.len(), data_start);
@@ -881,7 +933,7 @@ impl Writer<'_> {
         if node.xattr_size > 0 {
             let mut filter = 0u32;
             for x in &node.xattrs {
-                let (index, suffix) = xattr_split(&x.name);
+                let (index, suffix) = xattr_split(x.name);
                 filter |= 1 << xattr_filter_bit(index, suffix);
             }
             put32(out, !filter);
@@ -894,7 +946,7 @@ impl Writer<'_> {
                 }
             }
             for x in node.xattrs.iter().filter(|x| x.shared.is_none()) {
-                emit_xattr(out, &x.name, &x.value);
+                emit_xattr(out, x.name, x.value);
             }
         }
 
