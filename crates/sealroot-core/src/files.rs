@@ -89,7 +89,6 @@ pub fn write_new(path: &Path, mode: u32, bytes: &[u8]) -> Result<(), WriteFileEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
     use std::os::unix::fs::FileTypeExt as _;
 
     #[test]
