@@ -279,8 +279,7 @@ fn commit_unchecked(
         Source::Archive { .. } => (None, None),
     };
     let tree = read_source(source, &read, &tx, cache.clone(), progress)?;
-    let new = tx.write_commit(&tree, &message)?;
-    drop(tree);
+    let new = tx.write_commit(tree, &message)?;
     let id = tx.commit_to_ref(&refname, &new, head, on_moved)?;
     let parent = if id == new.id {
         new.commit.parent.map(CommitId)

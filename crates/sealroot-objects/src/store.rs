@@ -2,7 +2,6 @@
 //! sealed and linked. The repository's transactions and `mkcomposefs --digest-store` (and
 //! the tree builder writing through either) all store objects with it.
 
-use std::collections::HashSet;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use sealroot_sys::fsverity::{EnableParams, VerityError};
-use sealroot_verity::{AnyDigest, HashAlgorithm, Hasher, Params};
+use sealroot_verity::{AnyDigest, DigestSet, HashAlgorithm, Hasher, Params};
 
 use crate::{copy, with_buffer, write_all, CopyMemo, EnableError, Fallback, TmpFile, TmpPolicy};
 use crate::{DIR_MODE, OBJECT_MODE};
@@ -233,7 +232,7 @@ pub struct Store {
     added: AtomicU64,
     bytes_added: AtomicU64,
     present: AtomicU64,
-    known: Option<Mutex<HashSet<AnyDigest>>>,
+    known: Option<Mutex<DigestSet<AnyDigest>>>,
 }
 
 impl Store {
@@ -252,7 +251,7 @@ impl Store {
             added: AtomicU64::new(0),
             bytes_added: AtomicU64::new(0),
             present: AtomicU64::new(0),
-            known: options.record.then(|| Mutex::new(HashSet::new())),
+            known: options.record.then(|| Mutex::new(DigestSet::default())),
         }
     }
 
@@ -332,35 +331,26 @@ impl Store {
     /// Whether object `digest` is in the store (a regular name, through no symlink).
     pub fn contains(&self, digest: &AnyDigest) -> Result<bool, StoreError> {
         let (dir, name) = self.subdir(digest)?;
-        match rustix::fs::openat(
-            dir,
-            name.as_str(),
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => {
-                let st = rustix::fs::fstat(&fd)
-                    .map_err(|e| self.io(StoreOp::Lookup, Some(digest), e))?;
-                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-                    rustix::fs::FileType::RegularFile => {}
-                    rustix::fs::FileType::Symlink => {
-                        return Err(self.io(StoreOp::Lookup, Some(digest), Errno::LOOP))
-                    }
-                    rustix::fs::FileType::Directory => {
-                        return Err(self.io(StoreOp::Lookup, Some(digest), Errno::ISDIR))
-                    }
-                    _ => {
-                        return Err(self.io(
-                            StoreOp::Lookup,
-                            Some(digest),
-                            io::Error::other("not a regular file"),
-                        ))
-                    }
+        // One lookup, not following a symlink: anything but a regular file is not an object.
+        match rustix::fs::statat(dir, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::RegularFile => {
+                    self.present.fetch_add(1, Ordering::Relaxed);
+                    self.remember(digest);
+                    Ok(true)
                 }
-                self.present.fetch_add(1, Ordering::Relaxed);
-                self.remember(digest);
-                Ok(true)
-            }
+                rustix::fs::FileType::Symlink => {
+                    Err(self.io(StoreOp::Lookup, Some(digest), Errno::LOOP))
+                }
+                rustix::fs::FileType::Directory => {
+                    Err(self.io(StoreOp::Lookup, Some(digest), Errno::ISDIR))
+                }
+                _ => Err(self.io(
+                    StoreOp::Lookup,
+                    Some(digest),
+                    io::Error::other("not a regular file"),
+                )),
+            },
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(self.io(StoreOp::Lookup, Some(digest), e)),
         }

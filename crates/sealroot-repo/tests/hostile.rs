@@ -62,7 +62,7 @@ fn commit(repo: &Repository, src: &Path, r: &str) -> Result<(), String> {
     };
     let tree = build_from_dir(src, &opts, &TreeNoProgress).map_err(|e| e.to_string())?;
     let new = tx
-        .write_commit(&tree, &CommitOptions::default())
+        .write_commit(tree, &CommitOptions::default())
         .map_err(|e| e.to_string())?;
     let head = repo
         .commit_ref_if_any(&name(r))

@@ -379,3 +379,33 @@ mod tests {
         assert!(AnyDigest::from_slice(HashAlgorithm::Sha256, d512.as_bytes()).is_err());
     }
 }
+
+/// A hasher for sets of digests: a digest is already uniformly random, so its first eight
+/// bytes are a good hash, and hashing all of it again (SipHash) was a fifth of a repository `gc`. Lengths
+/// and enum tags written before the bytes are ignored.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.0 == 0 {
+            let mut b = [0u8; 8];
+            let n = bytes.len().min(8);
+            b[..n].copy_from_slice(&bytes[..n]);
+            self.0 = u64::from_le_bytes(b) | 1;
+        }
+    }
+
+    fn write_usize(&mut self, _: usize) {}
+
+    fn write_isize(&mut self, _: isize) {}
+
+    fn write_u8(&mut self, _: u8) {}
+}
+
+/// A set of digests (object, commit or tree ids), hashed by [`DigestHasher`].
+pub type DigestSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<DigestHasher>>;

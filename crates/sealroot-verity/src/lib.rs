@@ -25,7 +25,9 @@ mod digest;
 mod merkle;
 mod read;
 
-pub use digest::{AnyDigest, DigestParseError, HashAlgorithm, Sha256Digest, Sha512Digest};
+pub use digest::{
+    AnyDigest, DigestHasher, DigestParseError, DigestSet, HashAlgorithm, Sha256Digest, Sha512Digest,
+};
 pub use merkle::{
     digest, sha256_digest, Hasher, Params, ParamsError, MAX_LOG_BLOCK_SIZE, MAX_SALT_SIZE,
     MIN_LOG_BLOCK_SIZE,

@@ -155,7 +155,7 @@ impl Transaction<'_> {
     /// a ref to it with [`Transaction::commit_to_ref`] or [`Transaction::set_commit_ref`].
     pub fn write_commit(
         &self,
-        tree: &Tree,
+        tree: Tree,
         options: &CommitOptions,
     ) -> Result<NewCommit, WriteCommitError> {
         let repo = self.repo;
@@ -163,26 +163,15 @@ impl Transaction<'_> {
         for key in options.metadata.keys() {
             Commit::check_meta_key(key)?;
         }
-        if let Some(parent) = &options.parent {
-            if !repo.has_commit(parent)? {
-                return Err(WriteCommitError::ParentNotFound(*parent));
-            }
-        }
-        let split = objects::split(tree, algorithm)?;
-        // The image is derived from the objects, not from the tree given: what a device
-        // re-creates from the same objects.
-        let assembled = {
-            let by_id: HashMap<&AnyDigest, &Vec<u8>> =
-                split.objects.iter().map(|(_, id, b)| (id, b)).collect();
-            let mut fetch = |_: ObjectKind, id: &AnyDigest| {
-                by_id
-                    .get(id)
-                    .map(|b| (*b).clone())
-                    .ok_or_else(|| "not produced by split".into())
-            };
-            assemble(&split.tree, &split.dirmeta, &mut fetch)
-                .map_err(|e| WriteCommitError::Assemble(Box::new(e)))?
+        let parent = match &options.parent {
+            Some(p) if !repo.has_commit(p)? => return Err(WriteCommitError::ParentNotFound(*p)),
+            Some(p) => Some(repo.read_commit(p)?),
+            None => None,
         };
+        let split = objects::split(&tree, algorithm)?;
+        let format = erofs::version_for(&tree, &options.image)?;
+        // Only the objects go on: one tree in memory at a time.
+        drop(tree);
         let added = split
             .objects
             .par_iter()
@@ -191,14 +180,10 @@ impl Transaction<'_> {
             .into_iter()
             .filter(|&a| a)
             .count();
-        let format = erofs::version_for(&assembled, &options.image)?;
-        let image = self.write_image(
-            &assembled,
-            &WriteOptions {
-                min_version: format,
-                max_version: format,
-            },
-        )?;
+        let image = match self.unchanged_image(parent.as_ref(), &split, format)? {
+            Some(image) => image,
+            None => self.derive_new_image(&split, format)?,
+        };
         let commit = Commit {
             tree: split.tree,
             dirmeta: split.dirmeta,
@@ -227,6 +212,52 @@ impl Transaction<'_> {
             tree_objects_added: added,
             objects: Arc::new(objects),
         })
+    }
+
+    /// The parent's image, if the new tree is the parent's (same root objects and image
+    /// format) and that image is here: it was derived from these very objects when the
+    /// parent was made, so it need not be derived again (an unchanged tree committed again).
+    fn unchanged_image(
+        &self,
+        parent: Option<&Commit>,
+        split: &objects::Split,
+        format: u32,
+    ) -> Result<Option<ImageId>, WriteCommitError> {
+        let Some(p) = parent else { return Ok(None) };
+        if p.tree != split.tree || p.dirmeta != split.dirmeta || p.image_format != format {
+            return Ok(None);
+        }
+        let image = ImageId::from_digest(p.image);
+        Ok(self.repo.image_present(&image)?.then_some(image))
+    }
+
+    /// Assembles a tree back from the objects `split` made and writes its image: the image
+    /// is derived from the objects, not from the tree given, so it is what a device
+    /// re-creates from the same objects.
+    fn derive_new_image(
+        &self,
+        split: &objects::Split,
+        format: u32,
+    ) -> Result<ImageId, WriteCommitError> {
+        let assembled = {
+            let by_id: HashMap<&AnyDigest, &Vec<u8>> =
+                split.objects.iter().map(|(_, id, b)| (id, b)).collect();
+            let mut fetch = |_: ObjectKind, id: &AnyDigest| {
+                by_id
+                    .get(id)
+                    .map(|b| (*b).clone())
+                    .ok_or_else(|| "not produced by split".into())
+            };
+            assemble(&split.tree, &split.dirmeta, &mut fetch)
+                .map_err(|e| WriteCommitError::Assemble(Box::new(e)))?
+        };
+        Ok(self.write_image(
+            &assembled,
+            &WriteOptions {
+                min_version: format,
+                max_version: format,
+            },
+        )?)
     }
 
     /// Stores the commit object of `commit` and links it in `commits/`.
