@@ -395,6 +395,18 @@ pub enum RefError {
     Transaction(#[from] TransactionError),
 }
 
+impl RefError {
+    /// Ref `name` is [`Broken`](RefError::Broken): it points at `target`, which is not an
+    /// image or commit of the repository because of `reason`.
+    pub(crate) fn broken(name: &RefName, target: &str, reason: &'static str) -> Self {
+        RefError::Broken {
+            name: name.clone(),
+            target: target.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// Why a transaction could not start or finish.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
