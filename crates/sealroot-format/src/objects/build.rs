@@ -148,7 +148,7 @@ fn hardlink_owners(tree: &Tree) -> HashMap<InodeId, Vec<u8>> {
 }
 
 /// `path/name`.
-fn child_path(path: &[u8], name: &[u8]) -> Vec<u8> {
+pub(super) fn child_path(path: &[u8], name: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(path.len() + 1 + name.len());
     p.extend_from_slice(path);
     p.push(b'/');
@@ -540,28 +540,17 @@ pub fn assemble(
     // (directory inode, its dirtree, its path, depth)
     let mut queue = vec![(InodeId::ROOT, *tree, Vec::<u8>::new(), 0usize)];
     let mut links: Vec<(InodeId, usize, Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut total = 0usize;
+    let mut budget = Budget(0);
     while let Some((dir, tree_id, path, depth)) = queue.pop() {
         let dt = a.dirtree(&tree_id, &path)?;
-        total = total.saturating_add(dt.entries.len());
-        if total > limits::TREE_ENTRIES_MAX {
-            return Err(AssembleError::TooLarge {
-                path: shown_path(&path),
-                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
-            });
-        }
+        budget.spend(dt.entries.len(), &path)?;
         let mut entries = Vec::with_capacity(dt.entries.len());
         let mut subdirs = 0u32;
         for (index, e) in dt.entries.iter().enumerate() {
             let inode = match &e.kind {
                 EntryKind::Dir { tree, meta } => {
                     let p = child_path(&path, &e.name);
-                    if depth + 1 > limits::DEPTH_MAX {
-                        return Err(AssembleError::TooLarge {
-                            path: text::name(&p),
-                            reason: format!("nested deeper than {}", limits::DEPTH_MAX),
-                        });
-                    }
+                    budget.depth(depth + 1, &p)?;
                     let m = a.dirmeta(meta, &p)?;
                     let id = out.push(inode_from(&m, Content::Directory(Vec::new()), 0, 0));
                     queue.push((id, *tree, p, depth + 1));
@@ -657,6 +646,35 @@ fn hardlink_owner(out: &Tree, target: &[u8]) -> Result<InodeId, &'static str> {
         at = entry.inode;
     }
     Err("no such file")
+}
+
+/// How much an assembly or a diff may read: [`limits::TREE_ENTRIES_MAX`] entries, nested
+/// at most [`limits::DEPTH_MAX`] deep.
+pub(super) struct Budget(pub(super) usize);
+
+impl Budget {
+    /// Counts `entries` more, read at `path`.
+    pub(super) fn spend(&mut self, entries: usize, path: &[u8]) -> Result<(), AssembleError> {
+        self.0 = self.0.saturating_add(entries);
+        if self.0 > limits::TREE_ENTRIES_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(path),
+                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `depth` (of `path`) is within the limit.
+    pub(super) fn depth(&self, depth: usize, path: &[u8]) -> Result<(), AssembleError> {
+        if depth > limits::DEPTH_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(path),
+                reason: format!("nested deeper than {}", limits::DEPTH_MAX),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A path for a message: `/` for the root.
