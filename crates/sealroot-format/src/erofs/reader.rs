@@ -665,6 +665,8 @@ impl<'a> Reader<'a> {
         Ok(open)
     }
 
+    /// Reads inode `ino`'s xattrs (of type `ftype`) into `out`; the overlayfs ones composefs
+    /// writes go into `file` and `whiteout` instead (see [`tree_xattr_name`]).
     fn read_xattrs(
         &self,
         ino: &RawInode<'a>,
@@ -679,95 +681,72 @@ impl<'a> Reader<'a> {
         let area = ino.xattrs;
         let (off, nid) = (ino.offset, ino.nid);
         let bad = |what: &str| corrupt(off, format!("inode {nid}: xattrs: {what}"));
-        let shared_count = u64::from(*area.get(4).ok_or_else(|| bad("short header"))?);
+        let (entries, inline_count) = self.xattr_entries(area).map_err(bad)?;
+        check_xattr_names(&entries, inline_count).map_err(bad)?;
+        self.check_name_filter(area, &entries)
+            .map_err(|what| bad(&what))?;
+        for (index, suffix, value) in entries {
+            let name = self.xattr_name(index, suffix, value).map_err(bad)?;
+            if let Some(name) = tree_xattr_name(name, value, ftype, file, whiteout) {
+                out.push(Xattr {
+                    name,
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of xattr area `area` (header included): inline entries first, then shared
+    /// ones, as C reads them; and how many are inline.
+    fn xattr_entries(&self, area: &'a [u8]) -> Result<(Vec<RawXattr<'a>>, usize), &'static str> {
+        let shared_count = u64::from(*area.get(4).ok_or("short header")?);
         let mut pos = XATTR_HEADER_SIZE + shared_count * 4;
         if pos > area.len() as u64 {
-            return Err(bad("shared count beyond the xattr area"));
+            return Err("shared count beyond the xattr area");
         }
         let mut entries = Vec::new();
-        // Inline entries first, then shared ones, as C reads them. C stops when fewer than
-        // five bytes are left, losing a last entry of four (empty suffix, empty value, such
-        // as an empty `system.posix_acl_access`); the kernel reads it, and so does this.
+        // C stops when fewer than five bytes are left, losing a last entry of four (empty
+        // suffix, empty value, such as an empty `system.posix_acl_access`); the kernel reads
+        // it, and so does this.
         while pos + XATTR_ENTRY_SIZE <= area.len() as u64 {
-            let (entry, len) =
-                parse_entry(area, pos).ok_or_else(|| bad("entry beyond the xattr area"))?;
+            let (entry, len) = parse_entry(area, pos).ok_or("entry beyond the xattr area")?;
             entries.push(entry);
             pos += len;
         }
         let shared_base = u64::from(self.sb.xattr_blkaddr) * BLOCK_SIZE;
         let inline_count = entries.len();
         for i in 0..shared_count {
-            let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or_else(|| bad("short"))?;
+            let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or("short")?;
             let at = shared_base + u64::from(idx) * 4;
-            let (entry, _) = parse_entry(self.image, at)
-                .ok_or_else(|| bad("shared xattr beyond the end of the image"))?;
+            let (entry, _) =
+                parse_entry(self.image, at).ok_or("shared xattr beyond the end of the image")?;
             entries.push(entry);
         }
-        check_xattr_names(&entries, inline_count).map_err(bad)?;
-        self.check_name_filter(area, &entries)
-            .map_err(|what| bad(&what))?;
-        for (index, suffix, value) in entries {
-            let prefix = if index == 0 {
-                &b""[..]
-            } else {
-                xattr_prefix(index).ok_or_else(|| bad("unknown name index"))?
-            };
-            match self
-                .xattr_left
-                .get()
-                .checked_sub(xattr_charge(prefix, suffix, value))
-            {
-                Some(left) => self.xattr_left.set(left),
-                None => return Err(bad("xattrs expand to far more than the image holds")),
-            }
-            let mut name = Vec::with_capacity(prefix.len() + suffix.len());
-            name.extend_from_slice(prefix);
-            name.extend_from_slice(suffix);
-            if name.is_empty() || name.contains(&0) {
-                return Err(bad("empty name or NUL in name"));
-            }
-            match name.as_slice() {
-                b"trusted.overlay.redirect" => {
-                    if ftype == FileType::Regular {
-                        let v = value
-                            .strip_prefix(b"/")
-                            .filter(|_| value.len() > 1)
-                            .unwrap_or(value);
-                        file.payload = Some(v.to_vec());
-                    }
-                    continue;
-                }
-                b"trusted.overlay.metacopy" => {
-                    if ftype == FileType::Regular {
-                        file.digest = metacopy_digest(value);
-                    }
-                    continue;
-                }
-                b"trusted.overlay.overlay.whiteout" if ftype == FileType::Regular => {
-                    *whiteout = true;
-                    continue;
-                }
-                b"trusted.overlay.overlay.whiteouts"
-                | b"user.overlay.whiteout"
-                | b"user.overlay.whiteouts" => continue,
-                _ => {}
-            }
-            if let Some(rest) = name.strip_prefix(b"trusted.overlay.") {
-                match rest.strip_prefix(b"overlay.") {
-                    Some(orig) => {
-                        let mut n = b"trusted.overlay.".to_vec();
-                        n.extend_from_slice(orig);
-                        name = n;
-                    }
-                    None => continue,
-                }
-            }
-            out.push(Xattr {
-                name,
-                value: value.to_vec(),
-            });
+        Ok((entries, inline_count))
+    }
+
+    /// The full name of an xattr entry (name index, suffix), charged with its value against
+    /// the xattr budget.
+    fn xattr_name(&self, index: u8, suffix: &[u8], value: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let prefix = if index == 0 {
+            &b""[..]
+        } else {
+            xattr_prefix(index).ok_or("unknown name index")?
+        };
+        let left = self
+            .xattr_left
+            .get()
+            .checked_sub(xattr_charge(prefix, suffix, value))
+            .ok_or("xattrs expand to far more than the image holds")?;
+        self.xattr_left.set(left);
+        let mut name = Vec::with_capacity(prefix.len() + suffix.len());
+        name.extend_from_slice(prefix);
+        name.extend_from_slice(suffix);
+        if name.is_empty() || name.contains(&0) {
+            return Err("empty name or NUL in name");
         }
-        Ok(())
+        Ok(name)
     }
 
     /// A whiteout is skipped, as C skips them, but the kernel shows it on the erofs mount
@@ -1012,6 +991,54 @@ fn check_special_data(ino: &RawInode<'_>) -> Result<(), ReadError> {
 
 /// One xattr entry: name index, name suffix, value.
 type RawXattr<'a> = (u8, &'a [u8], &'a [u8]);
+
+/// What xattr `name` (with `value`) of an inode of type `ftype` is in the tree: the overlayfs
+/// xattrs composefs writes are not kept, but give a regular `file` its payload and digest or
+/// mark a `whiteout`; an escaped `trusted.overlay.overlay.X` is `trusted.overlay.X`, and other
+/// `trusted.overlay.` xattrs are dropped. `Some(name)`: keep it, under that name.
+fn tree_xattr_name(
+    name: Vec<u8>,
+    value: &[u8],
+    ftype: FileType,
+    file: &mut RegularFile,
+    whiteout: &mut bool,
+) -> Option<Vec<u8>> {
+    match name.as_slice() {
+        b"trusted.overlay.redirect" => {
+            if ftype == FileType::Regular {
+                let v = value
+                    .strip_prefix(b"/")
+                    .filter(|_| value.len() > 1)
+                    .unwrap_or(value);
+                file.payload = Some(v.to_vec());
+            }
+            return None;
+        }
+        b"trusted.overlay.metacopy" => {
+            if ftype == FileType::Regular {
+                file.digest = metacopy_digest(value);
+            }
+            return None;
+        }
+        b"trusted.overlay.overlay.whiteout" if ftype == FileType::Regular => {
+            *whiteout = true;
+            return None;
+        }
+        b"trusted.overlay.overlay.whiteouts"
+        | b"user.overlay.whiteout"
+        | b"user.overlay.whiteouts" => return None,
+        _ => {}
+    }
+    match name.strip_prefix(b"trusted.overlay.") {
+        Some(rest) => {
+            let orig = rest.strip_prefix(b"overlay.")?;
+            let mut n = b"trusted.overlay.".to_vec();
+            n.extend_from_slice(orig);
+            Some(n)
+        }
+        None => Some(name),
+    }
+}
 
 fn parse_entry(b: &[u8], pos: u64) -> Option<(RawXattr<'_>, u64)> {
     let name_len = u64::from(*b.get(usize::try_from(pos).ok()?)?);
