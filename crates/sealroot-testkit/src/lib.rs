@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod untouched;
-pub use untouched::Untouched;
+pub use untouched::{swap_for_symlink, Untouched};
 
 /// The environment variable that marks the inside run, holding the test's name.
 pub const INSIDE: &str = "SEALROOT_TEST_INSIDE_NAMESPACE";
