@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use sealroot_testkit::Rng;
 use sealroot_trust::pkcs7::{
     formatted_digest, parse_signature, sign_digest, verify_signature, Certificate,
     CertificateProblem, KeyProblem, Pkcs7Error, SignatureProblem, SigningKey,
@@ -53,19 +54,6 @@ fn run(cmd: &mut Command) -> std::process::Output {
 
 fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").current_dir(dir).args(args));
-}
-
-/// Deterministic bytes that do not compress: xorshift64.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn make_identity(
@@ -147,8 +135,8 @@ fn fixture() -> Option<&'static Fixture> {
             for (name, data) in [
                 ("empty", Vec::new()),
                 ("one-byte", vec![0x5a]),
-                ("4096", noise(4096, 1)),
-                ("1MiB+1", noise((1 << 20) + 1, 2)),
+                ("4096", Rng::new(1).bytes(4096)),
+                ("1MiB+1", Rng::new(2).bytes((1 << 20) + 1)),
             ] {
                 let path = d.join(format!("file-{name}"));
                 std::fs::write(&path, &data).expect("write file");
