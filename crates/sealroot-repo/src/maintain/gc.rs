@@ -139,8 +139,18 @@ impl Repository {
         );
         let (live, (scans, _)) = (live?, scans?);
         progress.phase(Phase::Sweeping, Some(256), None);
-        self.sweep_images(&live.images, dry, &mut report)?;
-        self.sweep_commits(&live.commits, dry, &mut report)?;
+        // The `images/` links of the images not in `live`, then `commits/HEX` and its
+        // signature files for every commit not in `live`.
+        let images = (&mut report.images_kept, &mut report.images_removed);
+        self.sweep_links(
+            layout::IMAGES,
+            |_| self.image_links(),
+            &live.images,
+            dry,
+            images,
+        )?;
+        let commits = (&mut report.commits_kept, &mut report.commits_removed);
+        self.sweep_links(layout::COMMITS, commit_links, &live.commits, dry, commits)?;
         self.sweep_streams(&live.objects, dry)?;
         let counts = SweepCounts::default();
         self.sweep_objects(&scans, &live.objects, dry, &counts, progress)?;
@@ -360,58 +370,37 @@ impl Repository {
         Ok(streams.sync()?)
     }
 
-    /// Removes the `images/` links of the images not in `live`, and flushes `images/`.
-    fn sweep_images(
-        &self,
-        live: &HashSet<ImageId>,
-        dry: bool,
-        report: &mut GcReport,
-    ) -> Result<(), IoError> {
-        let Some(mut images) = LinkDir::open(self, layout::IMAGES)? else {
-            return Ok(());
-        };
-        for image in self.image_ids()? {
-            if live.contains(&image) {
-                report.images_kept += 1;
-                continue;
-            }
-            report.images_removed += 1;
-            if !dry {
-                images.remove(&image.to_hex())?;
-            }
-        }
-        images.sync()
+    /// The entries of `images/`: each image's link name and id, each counted.
+    fn image_links(&self) -> Result<Vec<(String, ImageId, bool)>, IoError> {
+        let ids = self.image_ids()?.into_iter();
+        Ok(ids.map(|id| (id.to_hex(), id, true)).collect())
     }
 
-    /// Removes `commits/HEX` and its signature files for every commit not in `live`.
-    fn sweep_commits(
+    /// Removes the entries of link directory `rel` whose id is not in `live`, then flushes
+    /// it. `links` lists them: name, id, and whether the entry is counted (in `counts`, kept
+    /// and removed).
+    fn sweep_links<T: Eq + std::hash::Hash>(
         &self,
-        live: &HashSet<CommitId>,
+        rel: &'static str,
+        links: impl FnOnce(&LinkDir<'_>) -> Result<Vec<(String, T, bool)>, IoError>,
+        live: &HashSet<T>,
         dry: bool,
-        report: &mut GcReport,
+        (kept, removed): (&mut u64, &mut u64),
     ) -> Result<(), IoError> {
-        let Some(mut commits) = LinkDir::open(self, layout::COMMITS)? else {
+        let Some(mut dir) = LinkDir::open(self, rel)? else {
             return Ok(());
         };
-        for name in commits.names()? {
-            let hex = name
-                .strip_suffix(layout::SIGNATURE_SUFFIX)
-                .or_else(|| name.strip_suffix(layout::IMAGE_SIGNATURE_SUFFIX))
-                .unwrap_or(&name);
-            let Ok(id) = hex.parse::<CommitId>() else {
-                continue;
-            };
-            let is_link = name == hex;
+        for (name, id, counted) in links(&dir)? {
             if live.contains(&id) {
-                report.commits_kept += u64::from(is_link);
+                *kept += u64::from(counted);
                 continue;
             }
-            report.commits_removed += u64::from(is_link);
+            *removed += u64::from(counted);
             if !dry {
-                commits.remove(&name)?;
+                dir.remove(&name)?;
             }
         }
-        commits.sync()
+        dir.sync()
     }
 
     /// Removes the dead objects and the temporary files of every `objects/XX`, in parallel.
@@ -522,6 +511,24 @@ fn add_root<T: PartialEq + Copy>(roots: &mut Vec<(T, Vec<RefName>)>, id: T, name
         Some((_, refs)) => refs.extend(name),
         None => roots.push((id, name.into_iter().collect())),
     }
+}
+
+/// The entries of `commits/` that belong to a commit (see [`commit_entry`]).
+fn commit_links(commits: &LinkDir<'_>) -> Result<Vec<(String, CommitId, bool)>, IoError> {
+    let names = commits.names()?.into_iter();
+    Ok(names.filter_map(commit_entry).collect())
+}
+
+/// What entry `name` of `commits/` is: the commit it belongs to, and whether it is the
+/// commit's link (counted) rather than one of its signature files. `None` for anything else.
+fn commit_entry(name: String) -> Option<(String, CommitId, bool)> {
+    let hex = name
+        .strip_suffix(layout::SIGNATURE_SUFFIX)
+        .or_else(|| name.strip_suffix(layout::IMAGE_SIGNATURE_SUFFIX))
+        .unwrap_or(&name);
+    let id = hex.parse::<CommitId>().ok()?;
+    let is_link = name == hex;
+    Some((name, id, is_link))
 }
 
 /// The size of file `name` of `dir` (at `path`), removed unless `dry`; `None` if it is gone
