@@ -398,25 +398,79 @@ pub enum AssembleError {
     },
 }
 
+/// Reads the tree objects of an assembly or a diff, each distinct one once.
 pub(super) struct Assembler<'f, 'a> {
-    pub(super) fetch: &'f mut Fetch<'a>,
-    /// The algorithm of every id.
-    pub(super) algorithm: HashAlgorithm,
-    pub(super) trees: HashMap<AnyDigest, Rc<DirTree>>,
-    pub(super) metas: HashMap<AnyDigest, Rc<Attrs>>,
+    source: Source<'f, 'a>,
+    trees: HashMap<AnyDigest, Rc<DirTree>>,
+    metas: HashMap<AnyDigest, Rc<Attrs>>,
 }
 
 impl<'f, 'a> Assembler<'f, 'a> {
     /// An assembler of objects named by `algorithm` digests.
     pub(super) fn new(fetch: &'f mut Fetch<'a>, algorithm: HashAlgorithm) -> Self {
         Assembler {
-            fetch,
-            algorithm,
+            source: Source { fetch, algorithm },
             trees: HashMap::new(),
             metas: HashMap::new(),
         }
     }
 
+    /// Dirtree `id` (for directory `path`).
+    pub(super) fn dirtree(
+        &mut self,
+        id: &AnyDigest,
+        path: &[u8],
+    ) -> Result<Rc<DirTree>, AssembleError> {
+        let source = &mut self.source;
+        cached(&mut self.trees, id, || {
+            let t = source.fetch_parsed(ObjectKind::DirTree, id, path, DirTree::parse)?;
+            if t.algorithm().is_some_and(|a| a != source.algorithm) {
+                return Err(AssembleError::Algorithm {
+                    kind: ObjectKind::DirTree,
+                    id: *id,
+                    path: shown_path(path),
+                    reason: "it names objects of another algorithm",
+                    expected: source.algorithm,
+                });
+            }
+            Ok(t)
+        })
+    }
+
+    /// Dirmeta `id` (for directory `path`).
+    pub(super) fn dirmeta(
+        &mut self,
+        id: &AnyDigest,
+        path: &[u8],
+    ) -> Result<Rc<Attrs>, AssembleError> {
+        let source = &mut self.source;
+        cached(&mut self.metas, id, || {
+            source.fetch_parsed(ObjectKind::DirMeta, id, path, Attrs::parse_dirmeta)
+        })
+    }
+}
+
+/// What `cache` holds for `id`, else what `make` makes, then kept there.
+fn cached<T, E>(
+    cache: &mut HashMap<AnyDigest, Rc<T>>,
+    id: &AnyDigest,
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<Rc<T>, E> {
+    if let Some(t) = cache.get(id) {
+        return Ok(Rc::clone(t));
+    }
+    let t = Rc::new(make()?);
+    cache.insert(*id, Rc::clone(&t));
+    Ok(t)
+}
+
+/// Where an assembly's objects come from, and the algorithm that names them all.
+struct Source<'f, 'a> {
+    fetch: &'f mut Fetch<'a>,
+    algorithm: HashAlgorithm,
+}
+
+impl Source<'_, '_> {
     /// Fetches object `id` and checks it against its name.
     fn get(
         &mut self,
@@ -467,41 +521,6 @@ impl<'f, 'a> Assembler<'f, 'a> {
             path: shown_path(path),
             source: Box::new(source),
         })
-    }
-
-    /// Dirtree `id` (for directory `path`), fetched once.
-    pub(super) fn dirtree(
-        &mut self,
-        id: &AnyDigest,
-        path: &[u8],
-    ) -> Result<Rc<DirTree>, AssembleError> {
-        if let Some(t) = self.trees.get(id) {
-            return Ok(Rc::clone(t));
-        }
-        let t = self.fetch_parsed(ObjectKind::DirTree, id, path, DirTree::parse)?;
-        if t.algorithm().is_some_and(|a| a != self.algorithm) {
-            return Err(AssembleError::Algorithm {
-                kind: ObjectKind::DirTree,
-                id: *id,
-                path: shown_path(path),
-                reason: "it names objects of another algorithm",
-                expected: self.algorithm,
-            });
-        }
-        Ok(Rc::clone(self.trees.entry(*id).or_insert(Rc::new(t))))
-    }
-
-    /// Dirmeta `id` (for directory `path`), fetched once.
-    pub(super) fn dirmeta(
-        &mut self,
-        id: &AnyDigest,
-        path: &[u8],
-    ) -> Result<Rc<Attrs>, AssembleError> {
-        if let Some(m) = self.metas.get(id) {
-            return Ok(Rc::clone(m));
-        }
-        let m = self.fetch_parsed(ObjectKind::DirMeta, id, path, Attrs::parse_dirmeta)?;
-        Ok(Rc::clone(self.metas.entry(*id).or_insert(Rc::new(m))))
     }
 }
 
