@@ -244,13 +244,8 @@ pub fn read_superblock(image: &[u8]) -> Result<Superblock, ReadError> {
 struct RawInode<'a> {
     offset: u64,
     nid: u64,
-    mode: u32,
-    nlink: u32,
-    size: u64,
-    uid: u32,
-    gid: u32,
-    mtime: Mtime,
-    rdev: u32,
+    /// Its attributes as stored (the tree's may differ: a whiteout's, a symlink's size).
+    stat: Stat,
     layout: u16,
     raw_blkaddr: u32,
     /// The inline xattr area (header included).
@@ -385,7 +380,7 @@ fn read_with_budget(image: &[u8], xattr_budget: u64) -> Result<(Tree, Superblock
         xattr_left: std::cell::Cell::new(xattr_budget),
     };
     let root = r.inode(sb.root_nid)?;
-    if root.mode & S_IFMT != crate::tree::S_IFDIR {
+    if root.stat.mode & S_IFMT != crate::tree::S_IFDIR {
         return Err(ReadError::RootNotDirectory);
     }
     r.seen.insert(sb.root_nid, InodeId::ROOT);
@@ -448,13 +443,15 @@ impl<'a> Reader<'a> {
         Ok(RawInode {
             offset,
             nid,
-            mode: fields.mode,
-            nlink: fields.nlink,
-            size: fields.size,
-            uid: fields.uid,
-            gid: fields.gid,
-            mtime: fields.mtime,
-            rdev,
+            stat: Stat {
+                mode: fields.mode,
+                uid: fields.uid,
+                gid: fields.gid,
+                nlink: fields.nlink,
+                rdev,
+                size: fields.size,
+                mtime: fields.mtime,
+            },
             layout: fields.layout,
             raw_blkaddr: fields.raw_blkaddr,
             xattrs,
@@ -536,7 +533,7 @@ impl<'a> Reader<'a> {
     /// A flat inode's data: the full blocks at `raw_blkaddr`, then the inline tail.
     fn flat_data(&mut self, ino: &RawInode<'a>) -> Result<(&'a [u8], &'a [u8]), ReadError> {
         // The tail is `size % BLOCK_SIZE` bytes or none: never more than the size.
-        let block_bytes = ino.size - ino.tail.len() as u64;
+        let block_bytes = ino.stat.size - ino.tail.len() as u64;
         let blocks = if block_bytes > 0 {
             let start = u64::from(ino.raw_blkaddr) * BLOCK_SIZE;
             bytes_at(self.image, start, block_bytes)
@@ -546,7 +543,7 @@ impl<'a> Reader<'a> {
         };
         self.data_left = self
             .data_left
-            .checked_sub(ino.size)
+            .checked_sub(ino.stat.size)
             .ok_or_else(|| ino.bad("inodes share data blocks (more data than the image holds)"))?;
         Ok((blocks, ino.tail))
     }
@@ -572,16 +569,8 @@ impl<'a> Reader<'a> {
         parent_nid: u64,
         depth: usize,
     ) -> Result<Option<OpenDir<'a>>, ReadError> {
-        let ftype = FileType::from_mode(ino.mode).ok_or_else(|| ino.bad("invalid mode"))?;
-        let mut stat = Stat {
-            mode: ino.mode,
-            uid: ino.uid,
-            gid: ino.gid,
-            nlink: ino.nlink,
-            rdev: ino.rdev,
-            size: ino.size,
-            mtime: ino.mtime,
-        };
+        let ftype = FileType::from_mode(ino.stat.mode).ok_or_else(|| ino.bad("invalid mode"))?;
+        let mut stat = ino.stat.clone();
         let mut file = RegularFile::default();
         let mut xattrs = Vec::new();
         let mut whiteout = false;
@@ -593,7 +582,7 @@ impl<'a> Reader<'a> {
                 if ino.layout == LAYOUT_CHUNK_BASED {
                     return Err(ino.bad("chunk-based directory"));
                 }
-                if ino.layout == LAYOUT_FLAT_PLAIN && ino.size % BLOCK_SIZE != 0 {
+                if ino.layout == LAYOUT_FLAT_PLAIN && ino.stat.size % BLOCK_SIZE != 0 {
                     return Err(ino.bad("directory without an inline tail not in whole blocks"));
                 }
                 if depth > limits::DEPTH_MAX {
@@ -626,7 +615,7 @@ impl<'a> Reader<'a> {
                 if ino.layout == LAYOUT_CHUNK_BASED {
                     return Err(ino.bad("chunk-based symlink"));
                 }
-                if ino.size == 0 || ino.size >= PATH_MAX {
+                if ino.stat.size == 0 || ino.stat.size >= PATH_MAX {
                     return Err(ino.bad("symlink target empty or too long"));
                 }
                 let target = self.flat_bytes(ino)?;
@@ -642,8 +631,8 @@ impl<'a> Reader<'a> {
                     stat.size = 0;
                     Content::Special
                 } else {
-                    if ino.layout != LAYOUT_CHUNK_BASED && ino.size > 0 {
-                        if ino.size > INLINE_CONTENT_MAX {
+                    if ino.layout != LAYOUT_CHUNK_BASED && ino.stat.size > 0 {
+                        if ino.stat.size > INLINE_CONTENT_MAX {
                             return Err(ino.bad("inline file content over 5000 bytes"));
                         }
                         file.inline = Some(self.flat_bytes(ino)?);
@@ -779,10 +768,10 @@ impl<'a> Reader<'a> {
             .iter()
             .filter(|x| x.name == b"security.selinux")
             .collect();
-        let same = child.mode == S_IFCHR | 0o644
-            && (child.uid, child.gid, child.mtime)
+        let same = child.stat.mode == S_IFCHR | 0o644
+            && (child.stat.uid, child.stat.gid, child.stat.mtime)
                 == (root.stat.uid, root.stat.gid, root.stat.mtime)
-            && child.nlink == 1
+            && child.stat.nlink == 1
             && xattrs.iter().eq(root_label);
         if !same {
             return Err(child.bad("whiteout with attributes composefs does not give them"));
@@ -892,13 +881,13 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let child = self.inode(child_nid)?;
-            if ft != ft::of_mode(child.mode) {
+            if ft != ft::of_mode(child.stat.mode) {
                 return Err(corrupt(
                     dir.offset,
                     "directory entry type disagrees with the inode",
                 ));
             }
-            if child.mode & S_IFMT == S_IFCHR && child.rdev == 0 {
+            if child.stat.mode & S_IFMT == S_IFCHR && child.stat.rdev == 0 {
                 // A real overlayfs whiteout: C skips them (they are the writer's 00-ff).
                 let in_root = dir.nid == self.sb.root_nid;
                 self.check_root_whiteout(&child, name, in_root)?;
@@ -983,7 +972,7 @@ fn inline_tail_len(fields: &InodeFields, ftype: FileType) -> Result<u64, String>
 
 /// A device, fifo or socket has no data: size 0, no blocks.
 fn check_special_data(ino: &RawInode<'_>) -> Result<(), ReadError> {
-    if ino.layout != LAYOUT_FLAT_PLAIN || ino.size != 0 {
+    if ino.layout != LAYOUT_FLAT_PLAIN || ino.stat.size != 0 {
         return Err(ino.bad("device, fifo or socket with data"));
     }
     Ok(())
