@@ -5,21 +5,17 @@
 use std::io::{self, Write};
 
 use sealroot_format::tree::{Content, InodeId, Tree};
-use sealroot_repo::{CommitError, ImageError, ObjectError, ObjectId, Repository};
+use sealroot_repo::{ImageError, ObjectError, ObjectId, Repository};
+
+use crate::resolve::{self, ResolveError};
 
 /// Why a path could not be looked up or a file read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The ref, commit or image could not be resolved.
-    #[error("cannot resolve {spec}: {source}")]
-    Resolve {
-        /// What was asked for.
-        spec: String,
-        /// Why.
-        #[source]
-        source: Box<CommitError>,
-    },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     /// The image could not be read.
     #[error(transparent)]
     Image(#[from] Box<ImageError>),
@@ -80,10 +76,7 @@ pub enum Error {
 /// The tree of the image `spec` names (an image id, a commit by ref, id or prefix, or an
 /// image ref).
 pub fn read_tree(repo: &Repository, spec: &str) -> Result<Tree, Error> {
-    let image = repo.resolve_image(spec).map_err(|source| Error::Resolve {
-        spec: spec.to_owned(),
-        source: Box::new(source),
-    })?;
+    let image = resolve::image(repo, spec)?;
     repo.read_image(&image)
         .map_err(|e| Error::Image(Box::new(e)))
 }

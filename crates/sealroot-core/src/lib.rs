@@ -27,6 +27,9 @@ pub mod files;
 #[cfg(feature = "write")]
 pub mod keys;
 pub mod mount;
+mod resolve;
 #[cfg(feature = "write")]
 pub mod sign;
 pub mod verify;
+
+pub use resolve::ResolveError;

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 use sealroot_mount::{MountError, MountOptions, VerityMode};
-use sealroot_repo::{CommitError, ImageError, ImageId, Repository};
+use sealroot_repo::{ImageError, ImageId, Repository};
 use sealroot_trust::ed25519::Keyring;
 
+use crate::resolve::{self, ResolveError};
 use crate::verify::{self, Verified};
 
 /// Why a mount was refused or failed.
@@ -17,14 +18,8 @@ use crate::verify::{self, Verified};
 #[non_exhaustive]
 pub enum Error {
     /// The ref, commit or image could not be resolved.
-    #[error("cannot resolve {spec}: {source}")]
-    Resolve {
-        /// What was asked for.
-        spec: String,
-        /// Why.
-        #[source]
-        source: Box<CommitError>,
-    },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     /// A signature was required and the commit does not verify.
     #[error("refusing to mount {spec}: {source}")]
     NotVerified {
@@ -100,13 +95,9 @@ impl Mounted {
 /// Mounts `request.spec` at `request.mountpoint`.
 pub fn mount(repo: &Repository, request: &Request) -> Result<Mounted, Error> {
     let spec = &request.spec;
-    let resolve_err = |source| Error::Resolve {
-        spec: spec.clone(),
-        source: Box::new(source),
-    };
     let (image, verified) = match &request.require_signature {
         Some(ring) => {
-            let id = repo.resolve_commit(spec).map_err(resolve_err)?;
+            let id = resolve::commit(repo, spec)?;
             // The signature covers the commit, which names the image by digest; the mount
             // checks the image against that digest before the kernel sees it.
             let v =
@@ -123,7 +114,7 @@ pub fn mount(repo: &Repository, request: &Request) -> Result<Mounted, Error> {
             }
             (image, Some(v))
         }
-        None => (repo.resolve_image(spec).map_err(resolve_err)?, None),
+        None => (resolve::image(repo, spec)?, None),
     };
     // Whether the objects have fs-verity is read off the image (stored like them), not learnt
     // by writing a probe: a repository mounted at boot is often read-only.

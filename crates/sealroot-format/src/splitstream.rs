@@ -1000,37 +1000,31 @@ mod tests {
         let mut x = b.clone();
         x[15] = 16;
         assert_eq!(references(&x), Err(ParseError::UnsupportedBlockSize(16)));
+        // `b` with the u64 at `at` set to `value`: the section its parse fails in, and how.
+        let with_u64 = |at: usize, value: u64| {
+            let mut x = b.clone();
+            x[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            match references(&x) {
+                Err(ParseError::BadRange { section, .. }) => Some(("range", section)),
+                Err(ParseError::RaggedReferences { section, .. }) => Some(("ragged", section)),
+                _ => None,
+            }
+        };
         // Object references ending past the file.
-        let mut x = b.clone();
-        x[32 + 24..32 + 32].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            references(&x),
-            Err(ParseError::BadRange {
-                section: Section::ObjectRefs,
-                ..
-            })
-        ));
+        assert_eq!(
+            with_u64(32 + 24, u64::MAX),
+            Some(("range", Section::ObjectRefs))
+        );
         // Object references of a partial digest.
-        let mut x = b.clone();
-        let end = u64_at(&x, 32 + 24) - 1;
-        x[32 + 24..32 + 32].copy_from_slice(&end.to_le_bytes());
-        assert!(matches!(
-            references(&x),
-            Err(ParseError::RaggedReferences {
-                section: Section::ObjectRefs,
-                ..
-            })
-        ));
+        assert_eq!(
+            with_u64(32 + 24, u64_at(&b, 32 + 24) - 1),
+            Some(("ragged", Section::ObjectRefs))
+        );
         // A range that ends before it starts.
-        let mut x = b.clone();
-        x[32 + 32..32 + 40].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            references(&x),
-            Err(ParseError::BadRange {
-                section: Section::Stream,
-                ..
-            })
-        ));
+        assert_eq!(
+            with_u64(32 + 32, u64::MAX),
+            Some(("range", Section::Stream))
+        );
     }
 
     #[test]

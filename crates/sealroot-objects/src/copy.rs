@@ -1,37 +1,15 @@
-//! Filling a new object: [`copy`] from an open file, [`write_all`] from memory, and the
-//! per-thread buffer both fall back on.
+//! Filling a new object: [`copy`] from an open file and [`write_all`] from memory. The
+//! per-thread buffer a copy by hand goes through is sealroot-verity's [`with_buffer`] (the one
+//! hashing reads into), re-exported here.
 
-use std::cell::RefCell;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
+pub use sealroot_verity::{with_buffer, BUFFER_SIZE};
 
-/// The size of [`with_buffer`]'s buffer: large enough that system calls cost little next to
-/// hashing, small enough to stay in the CPU's L2 cache.
-pub const BUFFER_SIZE: usize = 256 * 1024;
 /// The most `copy_file_range` is asked to copy at once.
 const COPY_CHUNK: u64 = 1 << 30;
-
-thread_local! {
-    /// One buffer per thread, reused: allocating 256 KiB per object would cost an `mmap` and
-    /// its page faults each time.
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's buffer of at least [`BUFFER_SIZE`] bytes (a new one if `f`
-/// is already running on this thread).
-pub fn with_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
-    BUFFER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < BUFFER_SIZE {
-                buf.resize(BUFFER_SIZE, 0);
-            }
-            f(&mut buf)
-        }
-        Err(_) => f(&mut vec![0; BUFFER_SIZE]),
-    })
-}
 
 /// Writes all of `data` to `fd` at its current position.
 pub fn write_all(fd: impl AsFd, mut data: &[u8]) -> Result<(), Errno> {
@@ -148,17 +126,5 @@ mod tests {
             copy(src.as_fd(), dst.as_fd(), size, &mut buf, Some(&memo)).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), content);
         }
-    }
-
-    #[test]
-    fn nested_buffers_are_distinct() {
-        with_buffer(|outer| {
-            assert!(outer.len() >= BUFFER_SIZE);
-            outer[0] = 1;
-            with_buffer(|inner| {
-                assert_eq!(inner[0], 0);
-                assert!(inner.len() >= BUFFER_SIZE);
-            });
-        });
     }
 }

@@ -24,7 +24,7 @@
 use std::path::Path;
 
 use sealroot_verity::HashAlgorithm;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::OpenError;
 use crate::id::LOG_BLOCK_SIZE;
@@ -116,118 +116,152 @@ impl Config {
     /// Public so that the text can be checked (and fuzzed) without a repository;
     /// [`Repository::open`](crate::Repository::open) reads the file and calls this.
     pub fn parse(text: &[u8], path: &Path, file_has_verity: bool) -> Result<Self, OpenError> {
-        let bad = |reason: String| OpenError::BadConfig {
-            path: path.to_owned(),
-            reason,
-        };
+        let meta = Meta { path, prefix: "" };
         let value: Value =
-            serde_json::from_slice(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let top = value
-            .as_object()
-            .ok_or_else(|| bad("not a JSON object".into()))?;
-
-        let version = top
-            .get("version")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| bad("no unsigned integer \"version\"".into()))?;
-        if version > COMPOSEFS_REPO_VERSION {
-            return Err(OpenError::NewerFormat {
-                path: path.to_owned(),
-                what: "repository version",
-                found: version,
-                supported: COMPOSEFS_REPO_VERSION,
-            });
-        }
-
-        let mut unknown_read_only_features = Vec::new();
-        if let Some(features) = top.get("features") {
-            let features = features
-                .as_object()
-                .ok_or_else(|| bad("\"features\" is not an object".into()))?;
-            let list = |key: &str| -> Result<Vec<String>, OpenError> {
-                match features.get(key) {
-                    None => Ok(Vec::new()),
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .map(|v| {
-                            v.as_str().map(str::to_owned).ok_or_else(|| {
-                                bad(format!("feature list {key:?} holds a non-string"))
-                            })
-                        })
-                        .collect(),
-                    Some(_) => Err(bad(format!("feature list {key:?} is not an array"))),
-                }
-            };
-            let incompatible: Vec<String> = list("incompatible")?
-                .into_iter()
-                .filter(|f| !KNOWN_INCOMPATIBLE.contains(&f.as_str()))
-                .collect();
-            if !incompatible.is_empty() {
-                return Err(OpenError::IncompatibleFeatures {
-                    path: path.to_owned(),
-                    features: incompatible,
-                });
-            }
-            unknown_read_only_features = list("read-only-compatible")?
-                .into_iter()
-                .filter(|f| !KNOWN_READ_ONLY_COMPATIBLE.contains(&f.as_str()))
-                .collect();
-        }
-
-        let algorithm_text = top
-            .get("algorithm")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("no string \"algorithm\"".into()))?;
-        let unsupported = || OpenError::UnsupportedAlgorithm {
-            path: path.to_owned(),
-            algorithm: algorithm_text.to_owned(),
+            serde_json::from_slice(text).map_err(|e| meta.bad(format!("not JSON: {e}")))?;
+        let top = meta.object(&value, "not a JSON object")?;
+        meta.version(top, "version", "repository version", COMPOSEFS_REPO_VERSION)?;
+        let unknown_read_only_features = match top.get("features") {
+            Some(features) => meta.features(features)?,
+            None => Vec::new(),
         };
-        let algorithm = match algorithm_text
-            .strip_prefix("fsverity-")
-            .and_then(|rest| rest.split_once('-'))
-        {
-            Some((hash, log)) if log == LOG_BLOCK_SIZE.to_string() => {
-                hash.parse::<HashAlgorithm>().map_err(|_| unsupported())?
-            }
-            _ => return Err(unsupported()),
-        };
-
         let mut config = Config {
-            algorithm,
+            algorithm: meta.algorithm(top)?,
             require_verity: file_has_verity,
             sealroot_format: None,
             verity_at_init: None,
             unknown_read_only_features,
         };
         if let Some(section) = top.get("sealroot") {
-            let section = section
-                .as_object()
-                .ok_or_else(|| bad("\"sealroot\" is not an object".into()))?;
-            let format = section
-                .get("format")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| bad("no unsigned integer \"sealroot.format\"".into()))?;
-            if format > SEALROOT_FORMAT {
-                return Err(OpenError::NewerFormat {
-                    path: path.to_owned(),
-                    what: "sealroot format",
-                    found: format,
-                    supported: SEALROOT_FORMAT,
-                });
-            }
-            let flag = |key: &str| -> Result<bool, OpenError> {
-                match section.get(key) {
-                    None => Ok(false),
-                    Some(v) => v
-                        .as_bool()
-                        .ok_or_else(|| bad(format!("\"sealroot.{key}\" is not a boolean"))),
-                }
-            };
-            config.sealroot_format = Some(format);
-            config.require_verity |= flag("require-verity")?;
-            config.verity_at_init = Some(flag("fs-verity-at-init")?);
+            meta.sealroot_section(section, &mut config)?;
         }
         Ok(config)
+    }
+}
+
+/// Reading the parts of `meta.json`, whose path the errors name.
+struct Meta<'a> {
+    path: &'a Path,
+    /// How messages name the keys of the object being read: `sealroot.` in that section.
+    prefix: &'static str,
+}
+
+impl Meta<'_> {
+    fn bad(&self, reason: impl Into<String>) -> OpenError {
+        OpenError::BadConfig {
+            path: self.path.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `value` as a JSON object, else an error saying `not_one`.
+    fn object<'v>(
+        &self,
+        value: &'v Value,
+        not_one: &str,
+    ) -> Result<&'v Map<String, Value>, OpenError> {
+        value.as_object().ok_or_else(|| self.bad(not_one))
+    }
+
+    /// The version number `object[key]` (`what` in the error when it is newer), no newer than
+    /// `supported`.
+    fn version(
+        &self,
+        object: &Map<String, Value>,
+        key: &str,
+        what: &'static str,
+        supported: u64,
+    ) -> Result<u64, OpenError> {
+        let found = object
+            .get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.bad(format!("no unsigned integer \"{}{key}\"", self.prefix)))?;
+        if found > supported {
+            return Err(OpenError::NewerFormat {
+                path: self.path.to_owned(),
+                what,
+                found,
+                supported,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Checks the `features` section: no `incompatible` feature this code does not know.
+    /// Returns the `read-only-compatible` features it does not know.
+    fn features(&self, features: &Value) -> Result<Vec<String>, OpenError> {
+        let features = self.object(features, "\"features\" is not an object")?;
+        let list = |key: &str| -> Result<Vec<String>, OpenError> {
+            match features.get(key) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_owned).ok_or_else(|| {
+                            self.bad(format!("feature list {key:?} holds a non-string"))
+                        })
+                    })
+                    .collect(),
+                Some(_) => Err(self.bad(format!("feature list {key:?} is not an array"))),
+            }
+        };
+        let incompatible: Vec<String> = list("incompatible")?
+            .into_iter()
+            .filter(|f| !KNOWN_INCOMPATIBLE.contains(&f.as_str()))
+            .collect();
+        if !incompatible.is_empty() {
+            return Err(OpenError::IncompatibleFeatures {
+                path: self.path.to_owned(),
+                features: incompatible,
+            });
+        }
+        Ok(list("read-only-compatible")?
+            .into_iter()
+            .filter(|f| !KNOWN_READ_ONLY_COMPATIBLE.contains(&f.as_str()))
+            .collect())
+    }
+
+    /// The digest algorithm of `"algorithm": "fsverity-HASH-LOG"`, with 4 KiB blocks.
+    fn algorithm(&self, top: &Map<String, Value>) -> Result<HashAlgorithm, OpenError> {
+        let algorithm_text = top
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.bad("no string \"algorithm\""))?;
+        let unsupported = || OpenError::UnsupportedAlgorithm {
+            path: self.path.to_owned(),
+            algorithm: algorithm_text.to_owned(),
+        };
+        match algorithm_text
+            .strip_prefix("fsverity-")
+            .and_then(|rest| rest.split_once('-'))
+        {
+            Some((hash, log)) if log == LOG_BLOCK_SIZE.to_string() => {
+                hash.parse::<HashAlgorithm>().map_err(|_| unsupported())
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// Reads sealroot's own section into `config`.
+    fn sealroot_section(&self, section: &Value, config: &mut Config) -> Result<(), OpenError> {
+        let section = self.object(section, "\"sealroot\" is not an object")?;
+        let meta = Meta {
+            path: self.path,
+            prefix: "sealroot.",
+        };
+        let format = meta.version(section, "format", "sealroot format", SEALROOT_FORMAT)?;
+        let flag = |key: &str| -> Result<bool, OpenError> {
+            match section.get(key) {
+                None => Ok(false),
+                Some(v) => v
+                    .as_bool()
+                    .ok_or_else(|| meta.bad(format!("\"{}{key}\" is not a boolean", meta.prefix))),
+            }
+        };
+        config.sealroot_format = Some(format);
+        config.require_verity |= flag("require-verity")?;
+        config.verity_at_init = Some(flag("fs-verity-at-init")?);
+        Ok(())
     }
 }
 

@@ -276,6 +276,17 @@ pub enum ObjectError {
     },
 }
 
+/// A file of an image's tree whose payload is not an object path of the repository's
+/// algorithm.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: payload {payload:?} does not name an object of this repository")]
+pub struct BadPayload {
+    /// The file's path in the tree.
+    pub file: String,
+    /// The payload.
+    pub payload: String,
+}
+
 /// Why an image could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -296,13 +307,8 @@ pub enum ImageError {
         source: ReadError,
     },
     /// A file's payload is not an object path of this repository's algorithm.
-    #[error("{file}: payload {payload:?} does not name an object of this repository")]
-    BadPayload {
-        /// The file's path in the tree.
-        file: String,
-        /// The payload.
-        payload: String,
-    },
+    #[error(transparent)]
+    BadPayload(#[from] BadPayload),
     /// No such image.
     #[error("{0} is not in the repository")]
     NotFound(ImageId),
@@ -331,13 +337,8 @@ pub enum WriteImageError {
         object: ObjectId,
     },
     /// A file's payload is not an object path of this repository's algorithm.
-    #[error("{file}: payload {payload:?} does not name an object of this repository")]
-    BadPayload {
-        /// The file's path in the tree.
-        file: String,
-        /// The payload.
-        payload: String,
-    },
+    #[error(transparent)]
+    BadPayload(#[from] BadPayload),
     /// The image a commit records is not in the repository.
     #[error("{0} is not in the repository")]
     NotFound(ImageId),
@@ -393,6 +394,18 @@ pub enum RefError {
     /// The transaction that sets a ref could not start or finish.
     #[error(transparent)]
     Transaction(#[from] TransactionError),
+}
+
+impl RefError {
+    /// Ref `name` is [`Broken`](RefError::Broken): it points at `target`, which is not an
+    /// image or commit of the repository because of `reason`.
+    pub(crate) fn broken(name: &RefName, target: &str, reason: &'static str) -> Self {
+        RefError::Broken {
+            name: name.clone(),
+            target: target.to_owned(),
+            reason,
+        }
+    }
 }
 
 /// Why a transaction could not start or finish.

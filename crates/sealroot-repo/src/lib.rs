@@ -77,8 +77,8 @@ mod write;
 
 pub use config::{Config, COMPOSEFS_REPO_VERSION, META_FILE, SEALROOT_FORMAT};
 pub use error::{
-    FsckError, GcError, ImageError, IoError, ObjectError, OpenError, Operation, RefError,
-    TransactionError, WriteImageError,
+    BadPayload, FsckError, GcError, ImageError, IoError, ObjectError, OpenError, Operation,
+    RefError, TransactionError, WriteImageError,
 };
 pub use id::{
     IdParseError, ImageId, ObjectId, RefName, RefNameError, LOG_BLOCK_SIZE, REF_NAME_MAX,

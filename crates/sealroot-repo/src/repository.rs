@@ -68,17 +68,23 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// Opens the repository directory `path` itself (the one path followed through links: the
+/// repository's own path may hold them, nothing inside it may).
+pub(crate) fn open_top(path: &Path) -> Result<OwnedFd, IoError> {
+    rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| IoError::new(Op::Open, path, e))
+}
+
 impl Repository {
     /// Opens the repository at `path`. Refuses one of a newer format, or with features this
     /// code does not know, or with a damaged `meta.json`, with an error naming the file.
     pub fn open(path: &Path) -> Result<Repository, OpenError> {
-        let dir = rustix::fs::openat(
-            rustix::fs::CWD,
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| IoError::new(Op::Open, path, e))?;
+        let dir = open_top(path)?;
         let meta = path.join(layout::META_FILE);
         let file = match fs::open_file(&dir, layout::META_FILE) {
             Ok(fd) => std::fs::File::from(fd),

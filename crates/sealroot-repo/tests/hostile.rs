@@ -12,7 +12,7 @@ use sealroot_repo::{
     NoProgress, ObjectId, OnRefMoved, OpenError, RefError, RefName, RefProblem, RefTarget,
     Repository,
 };
-use sealroot_testkit::{pattern, scratch, Untouched};
+use sealroot_testkit::{pattern, scratch, swap_for_symlink, Untouched};
 use sealroot_tree::{build_from_dir, BuildOptions, NoProgress as TreeNoProgress};
 use sealroot_verity::sha256_digest;
 
@@ -80,23 +80,6 @@ fn refuses(message: &str, path: &Path) {
         "expected a refusal naming the symlink {}: {message}",
         path.display()
     );
-}
-
-/// Replaces directory `rel` of the repository by a symlink to a copy of it outside (what an
-/// attacker would plant: the same content, elsewhere). Returns the copy.
-fn swap_for_symlink(s: &Setup, rel: &str) -> PathBuf {
-    let inside = s.path.join(rel);
-    let copy = s.outside.join(rel.replace('/', "-"));
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&inside)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fs::rename(&inside, s.path.join(format!("{rel}.real"))).unwrap();
-    symlink(&copy, &inside).unwrap();
-    copy
 }
 
 #[test]
@@ -396,7 +379,7 @@ fn a_symlinked_images_directory_is_refused() {
     let s = setup();
     // Let the copy hold an image link whose object is gone: what fsck --repair and crash
     // recovery remove as dangling.
-    let copy = swap_for_symlink(&s, "images");
+    let copy = swap_for_symlink(&s.path, "images", &s.outside);
     let dangling = ImageId::new(ObjectId::from(sha256_digest(b"gone")));
     symlink(
         format!("../objects/{}", dangling.object().object_path()),
@@ -429,7 +412,7 @@ fn a_symlinked_images_directory_is_refused() {
 fn a_symlinked_commits_directory_is_refused() {
     let s = setup();
     let commits = s.path.join("commits");
-    swap_for_symlink(&s, "commits");
+    swap_for_symlink(&s.path, "commits", &s.outside);
     let outside = Untouched::watch(&s.outside);
     // Opened afresh: an open repository keeps the directories it opened, the real ones.
     let repo = Repository::open(&s.path).unwrap();

@@ -12,7 +12,7 @@ use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_repo::{
     Corruption, FsckOptions, GcOptions, HashAlgorithm, ImageId, ImageProblem, InitOptions,
     NoProgress, ObjectError, ObjectId, OpenError, Phase, Progress, RefError, RefName, RefProblem,
-    RefTarget, Repository, TransactionError, WriteImageError,
+    RefTarget, Repository, Transaction, TransactionError, WriteImageError,
 };
 use sealroot_testkit::{mount_test, pattern, scratch};
 use sealroot_tree::{build_from_dir, BuildOptions, NoProgress as TreeNoProgress};
@@ -62,15 +62,20 @@ fn make_source(dir: &Path, variant: u32) {
     std::os::unix::fs::symlink("../big", dir.join("sub/link")).unwrap();
 }
 
-/// Commits directory `src` into `repo` as ref `r`; returns the image.
-fn commit(repo: &Repository, src: &Path, r: &str) -> ImageId {
-    let tx = repo.transaction().unwrap();
+/// Builds directory `src` into a tree, its files stored through `tx`, and writes its image.
+fn write_image(tx: &Transaction<'_>, src: &Path) -> ImageId {
     let opts = BuildOptions {
         object_store: Some(tx.object_store()),
         ..BuildOptions::default()
     };
     let tree = build_from_dir(src, &opts, &TreeNoProgress).unwrap();
-    let image = tx.write_image(&tree, &WriteOptions::default()).unwrap();
+    tx.write_image(&tree, &WriteOptions::default()).unwrap()
+}
+
+/// Commits directory `src` into `repo` as ref `r`; returns the image.
+fn commit(repo: &Repository, src: &Path, r: &str) -> ImageId {
+    let tx = repo.transaction().unwrap();
+    let image = write_image(&tx, src);
     tx.set_ref(&name(r), &image).unwrap();
     tx.finish().unwrap();
     image
@@ -529,12 +534,7 @@ fn gc_waits_for_transactions_and_never_takes_their_objects() {
     make_source(&src, 0);
 
     let tx = repo.transaction().unwrap();
-    let opts = BuildOptions {
-        object_store: Some(tx.object_store()),
-        ..BuildOptions::default()
-    };
-    let tree = build_from_dir(&src, &opts, &TreeNoProgress).unwrap();
-    let image = tx.write_image(&tree, &WriteOptions::default()).unwrap();
+    let image = write_image(&tx, &src);
     // No ref yet: only the lock protects what the transaction wrote.
     let (send, waiting) = mpsc::channel();
     let watch = Watch(Mutex::new(Some(send)));

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod untouched;
-pub use untouched::Untouched;
+pub use untouched::{swap_for_symlink, Untouched};
 
 /// The environment variable that marks the inside run, holding the test's name.
 pub const INSIDE: &str = "SEALROOT_TEST_INSIDE_NAMESPACE";
@@ -478,7 +478,16 @@ pub mod vectors {
 /// xattrs in user/trusted/security namespaces and an ACL, odd names, sub-second mtimes, and
 /// `big_mib` MiB of data in a few large files.
 pub fn rich_tree(root: &Path, big_mib: usize) {
-    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    rich_files(root, big_mib);
+    rich_links_and_specials(root);
+    odd_names(root);
+    rich_attributes(root);
+    // Sub-second mtimes everywhere, set last.
+    spread_mtimes(root);
+}
+
+/// [`rich_tree`]'s directories and regular files.
+fn rich_files(root: &Path, big_mib: usize) {
     fs::create_dir_all(root.join("dir/sub/deeper")).unwrap();
     fs::create_dir_all(root.join("empty")).unwrap();
     fs::write(under(root, "inline"), b"tiny\n").unwrap();
@@ -504,38 +513,41 @@ pub fn rich_tree(root: &Path, big_mib: usize) {
     }
     fs::write(under(root, "dup-a"), pattern(9, 10000)).unwrap();
     fs::write(under(root, "dir/dup-b"), pattern(9, 10000)).unwrap();
+}
+
+/// [`rich_tree`]'s hard links, symlinks, devices, fifo and socket.
+fn rich_links_and_specials(root: &Path) {
+    use rustix::fs::{makedev, mknodat, FileType, Mode, CWD};
     fs::hard_link(root.join("dir/4096"), root.join("hardlink-to-4096")).unwrap();
     fs::hard_link(root.join("inline"), root.join("dir/hardlink-to-inline")).unwrap();
     std::os::unix::fs::symlink("inline", root.join("symlink")).unwrap();
     std::os::unix::fs::symlink("/does/not/exist", root.join("dir/dangling")).unwrap();
     std::os::unix::fs::symlink("x".repeat(300), root.join("long-symlink")).unwrap();
-    mknodat(
-        CWD,
-        root.join("fifo"),
-        FileType::Fifo,
-        Mode::from_raw_mode(0o640),
-        0,
-    )
-    .unwrap();
-    mknodat(
-        CWD,
-        root.join("chardev"),
-        FileType::CharacterDevice,
-        Mode::from_raw_mode(0o600),
-        rustix::fs::makedev(1, 7),
-    )
-    .unwrap();
-    mknodat(
-        CWD,
-        root.join("blockdev"),
-        FileType::BlockDevice,
-        Mode::from_raw_mode(0o660),
-        rustix::fs::makedev(259, 70000),
-    )
-    .unwrap();
+    for (name, file_type, mode, dev) in [
+        ("fifo", FileType::Fifo, 0o640, 0),
+        ("chardev", FileType::CharacterDevice, 0o600, makedev(1, 7)),
+        (
+            "blockdev",
+            FileType::BlockDevice,
+            0o660,
+            makedev(259, 70000),
+        ),
+    ] {
+        mknodat(
+            CWD,
+            root.join(name),
+            file_type,
+            Mode::from_raw_mode(mode),
+            dev,
+        )
+        .unwrap();
+    }
     let sock = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
     drop(sock);
-    // Odd names: spaces, a newline, a backslash, non-UTF-8 bytes, '=' and a 255-byte name.
+}
+
+/// Odd names: spaces, a newline, a backslash, non-UTF-8 bytes, '=', '-' and a 255-byte name.
+fn odd_names(root: &Path) {
     use std::os::unix::ffi::OsStrExt;
     for name in [
         &b"with space"[..],
@@ -548,6 +560,10 @@ pub fn rich_tree(root: &Path, big_mib: usize) {
         fs::write(root.join(std::ffi::OsStr::from_bytes(name)), name).unwrap();
     }
     fs::write(root.join("n".repeat(255)), b"long name").unwrap();
+}
+
+/// [`rich_tree`]'s xattrs, ACL, owner and setuid bit.
+fn rich_attributes(root: &Path) {
     let set = |p: &str, k: &str, v: &[u8]| {
         rustix::fs::lsetxattr(root.join(p), k, v, rustix::fs::XattrFlags::empty()).unwrap()
     };
@@ -574,7 +590,12 @@ pub fn rich_tree(root: &Path, big_mib: usize) {
     )
     .unwrap();
     fs::set_permissions(root.join("exactly-64"), fs::Permissions::from_mode(0o4755)).unwrap();
-    // Sub-second mtimes everywhere, set last, children first.
+}
+
+/// Gives everything under `root` (itself included) a distinct mtime with nanoseconds,
+/// children first.
+fn spread_mtimes(root: &Path) {
+    use std::os::unix::ffi::OsStrExt;
     let mut all = Snapshot::of_dir(
         root,
         Fields {

@@ -40,9 +40,18 @@ impl Rng {
         &items[self.index(items.len())]
     }
 
-    /// `len` random bytes.
+    /// A `usize` in `lo..=hi` (`lo <= hi`).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.index(hi - lo + 1)
+    }
+
+    /// `len` random bytes (eight from each draw, so that megabytes come quickly).
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
+        let mut out = vec![0; len];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes()[..chunk.len()]);
+        }
+        out
     }
 
     /// `len` bytes without NUL (and without `/` when `no_slash`): mostly printable ASCII,

@@ -1,5 +1,6 @@
 //! [`Untouched`]: a directory outside a repository that a test proves nobody read, wrote or
-//! removed anything in, for the tests that plant symlinks from a repository to it.
+//! removed anything in, for the tests that plant symlinks from a repository to it
+//! ([`swap_for_symlink`]).
 
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
@@ -112,4 +113,22 @@ impl Untouched {
             );
         }
     }
+}
+
+/// Replaces directory `rel` of the repository at `repo` with a symlink to a copy of it in
+/// `outside` (what an attacker would plant: the same content, elsewhere); the original is
+/// kept as `rel.real`. Returns the copy.
+pub fn swap_for_symlink(repo: &Path, rel: &str, outside: &Path) -> PathBuf {
+    let inside = repo.join(rel);
+    let copy = outside.join(rel.replace('/', "-"));
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&inside)
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success(), "cp -a {}", inside.display());
+    std::fs::rename(&inside, repo.join(format!("{rel}.real"))).unwrap();
+    std::os::unix::fs::symlink(&copy, &inside).unwrap();
+    copy
 }

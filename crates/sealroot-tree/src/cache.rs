@@ -62,13 +62,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
+use sealroot_objects::FileIdentity;
 use sealroot_verity::{AnyDigest, HashAlgorithm};
 
 /// How much older than the start of its reading a file's ctime must be for its digest to be
@@ -117,55 +117,23 @@ const NSEC_MAX: u32 = 999_999_999;
 /// Makes temporary file names unique within this process.
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// What identifies one state of a regular file: its `stat` fields that any change of it
-/// changes (the ctime above all).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileKey {
-    /// The device it is on (`st_dev`).
-    pub dev: u64,
-    /// Its inode number (`st_ino`).
-    pub ino: u64,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its modification time, seconds since the epoch.
-    pub mtime_sec: i64,
-    /// The nanoseconds of its modification time.
-    pub mtime_nsec: u32,
-    /// Its status change time, seconds since the epoch.
-    pub ctime_sec: i64,
-    /// The nanoseconds of its status change time.
-    pub ctime_nsec: u32,
-}
+/// A cache key: the identity of one state of a file (see [`FileIdentity`]), written in
+/// the file as its fields in order.
+pub type FileKey = FileIdentity;
 
-impl From<&std::fs::Metadata> for FileKey {
-    fn from(m: &std::fs::Metadata) -> Self {
-        FileKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime_sec: m.mtime(),
-            mtime_nsec: m.mtime_nsec() as u32,
-            ctime_sec: m.ctime(),
-            ctime_nsec: m.ctime_nsec() as u32,
-        }
-    }
-}
-
-impl FileKey {
-    /// Whether the ctime is older than `now` by more than [`RACY_WINDOW`], so that any later
-    /// change of the file gives it another ctime.
-    fn settled(&self, now: SystemTime) -> bool {
-        let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
-            return false;
-        };
-        let Ok(now_sec) = i64::try_from(now.as_secs()) else {
-            return false;
-        };
-        let Some(limit_sec) = self.ctime_sec.checked_add(RACY_WINDOW.as_secs() as i64) else {
-            return false;
-        };
-        (limit_sec, self.ctime_nsec) < (now_sec, now.subsec_nanos())
-    }
+/// Whether `key`'s ctime is older than `now` by more than [`RACY_WINDOW`], so that any later
+/// change of the file gives it another ctime.
+fn settled(key: &FileKey, now: SystemTime) -> bool {
+    let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+        return false;
+    };
+    let Ok(now_sec) = i64::try_from(now.as_secs()) else {
+        return false;
+    };
+    let Some(limit_sec) = key.ctime_sec.checked_add(RACY_WINDOW.as_secs() as i64) else {
+        return false;
+    };
+    (limit_sec, key.ctime_nsec) < (now_sec, now.subsec_nanos())
 }
 
 /// Why a cache file was refused.
@@ -296,7 +264,7 @@ impl DigestCache {
     /// The digest recorded for the file in state `key`, if any (and if its ctime is settled);
     /// a hit keeps the entry for the next [`save`](DigestCache::save).
     pub fn lookup(&self, key: &FileKey) -> Option<AnyDigest> {
-        if !key.settled(SystemTime::now()) {
+        if !settled(key, SystemTime::now()) {
             return None;
         }
         if let Some(&digest) = self.loaded.get(key) {
@@ -312,7 +280,7 @@ impl DigestCache {
     /// `read_started`, since a change in the same clock tick would not show, nor if the
     /// digest is not of the cache's algorithm.
     pub fn insert(&self, key: FileKey, digest: AnyDigest, read_started: SystemTime) -> bool {
-        if !key.settled(read_started) || digest.algorithm() != self.algorithm {
+        if !settled(&key, read_started) || digest.algorithm() != self.algorithm {
             return false;
         }
         self.seen().insert(key, digest);

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use base64ct::{Base64, Encoding as _};
+use sealroot_testkit::Rng;
 use sealroot_trust::ed25519::{
     commit_message, parse_public_keys, parse_secret_keys, sign, verify, KeyError, KeyKind,
     KeyParseError, Keyring, KeyringError, PublicKey, SecretKey, Signature, SignatureFile,
@@ -910,60 +911,45 @@ fn signature_file_error_messages_read_well() {
     }
 }
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 const INTERESTING: &[u8] = b"\n \r\t=+/0aAzZ9#edsc1\xff\x00";
 
 fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
-    for _ in 0..=rng.below(4) {
+    for _ in 0..=rng.index(4) {
         let len = bytes.len();
-        match rng.below(8) {
+        match rng.index(8) {
             0 if len > 0 => {
-                let i = rng.below(len);
-                bytes[i] ^= 1 << rng.below(8);
+                let i = rng.index(len);
+                bytes[i] ^= 1 << rng.index(8);
             }
             1 if len > 0 => {
-                let i = rng.below(len);
-                bytes[i] = INTERESTING[rng.below(INTERESTING.len())];
+                let i = rng.index(len);
+                bytes[i] = INTERESTING[rng.index(INTERESTING.len())];
             }
             2 => {
-                let i = rng.below(len + 1);
-                bytes.insert(i, INTERESTING[rng.below(INTERESTING.len())]);
+                let i = rng.index(len + 1);
+                bytes.insert(i, INTERESTING[rng.index(INTERESTING.len())]);
             }
             3 if len > 0 => {
-                let i = rng.below(len);
+                let i = rng.index(len);
                 bytes.remove(i);
             }
             4 if len > 0 => {
-                let i = rng.below(len + 1);
+                let i = rng.index(len + 1);
                 bytes.truncate(i);
             }
             5 if len > 0 => {
                 // Duplicate or move a whole range (e.g. a line).
-                let a = rng.below(len);
-                let b = a + rng.below(len - a) + 1;
+                let a = rng.index(len);
+                let b = a + rng.index(len - a) + 1;
                 let piece = bytes[a..b].to_vec();
-                let at = rng.below(len + 1);
+                let at = rng.index(len + 1);
                 bytes.splice(at..at, piece);
             }
             6 if !other.is_empty() => {
                 // Splice in a piece of another valid file.
-                let a = rng.below(other.len());
-                let b = a + rng.below(other.len() - a) + 1;
-                let at = rng.below(len + 1);
+                let a = rng.index(other.len());
+                let b = a + rng.index(other.len() - a) + 1;
+                let at = rng.index(len + 1);
                 bytes.splice(at..at, other[a..b].iter().copied());
             }
             _ => {
@@ -971,7 +957,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
                 let text = bytes.clone();
                 let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
                 let n = lines.len();
-                lines.swap(rng.below(n), rng.below(n));
+                lines.swap(rng.index(n), rng.index(n));
                 *bytes = lines.join(&b'\n');
             }
         }
@@ -985,15 +971,15 @@ fn mutated_signature_files_never_panic_and_accepted_ones_are_canonical() {
     let keys: Vec<SecretKey> = (1..=4).map(key).collect();
     let a = signed(commit_a, &keys.iter().collect::<Vec<_>>()).encode();
     let b = signed(commit_b, &[&keys[1], &keys[3]]).encode();
-    let mut rng = Rng(0x5ea1_2007);
+    let mut rng = Rng::new(0x5ea1_2007);
     let mut accepted = 0;
     for _ in 0..20_000 {
-        let mut bytes = if rng.below(2) == 0 {
+        let mut bytes = if rng.index(2) == 0 {
             a.clone()
         } else {
             b.clone()
         };
-        let other = if rng.below(2) == 0 { &a } else { &b };
+        let other = if rng.index(2) == 0 { &a } else { &b };
         mutate(&mut rng, &mut bytes, other);
         if let Ok(file) = SignatureFile::parse(&bytes, "mutant") {
             accepted += 1;
@@ -1015,13 +1001,13 @@ fn mutated_signature_files_never_panic_and_accepted_ones_are_canonical() {
 
 #[test]
 fn random_valid_signature_files_round_trip() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let keys: Vec<SecretKey> = (1..=12).map(key).collect();
     for i in 0..200 {
         let commit = commit(&format!("commit {i}"));
         let mut file = SignatureFile::new(commit);
-        for _ in 0..rng.below(keys.len() + 1) {
-            file.sign(&keys[rng.below(keys.len())]).unwrap();
+        for _ in 0..rng.index(keys.len() + 1) {
+            file.sign(&keys[rng.index(keys.len())]).unwrap();
         }
         let encoded = file.encode();
         let parsed = SignatureFile::parse(&encoded, "random").unwrap();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use sealroot_testkit::Rng;
 use sealroot_trust::pkcs7::{
     formatted_digest, parse_signature, sign_digest, verify_signature, Certificate,
     CertificateProblem, KeyProblem, Pkcs7Error, SignatureProblem, SigningKey,
@@ -51,21 +52,30 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
+/// What is wrong with the key `r` refused, and the whole message.
+fn key_problem<T: std::fmt::Debug>(r: Result<T, Pkcs7Error>) -> (KeyProblem, String) {
+    let err = r.unwrap_err();
+    let msg = err.to_string();
+    match err {
+        Pkcs7Error::Key { problem, .. } => (problem, msg),
+        other => panic!("not a key problem: {other}"),
+    }
 }
 
-/// Deterministic bytes that do not compress: xorshift64.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
+/// What is wrong with the certificate `r` refused, and the whole message.
+fn certificate_problem<T: std::fmt::Debug>(
+    r: Result<T, Pkcs7Error>,
+) -> (CertificateProblem, String) {
+    let err = r.unwrap_err();
+    let msg = err.to_string();
+    match err {
+        Pkcs7Error::Certificate { problem, .. } => (problem, msg),
+        other => panic!("not a certificate problem: {other}"),
     }
-    out.truncate(len);
-    out
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
 }
 
 fn make_identity(
@@ -147,8 +157,8 @@ fn fixture() -> Option<&'static Fixture> {
             for (name, data) in [
                 ("empty", Vec::new()),
                 ("one-byte", vec![0x5a]),
-                ("4096", noise(4096, 1)),
-                ("1MiB+1", noise((1 << 20) + 1, 2)),
+                ("4096", Rng::new(1).bytes(4096)),
+                ("1MiB+1", Rng::new(2).bytes((1 << 20) + 1)),
             ] {
                 let path = d.join(format!("file-{name}"));
                 std::fs::write(&path, &data).expect("write file");
@@ -555,18 +565,8 @@ fn refuses_ec_keys_and_certificates_with_clear_errors() {
     );
     openssl(d, &["ec", "-in", "ec.key", "-out", "ec-traditional.key"]);
 
-    let err = SigningKey::read_pem_file(&d.join("ec.key")).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::NotRsa { .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let msg = err.to_string();
+    let (problem, msg) = key_problem(SigningKey::read_pem_file(&d.join("ec.key")));
+    assert!(matches!(problem, KeyProblem::NotRsa { .. }), "{msg}");
     assert!(
         msg.starts_with(&format!(
             "key file {}: not an RSA private key",
@@ -576,30 +576,15 @@ fn refuses_ec_keys_and_certificates_with_clear_errors() {
     );
     assert!(msg.contains("EC"), "{msg}");
 
-    let err = SigningKey::read_pem_file(&d.join("ec-traditional.key")).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::NotRsa { .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let (problem, err) = key_problem(SigningKey::read_pem_file(&d.join("ec-traditional.key")));
+    assert!(matches!(problem, KeyProblem::NotRsa { .. }), "{err}");
 
-    let err = Certificate::read_file(&d.join("ec.crt")).unwrap_err();
+    let (problem, err) = certificate_problem(Certificate::read_file(&d.join("ec.crt")));
     assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Certificate {
-                problem: CertificateProblem::NotRsa { .. },
-                ..
-            }
-        ),
+        matches!(problem, CertificateProblem::NotRsa { .. }),
         "{err}"
     );
-    assert!(err.to_string().starts_with("certificate "), "{err}");
+    assert!(err.starts_with("certificate "), "{err}");
 
     // fsverity sign does sign with EC keys, but ECDSA is randomized: we refuse to parse the
     // result rather than pretend to understand it.
@@ -641,17 +626,8 @@ fn refuses_encrypted_missing_and_garbage_keys() {
             "enc.key",
         ],
     );
-    let err = SigningKey::read_pem_file(&d.join("enc.key")).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::Encrypted,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let (problem, err) = key_problem(SigningKey::read_pem_file(&d.join("enc.key")));
+    assert!(matches!(problem, KeyProblem::Encrypted), "{err}");
     openssl(
         d,
         &[
@@ -666,39 +642,15 @@ fn refuses_encrypted_missing_and_garbage_keys() {
             "enc-traditional.key",
         ],
     );
-    let err = SigningKey::read_pem_file(&d.join("enc-traditional.key")).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::Encrypted,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let (problem, err) = key_problem(SigningKey::read_pem_file(&d.join("enc-traditional.key")));
+    assert!(matches!(problem, KeyProblem::Encrypted), "{err}");
 
     // A certificate where a key is expected, and the other way round.
-    let err = SigningKey::read_pem_file(&fx.identities[0].cert_pem).unwrap_err();
+    let (problem, err) = key_problem(SigningKey::read_pem_file(&fx.identities[0].cert_pem));
+    assert!(matches!(problem, KeyProblem::NoPem), "{err}");
+    let (problem, err) = certificate_problem(Certificate::read_file(plain));
     assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::NoPem,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = Certificate::read_file(plain).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Certificate {
-                problem: CertificateProblem::NoCertificate,
-                ..
-            }
-        ),
+        matches!(problem, CertificateProblem::NoCertificate),
         "{err}"
     );
     // A missing file names the file.
@@ -706,34 +658,15 @@ fn refuses_encrypted_missing_and_garbage_keys() {
     assert!(matches!(&err, Pkcs7Error::Read { .. }), "{err}");
     assert!(err.to_string().contains("absent.key"), "{err}");
     // Broken base64 and a corrupt key body.
-    let err =
-        SigningKey::from_pem(b"-----BEGIN PRIVATE KEY-----\n@@@@\n-----END PRIVATE KEY-----\n")
-            .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::BadPem { .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = SigningKey::from_pem(
+    let (problem, err) = key_problem(SigningKey::from_pem(
+        b"-----BEGIN PRIVATE KEY-----\n@@@@\n-----END PRIVATE KEY-----\n",
+    ));
+    assert!(matches!(problem, KeyProblem::BadPem { .. }), "{err}");
+    let (problem, err) = key_problem(SigningKey::from_pem(
         b"-----BEGIN RSA PRIVATE KEY-----\nMAA=\n-----END RSA PRIVATE KEY-----\n",
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Key {
-                problem: KeyProblem::Malformed { .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().starts_with("key file <memory>: "), "{err}");
+    ));
+    assert!(matches!(problem, KeyProblem::Malformed { .. }), "{err}");
+    assert!(err.starts_with("key file <memory>: "), "{err}");
 }
 
 #[test]
@@ -802,17 +735,8 @@ fn issuer_out_of_der_order_is_refused_not_re_sorted() {
         replaced += 1;
     }
     assert_eq!(replaced, 2, "issuer and subject");
-    let err = Certificate::from_der(&unsorted).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Pkcs7Error::Certificate {
-                problem: CertificateProblem::NonDerIssuer,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let (problem, err) = certificate_problem(Certificate::from_der(&unsorted));
+    assert!(matches!(problem, CertificateProblem::NonDerIssuer), "{err}");
 
     let pem =
         pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &unsorted).unwrap();

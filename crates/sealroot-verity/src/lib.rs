@@ -34,4 +34,6 @@ pub use merkle::{
 };
 #[cfg(feature = "parallel")]
 pub use read::sha256_digest_files_parallel;
-pub use read::{digest_file, digest_reader, sha256_digest_file, sha256_digest_reader};
+pub use read::{
+    digest_file, digest_reader, sha256_digest_file, sha256_digest_reader, with_buffer, BUFFER_SIZE,
+};

@@ -151,24 +151,8 @@ impl Engine {
         // fs-verity prefixes every Merkle-tree hash with the salt, zero-padded to a multiple of
         // the hash function's internal block size. A salt is at most 32 bytes, so one block.
         match algorithm {
-            HashAlgorithm::Sha256 => {
-                let mut h = Sha256::new();
-                if !salt.is_empty() {
-                    let mut padded = [0u8; SHA256_BLOCK_SIZE];
-                    padded[..salt.len()].copy_from_slice(salt);
-                    h.update(padded);
-                }
-                Engine::Sha256(h)
-            }
-            HashAlgorithm::Sha512 => {
-                let mut h = Sha512::new();
-                if !salt.is_empty() {
-                    let mut padded = [0u8; SHA512_BLOCK_SIZE];
-                    padded[..salt.len()].copy_from_slice(salt);
-                    h.update(padded);
-                }
-                Engine::Sha512(h)
-            }
+            HashAlgorithm::Sha256 => Engine::Sha256(salted::<Sha256, SHA256_BLOCK_SIZE>(salt)),
+            HashAlgorithm::Sha512 => Engine::Sha512(salted::<Sha512, SHA512_BLOCK_SIZE>(salt)),
         }
     }
 
@@ -193,6 +177,18 @@ impl Engine {
         }
         out
     }
+}
+
+/// A new `D` (whose internal block is `BLOCK` bytes) that has absorbed `salt` zero-padded
+/// to one block, or nothing for no salt.
+fn salted<D: sha2::Digest, const BLOCK: usize>(salt: &[u8]) -> D {
+    let mut h = D::new();
+    if !salt.is_empty() {
+        let mut padded = [0u8; BLOCK];
+        padded[..salt.len()].copy_from_slice(salt);
+        h.update(padded);
+    }
+    h
 }
 
 /// Feeds `n` zero bytes to `h`.

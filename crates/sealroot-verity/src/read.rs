@@ -8,27 +8,29 @@ use std::os::unix::fs::FileExt as _;
 use crate::merkle::{expect_sha256, Hasher};
 use crate::{AnyDigest, Params, Sha256Digest};
 
-/// The read size. Large enough that the per-`read` cost vanishes next to hashing, small enough
-/// that the buffer stays in a core's L2 cache between the copy and the hash.
-const READ_BUFFER_SIZE: usize = 256 * 1024;
+/// The size of [`with_buffer`]'s buffer, the read size. Large enough that the per-`read` (or
+/// per-copy) cost vanishes next to hashing, small enough that the buffer stays in a core's L2
+/// cache between the copy and the hash.
+pub const BUFFER_SIZE: usize = 256 * 1024;
 
 thread_local! {
-    /// One read buffer per thread, reused across files: allocating it per file would cost a
+    /// One buffer per thread, reused across files: allocating it per file would cost a
     /// fresh `mmap` and its page faults every time, which dominates for small files.
-    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's read buffer.
-fn with_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
-    READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
+/// Runs `f` with this thread's buffer of at least [`BUFFER_SIZE`] bytes (the one the digests
+/// of readers and files read into; a new one if `f` is already running on this thread, as when
+/// it hashes a file itself). Copying and hashing files elsewhere reuses it too.
+pub fn with_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    BUFFER.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
-            if buf.len() < READ_BUFFER_SIZE {
-                buf.resize(READ_BUFFER_SIZE, 0);
+            if buf.len() < BUFFER_SIZE {
+                buf.resize(BUFFER_SIZE, 0);
             }
             f(&mut buf)
         }
-        // Only reachable if `f` itself hashes a file; give it a buffer of its own.
-        Err(_) => f(&mut vec![0; READ_BUFFER_SIZE]),
+        Err(_) => f(&mut vec![0; BUFFER_SIZE]),
     })
 }
 
@@ -126,8 +128,8 @@ mod tests {
 
     #[test]
     fn reader_matches_one_shot_despite_short_and_interrupted_reads() {
-        let data = sample(3 * READ_BUFFER_SIZE / 2 + 17);
-        for step in [1, 1000, 4096, READ_BUFFER_SIZE] {
+        let data = sample(3 * BUFFER_SIZE / 2 + 17);
+        for step in [1, 1000, 4096, BUFFER_SIZE] {
             let r = Trickle {
                 data: &data,
                 step,
@@ -139,7 +141,7 @@ mod tests {
 
     #[test]
     fn file_digest_ignores_the_file_position() {
-        let data = sample(READ_BUFFER_SIZE + 4097);
+        let data = sample(BUFFER_SIZE + 4097);
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&data).unwrap();
         // The position is at the end after writing; the digest covers the whole file anyway.
@@ -171,5 +173,17 @@ mod tests {
             .map(Result::ok)
             .collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn nested_buffers_are_distinct() {
+        with_buffer(|outer| {
+            assert!(outer.len() >= BUFFER_SIZE);
+            outer[0] = 1;
+            with_buffer(|inner| {
+                assert_eq!(inner[0], 0);
+                assert!(inner.len() >= BUFFER_SIZE);
+            });
+        });
     }
 }

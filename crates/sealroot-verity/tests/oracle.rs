@@ -11,50 +11,19 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use sealroot_testkit::Rng;
 use sealroot_verity::{
     sha256_digest, sha256_digest_file, sha256_digest_reader, AnyDigest, HashAlgorithm, Hasher,
     Params,
 };
 
-/// A small deterministic generator (splitmix64), so that the test needs no extra crates and a
-/// failure can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = vec![0; len];
-        self.fill(&mut v);
-        v
-    }
-
-    /// A piece length for streaming: often tiny, sometimes around a block, sometimes large.
-    fn piece_len(&mut self, block_size: usize) -> usize {
-        match self.range(0, 9) {
-            0 => 1,
-            1..=3 => self.range(1, 100),
-            4..=6 => self.range(1, 2 * block_size),
-            _ => self.range(1, 1 << 20),
-        }
+/// A piece length for streaming: often tiny, sometimes around a block, sometimes large.
+fn piece_len(rng: &mut Rng, block_size: usize) -> usize {
+    match rng.range(0, 9) {
+        0 => 1,
+        1..=3 => rng.range(1, 100),
+        4..=6 => rng.range(1, 2 * block_size),
+        _ => rng.range(1, 1 << 20),
     }
 }
 
@@ -115,7 +84,7 @@ fn ours(data: &[u8], params: &Params, rng: &mut Rng) -> AnyDigest {
     let mut h = Hasher::new(params.clone());
     let mut rest = data;
     while !rest.is_empty() {
-        let n = rng.piece_len(params.block_size()).min(rest.len());
+        let n = piece_len(rng, params.block_size()).min(rest.len());
         h.update(&rest[..n]);
         rest = &rest[n..];
     }
@@ -174,7 +143,7 @@ fn matches_fsverity_utils() {
     }
     let seed = seed();
     println!("oracle seed: {seed} (set SEALROOT_ORACLE_SEED to replay)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
 
     let small_sizes = [0usize, 1, 4095, 4096, 4097, (1 << 20) + 3];
@@ -236,7 +205,7 @@ fn tree_level_boundaries_match_fsverity_utils() {
     }
     let seed = seed() ^ 0xb0_0da7;
     println!("boundary seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut checked = 0;
 

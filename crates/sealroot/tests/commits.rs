@@ -9,57 +9,18 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sealroot_testkit::{assert_same, mount_test, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, Fields, Snapshot};
 use serde_json::Value;
 
 mod common;
-use common::{copy, fails, flip, fsck_json, have, json, object, ok, run, s, tree, BIN, TMP};
+use common::{
+    copy, fails, flip, fsck_json, have, json, object, ok, run, s, signed_repo, tree, Signed, BIN,
+};
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    repo: PathBuf,
-    src: PathBuf,
-    commit: Value,
-    key: PathBuf,
-    public: PathBuf,
-}
-
-fn setup(name: &str) -> Setup {
-    let tmp = scratch(TMP, name);
-    let dir = tmp.path().to_owned();
-    let repo = dir.join("repo");
-    ok(&repo, &["init"]);
-    let src = dir.join("src");
-    tree(&src, 1);
-    let commit = json(
-        &repo,
-        &[
-            "commit",
-            "--ref",
-            "os",
-            "-s",
-            "first",
-            "--version",
-            "1.0",
-            "-m",
-            "build=42",
-            s(&src),
-        ],
-    );
-    let key = dir.join("key");
-    ok(&repo, &["key", "generate", s(&key)]);
-    let public = dir.join("key.pub");
-    ok(&repo, &["sign", "--key", s(&key), "os"]);
-    Setup {
-        _tmp: tmp,
-        dir,
-        repo,
-        src,
-        commit,
-        key,
-        public,
-    }
+/// `common::tree` seed 1, committed with a subject, a version and metadata, and signed.
+fn setup(name: &str) -> Signed {
+    let commit = ["-s", "first", "--version", "1.0", "-m", "build=42"];
+    signed_repo(name, &[], |src| tree(src, 1), &commit)
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Rng, Snapshot};
 use serde_json::Value;
 
 mod common;
@@ -283,11 +283,9 @@ fn kill_9_at_random_moments_leaves_a_consistent_repository() {
         sources.push(src);
     }
     // A deterministic spread of delays: early (lock, first objects), middle, late (image, ref).
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for round in 0..16 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let delay = Duration::from_millis(x % 400);
         let src = &sources[round % sources.len()];
         let name = format!("k{}", round % 4);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use sealroot_testkit::{mount_test, pattern, scratch, skip, Untouched};
+use sealroot_testkit::{mount_test, pattern, scratch, skip, swap_for_symlink, Untouched};
 use serde_json::Value;
 
 mod common;
@@ -134,22 +134,6 @@ fn fsck(repo: &Path) -> (Option<i32>, Value) {
     (out.status.code(), v)
 }
 
-/// Replaces directory `rel` of the repository with a symlink to a copy of it in `outside`.
-fn swap_for_symlink(s: &Setup, rel: &str) -> PathBuf {
-    let inside = s.repo.join(rel);
-    let copy = s.outside.join(rel.replace('/', "-"));
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&inside)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    fs::rename(&inside, s.repo.join(format!("{rel}.real"))).unwrap();
-    symlink(&copy, &inside).unwrap();
-    inside
-}
-
 #[test]
 fn a_ref_directory_planted_as_a_symlink_is_not_written_through() {
     // The original report: `commit --ref evil/x` wrote into the directory the link led to.
@@ -268,8 +252,8 @@ fn symlinked_object_directories_are_refused_and_left_alone() {
 fn a_symlinked_tmp_images_or_commits_directory_is_refused() {
     for rel in ["tmp", "images", "commits"] {
         let s = setup();
-        let planted = swap_for_symlink(&s, rel);
-        let planted = planted.display().to_string();
+        swap_for_symlink(&s.repo, rel, &s.outside);
+        let planted = s.repo.join(rel).display().to_string();
         let outside = Untouched::watch(&s.outside);
         let src = s.src.to_str().unwrap();
         for args in [

@@ -7,15 +7,14 @@
 #![forbid(unsafe_code)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use sealroot_testkit::{assert_same, mount_test, pattern, scratch, Fields, Snapshot};
+use sealroot_testkit::{assert_same, mount_test, pattern, Fields, Snapshot};
 use sealroot_verity::{AnyDigest, HashAlgorithm, Params};
-use serde_json::Value;
 
 mod common;
-use common::{copy, fails, flip, fsck_json, json, object, ok, run, s, tar_of, TMP};
+use common::{copy, fails, flip, fsck_json, json, object, ok, run, s, signed_repo, tar_of, Signed};
 
 /// `common::tree` with an xattr on `etc/conf`.
 fn tree(root: &Path, seed: u32) {
@@ -40,39 +39,11 @@ fn is_sha512_hex(hex: &str) -> bool {
     hex.len() == 128 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    repo: PathBuf,
-    src: PathBuf,
-    commit: Value,
-    key: PathBuf,
-    public: PathBuf,
-}
-
 /// A sha512 repository with `src` (made by `fill`) committed as `os` and signed.
-fn setup(name: &str, fill: impl FnOnce(&Path)) -> Setup {
-    let tmp = scratch(TMP, name);
-    let dir = tmp.path().to_owned();
-    let repo = dir.join("repo");
-    let init = json(&repo, &["init", "--algorithm", "sha512"]);
-    assert_eq!(init["algorithm"], "sha512", "{init}");
-    let src = dir.join("src");
-    fill(&src);
-    let commit = json(&repo, &["commit", "--ref", "os", "-s", "first", s(&src)]);
-    let key = dir.join("key");
-    ok(&repo, &["key", "generate", s(&key)]);
-    let public = dir.join("key.pub");
-    ok(&repo, &["sign", "--key", s(&key), "os"]);
-    Setup {
-        _tmp: tmp,
-        dir,
-        repo,
-        src,
-        commit,
-        key,
-        public,
-    }
+fn setup(name: &str, fill: impl FnOnce(&Path)) -> Signed {
+    let t = signed_repo(name, &["--algorithm", "sha512"], fill, &["-s", "first"]);
+    assert_eq!(t.init["algorithm"], "sha512", "{}", t.init);
+    t
 }
 
 #[test]

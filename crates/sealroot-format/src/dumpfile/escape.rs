@@ -75,7 +75,7 @@ pub(crate) struct Style {
 }
 
 impl Style {
-    /// Paths.
+    /// Paths: nothing but what every field escapes.
     pub(crate) const PLAIN: Style = Style {
         equal: false,
         lone_dash: false,
@@ -83,21 +83,18 @@ impl Style {
     };
     /// Paths in `composefs-info ls`: spaces stay.
     pub(crate) const LISTING: Style = Style {
-        equal: false,
-        lone_dash: false,
         raw_space: true,
+        ..Style::PLAIN
     };
     /// Optional fields: payload, content.
     pub(crate) const OPTIONAL: Style = Style {
-        equal: false,
         lone_dash: true,
-        raw_space: false,
+        ..Style::PLAIN
     };
     /// Xattr names and values.
     pub(crate) const XATTR: Style = Style {
         equal: true,
-        lone_dash: false,
-        raw_space: false,
+        ..Style::PLAIN
     };
 }
 

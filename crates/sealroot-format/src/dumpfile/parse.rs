@@ -775,7 +775,7 @@ impl Parser {
     fn finish(self) -> Result<Tree, DumpfileError> {
         let Parser {
             tree,
-            mut links,
+            links,
             unsorted,
             ..
         } = self;
@@ -788,100 +788,9 @@ impl Parser {
                 entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             }
         }
-        let fail = |link: &PendingLink, kind| DumpfileError::Line {
-            line: link.line,
-            path: Some(display_path(&link.path)),
-            kind,
-        };
-
-        // C prepends each fixup to a list, so it resolves (and reports) the last line first.
-        let mut direct = vec![Node::Inode(InodeId::ROOT); links.len()];
-        for (i, link) in links.iter().enumerate().rev() {
-            let target = link
-                .target
-                .as_deref()
-                .ok_or_else(|| fail(link, ErrorKind::HardlinkNoTarget))?;
-            let node = lookup_path(&tree, target).ok_or_else(|| {
-                fail(
-                    link,
-                    ErrorKind::HardlinkTargetMissing {
-                        target: display_path(target),
-                    },
-                )
-            })?;
-            if node == Node::Link(i) {
-                return Err(fail(
-                    link,
-                    ErrorKind::HardlinkSelf {
-                        target: display_path(target),
-                    },
-                ));
-            }
-            if let Some(slot) = direct.get_mut(i) {
-                *slot = node;
-            }
-        }
-
-        // A link to a link is a link to what that one links to (C `follow_links`).
-        const NEW: u8 = 0;
-        const ON_PATH: u8 = 1;
-        const DONE: u8 = 2;
-        let mut state = vec![NEW; links.len()];
-        let mut resolved = vec![InodeId::ROOT; links.len()];
-        let mut chain = Vec::new();
-        for (i, link) in links.iter().enumerate() {
-            let target_text = || display_path(link.target.as_deref().unwrap_or_default());
-            chain.clear();
-            let mut cur = i;
-            let id = loop {
-                match state.get(cur).copied() {
-                    Some(DONE) => break resolved.get(cur).copied().unwrap_or(InodeId::ROOT),
-                    Some(NEW) => {}
-                    _ => {
-                        return Err(fail(
-                            link,
-                            ErrorKind::HardlinkCycle {
-                                target: target_text(),
-                            },
-                        ))
-                    }
-                }
-                if let Some(s) = state.get_mut(cur) {
-                    *s = ON_PATH;
-                }
-                chain.push(cur);
-                match direct.get(cur) {
-                    Some(Node::Inode(id)) => break *id,
-                    Some(Node::Link(next)) => cur = *next,
-                    None => {
-                        return Err(fail(
-                            link,
-                            ErrorKind::HardlinkTargetMissing {
-                                target: target_text(),
-                            },
-                        ))
-                    }
-                }
-            };
-            for &c in &chain {
-                if let (Some(s), Some(r)) = (state.get_mut(c), resolved.get_mut(c)) {
-                    *s = DONE;
-                    *r = id;
-                }
-            }
-            // C writes an image where the directory has two names (its check is never
-            // reached); a directory hard link makes the tree a graph, so refuse it.
-            if entries_of(&tree, id).is_some() {
-                return Err(fail(
-                    link,
-                    ErrorKind::HardlinkToDirectory {
-                        target: target_text(),
-                    },
-                ));
-            }
-        }
-
-        for (link, id) in links.drain(..).zip(resolved) {
+        let direct = link_targets(&tree, &links)?;
+        let resolved = follow_links(&tree, &links, &direct)?;
+        for (link, id) in links.into_iter().zip(resolved) {
             let entry = match tree
                 .inodes
                 .get_mut(link.dir.index())
@@ -899,6 +808,105 @@ impl Parser {
         }
         Ok(renumber(tree))
     }
+}
+
+impl PendingLink {
+    /// The error `kind` at this link's line.
+    fn fail(&self, kind: ErrorKind) -> DumpfileError {
+        DumpfileError::Line {
+            line: self.line,
+            path: Some(display_path(&self.path)),
+            kind,
+        }
+    }
+
+    /// Its target, for messages.
+    fn shown_target(&self) -> String {
+        display_path(self.target.as_deref().unwrap_or_default())
+    }
+}
+
+/// What each hard link's target path names in `tree`: an inode or another link. C prepends
+/// each fixup to a list, so it resolves (and reports) the last line first.
+fn link_targets(tree: &Tree, links: &[PendingLink]) -> Result<Vec<Node>, DumpfileError> {
+    let mut direct = vec![Node::Inode(InodeId::ROOT); links.len()];
+    for (i, link) in links.iter().enumerate().rev() {
+        let target = link
+            .target
+            .as_deref()
+            .ok_or_else(|| link.fail(ErrorKind::HardlinkNoTarget))?;
+        let node = lookup_path(tree, target).ok_or_else(|| {
+            link.fail(ErrorKind::HardlinkTargetMissing {
+                target: display_path(target),
+            })
+        })?;
+        if node == Node::Link(i) {
+            return Err(link.fail(ErrorKind::HardlinkSelf {
+                target: display_path(target),
+            }));
+        }
+        if let Some(slot) = direct.get_mut(i) {
+            *slot = node;
+        }
+    }
+    Ok(direct)
+}
+
+/// The inode each hard link leads to: a link to a link is a link to what that one links to
+/// (C `follow_links`). Refuses cycles and links to directories.
+fn follow_links(
+    tree: &Tree,
+    links: &[PendingLink],
+    direct: &[Node],
+) -> Result<Vec<InodeId>, DumpfileError> {
+    const NEW: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; links.len()];
+    let mut resolved = vec![InodeId::ROOT; links.len()];
+    let mut chain = Vec::new();
+    for (i, link) in links.iter().enumerate() {
+        chain.clear();
+        let mut cur = i;
+        let id = loop {
+            match state.get(cur).copied() {
+                Some(DONE) => break resolved.get(cur).copied().unwrap_or(InodeId::ROOT),
+                Some(NEW) => {}
+                _ => {
+                    return Err(link.fail(ErrorKind::HardlinkCycle {
+                        target: link.shown_target(),
+                    }))
+                }
+            }
+            if let Some(s) = state.get_mut(cur) {
+                *s = ON_PATH;
+            }
+            chain.push(cur);
+            match direct.get(cur) {
+                Some(Node::Inode(id)) => break *id,
+                Some(Node::Link(next)) => cur = *next,
+                None => {
+                    return Err(link.fail(ErrorKind::HardlinkTargetMissing {
+                        target: link.shown_target(),
+                    }))
+                }
+            }
+        };
+        for &c in &chain {
+            if let (Some(s), Some(r)) = (state.get_mut(c), resolved.get_mut(c)) {
+                *s = DONE;
+                *r = id;
+            }
+        }
+        // C writes an image where the directory has two names (its check is never
+        // reached); a directory hard link makes the tree a graph, so refuse it.
+        if entries_of(tree, id).is_some() {
+            return Err(link.fail(ErrorKind::HardlinkToDirectory {
+                target: link.shown_target(),
+            }));
+        }
+    }
+    Ok(resolved)
 }
 
 /// Renumbers the inodes in the order a dump lists them (depth first, entries in name order),

@@ -10,7 +10,7 @@ use super::limits::{
     XATTR_ENTRY_COST, XATTR_HEADER_COST, XATTR_NAME_MAX, XATTR_VALUE_MAX,
 };
 use crate::erofs::{WriteOptions, METACOPY_HEADER_SIZE, OVERLAY_METACOPY};
-use crate::tree::{Content, FileType, Inode, InodeId, Tree};
+use crate::tree::{Content, DirEntry, FileType, Inode, InodeId, Tree};
 
 const OVERLAY_PREFIX: &[u8] = b"trusted.overlay.";
 const OVERLAY_ESCAPED_PREFIX: &[u8] = b"trusted.overlay.overlay.";
@@ -132,7 +132,11 @@ fn check_inode(inode: &Inode) -> Result<(), ErrorKind> {
         ) => {}
         _ => return Err(ErrorKind::ModeMismatch { mode }),
     }
+    check_xattrs(inode)
+}
 
+/// The limits C applies to an inode's xattrs.
+fn check_xattrs(inode: &Inode) -> Result<(), ErrorKind> {
     let mut budget = 0;
     let mut names = HashSet::new();
     for xattr in &inode.xattrs {
@@ -187,6 +191,97 @@ fn check_name(name: &[u8]) -> Result<(), ErrorKind> {
         return Err(ErrorKind::InvalidNameByte);
     }
     Ok(())
+}
+
+/// Entry `index` of `entries`: a valid name, after the one before it.
+fn check_entry(entries: &[DirEntry], index: usize) -> Result<(), ErrorKind> {
+    let entry = &entries[index];
+    check_name(&entry.name)?;
+    if let Some(prev) = index.checked_sub(1).and_then(|i| entries.get(i)) {
+        if prev.name >= entry.name {
+            return Err(if prev.name == entry.name {
+                ErrorKind::AlreadyExists
+            } else {
+                ErrorKind::UnsortedEntries
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The checks of an inode an entry owns that do not depend on where it is: [`check_inode`],
+/// and the xattrs the writer adds to it for overlayfs.
+fn check_owned_inode(inode: &Inode) -> Result<(), ErrorKind> {
+    check_inode(inode)?;
+    check_overlay_xattrs(inode)?;
+    if is_whiteout(inode) {
+        check_whiteout_marks(inode)?;
+    }
+    Ok(())
+}
+
+/// What the writer adds to a file with external content for overlayfs (C
+/// `add_overlayfs_xattrs`) must fit too.
+fn check_overlay_xattrs(inode: &Inode) -> Result<(), ErrorKind> {
+    let Content::Regular(file) = &inode.content else {
+        return Ok(());
+    };
+    let external = file.inline.as_ref().is_none_or(|c| c.is_empty());
+    if external && inode.stat.size > 0 {
+        let mut account = Account::new(inode);
+        let digest_len = file
+            .digest
+            .as_ref()
+            .map_or(0, |d| METACOPY_HEADER_SIZE + d.as_bytes().len());
+        account.set(OVERLAY_METACOPY, digest_len as u64)?;
+        if let Some(payload) = file.payload.as_ref().filter(|p| !p.is_empty()) {
+            // The redirect is the payload made absolute: "/" + payload.
+            account.set(REDIRECT, 1 + payload.len() as u64)?;
+        }
+    }
+    Ok(())
+}
+
+/// The whiteout marks the writer sets on whiteout `inode` must fit.
+fn check_whiteout_marks(inode: &Inode) -> Result<(), ErrorKind> {
+    let mut account = Account::new(inode);
+    for name in [ESCAPED_WHITEOUT, USER_WHITEOUT] {
+        account.set(name, 0)?;
+    }
+    Ok(())
+}
+
+/// Sets, in the `account` of a directory holding a whiteout, the marks the writer gives it
+/// (opaque too from format `version` 1).
+fn mark_whiteout_parent(account: &mut Account, version: u32) -> Result<(), ErrorKind> {
+    let mut marks = vec![(ESCAPED_WHITEOUTS, 0), (USER_WHITEOUTS, 0)];
+    if version >= 1 {
+        marks.extend([(ESCAPED_OPAQUE, 1), (USER_OPAQUE, 1)]);
+    }
+    for (name, len) in marks {
+        account.set(name, len)?;
+    }
+    Ok(())
+}
+
+/// Fails on the first inode no entry owns (`owned` says which are), naming the first hard
+/// link to it if there is one.
+fn check_owned(
+    owned: &[bool],
+    first_link: &HashMap<InodeId, Vec<u8>>,
+) -> Result<(), DumpfileError> {
+    let Some(index) = owned.iter().position(|seen| !seen) else {
+        return Ok(());
+    };
+    let id = InodeId(index as u32);
+    let path = match first_link.get(&id).filter(|at| !at.is_empty()) {
+        Some(at) => display_path(at),
+        None => format!("inode {index}"),
+    };
+    Err(DumpfileError::Invalid {
+        path,
+        kind: ErrorKind::UnownedInode { id: id.0 },
+    })
 }
 
 /// The composefs version the writer uses: `min_version`, raised to 1 when the tree has a
@@ -252,17 +347,7 @@ pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<u32, Dumpf
         path.push(b'/');
         path.extend_from_slice(&entry.name);
 
-        check_name(&entry.name).map_err(|kind| fail(&path, kind))?;
-        if let Some(prev) = index.checked_sub(1).and_then(|i| entries.get(i)) {
-            if prev.name >= entry.name {
-                let kind = if prev.name == entry.name {
-                    ErrorKind::AlreadyExists
-                } else {
-                    ErrorKind::UnsortedEntries
-                };
-                return Err(fail(&path, kind));
-            }
-        }
+        check_entry(entries, index).map_err(|kind| fail(&path, kind))?;
         let id = entry.inode;
         let inode = tree
             .inodes
@@ -271,12 +356,8 @@ pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<u32, Dumpf
 
         if entry.hardlink {
             if inode.entries().is_some() {
-                return Err(fail(
-                    &path,
-                    ErrorKind::HardlinkToDirectory {
-                        target: format!("inode {}", id.0),
-                    },
-                ));
+                let target = format!("inode {}", id.0);
+                return Err(fail(&path, ErrorKind::HardlinkToDirectory { target }));
             }
             first_link.entry(id).or_insert_with(|| path.clone());
             continue;
@@ -285,85 +366,31 @@ pub(crate) fn validate(tree: &Tree, options: &WriteOptions) -> Result<u32, Dumpf
             Some(seen) if !*seen => *seen = true,
             _ => return Err(fail(&path, ErrorKind::InodeOwnedTwice { id: id.0 })),
         }
-        check_inode(inode).map_err(|kind| fail(&path, kind))?;
-
-        // What the writer adds for overlayfs (C `add_overlayfs_xattrs`) must fit too.
-        if let Content::Regular(file) = &inode.content {
-            let external = file.inline.as_ref().is_none_or(|c| c.is_empty());
-            if external && inode.stat.size > 0 {
-                let mut account = Account::new(inode);
-                let digest_len = file
-                    .digest
-                    .as_ref()
-                    .map_or(0, |d| METACOPY_HEADER_SIZE + d.as_bytes().len());
-                account
-                    .set(OVERLAY_METACOPY, digest_len as u64)
-                    .map_err(|kind| fail(&path, kind))?;
-                if let Some(payload) = file.payload.as_ref().filter(|p| !p.is_empty()) {
-                    // The redirect is the payload made absolute: "/" + payload.
-                    account
-                        .set(REDIRECT, 1 + payload.len() as u64)
-                        .map_err(|kind| fail(&path, kind))?;
-                }
-            }
-        }
+        check_owned_inode(inode).map_err(|kind| fail(&path, kind))?;
         if is_whiteout(inode) {
-            let mut account = Account::new(inode);
-            for name in [ESCAPED_WHITEOUT, USER_WHITEOUT] {
-                account.set(name, 0).map_err(|kind| fail(&path, kind))?;
-            }
             let parent_path = path.get(..dir_len).unwrap_or_default();
             let parent = tree
                 .inodes
                 .get(dir.index())
                 .ok_or_else(|| fail(parent_path, ErrorKind::DanglingInode { id: dir.0 }))?;
             let account = accounts.entry(dir).or_insert_with(|| Account::new(parent));
-            let mut marks = vec![(ESCAPED_WHITEOUTS, 0), (USER_WHITEOUTS, 0)];
-            if version >= 1 {
-                marks.extend([(ESCAPED_OPAQUE, 1), (USER_OPAQUE, 1)]);
-            }
-            for (name, len) in marks {
-                account
-                    .set(name, len)
-                    .map_err(|kind| fail(parent_path, kind))?;
-            }
+            mark_whiteout_parent(account, version).map_err(|kind| fail(parent_path, kind))?;
         }
         if inode.entries().is_some() {
             // The stack holds this directory's ancestors, the root at depth 0.
             let depth = stack.len();
             if depth > DEPTH_MAX {
-                return Err(fail(
-                    &path,
-                    ErrorKind::TooDeep {
-                        depth,
-                        max: DEPTH_MAX,
-                    },
-                ));
+                let kind = ErrorKind::TooDeep {
+                    depth,
+                    max: DEPTH_MAX,
+                };
+                return Err(fail(&path, kind));
             }
             stack.push((id, 0, path.len()));
         }
     }
 
-    for (index, seen) in owned.iter().enumerate() {
-        if !*seen {
-            let id = InodeId(index as u32);
-            let at = first_link
-                .get(&id)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .to_vec();
-            let path = if at.is_empty() {
-                format!("inode {index}")
-            } else {
-                display_path(&at)
-            };
-            return Err(DumpfileError::Invalid {
-                path,
-                kind: ErrorKind::UnownedInode { id: id.0 },
-            });
-        }
-    }
-
+    check_owned(&owned, &first_link)?;
     // Last, the root is marked opaque (C `set_overlay_opaque`).
     accounts
         .entry(InodeId::ROOT)

@@ -244,13 +244,8 @@ pub fn read_superblock(image: &[u8]) -> Result<Superblock, ReadError> {
 struct RawInode<'a> {
     offset: u64,
     nid: u64,
-    mode: u32,
-    nlink: u32,
-    size: u64,
-    uid: u32,
-    gid: u32,
-    mtime: Mtime,
-    rdev: u32,
+    /// Its attributes as stored (the tree's may differ: a whiteout's, a symlink's size).
+    stat: Stat,
     layout: u16,
     raw_blkaddr: u32,
     /// The inline xattr area (header included).
@@ -385,7 +380,7 @@ fn read_with_budget(image: &[u8], xattr_budget: u64) -> Result<(Tree, Superblock
         xattr_left: std::cell::Cell::new(xattr_budget),
     };
     let root = r.inode(sb.root_nid)?;
-    if root.mode & S_IFMT != crate::tree::S_IFDIR {
+    if root.stat.mode & S_IFMT != crate::tree::S_IFDIR {
         return Err(ReadError::RootNotDirectory);
     }
     r.seen.insert(sb.root_nid, InodeId::ROOT);
@@ -448,13 +443,15 @@ impl<'a> Reader<'a> {
         Ok(RawInode {
             offset,
             nid,
-            mode: fields.mode,
-            nlink: fields.nlink,
-            size: fields.size,
-            uid: fields.uid,
-            gid: fields.gid,
-            mtime: fields.mtime,
-            rdev,
+            stat: Stat {
+                mode: fields.mode,
+                uid: fields.uid,
+                gid: fields.gid,
+                nlink: fields.nlink,
+                rdev,
+                size: fields.size,
+                mtime: fields.mtime,
+            },
             layout: fields.layout,
             raw_blkaddr: fields.raw_blkaddr,
             xattrs,
@@ -536,7 +533,7 @@ impl<'a> Reader<'a> {
     /// A flat inode's data: the full blocks at `raw_blkaddr`, then the inline tail.
     fn flat_data(&mut self, ino: &RawInode<'a>) -> Result<(&'a [u8], &'a [u8]), ReadError> {
         // The tail is `size % BLOCK_SIZE` bytes or none: never more than the size.
-        let block_bytes = ino.size - ino.tail.len() as u64;
+        let block_bytes = ino.stat.size - ino.tail.len() as u64;
         let blocks = if block_bytes > 0 {
             let start = u64::from(ino.raw_blkaddr) * BLOCK_SIZE;
             bytes_at(self.image, start, block_bytes)
@@ -546,7 +543,7 @@ impl<'a> Reader<'a> {
         };
         self.data_left = self
             .data_left
-            .checked_sub(ino.size)
+            .checked_sub(ino.stat.size)
             .ok_or_else(|| ino.bad("inodes share data blocks (more data than the image holds)"))?;
         Ok((blocks, ino.tail))
     }
@@ -572,16 +569,8 @@ impl<'a> Reader<'a> {
         parent_nid: u64,
         depth: usize,
     ) -> Result<Option<OpenDir<'a>>, ReadError> {
-        let ftype = FileType::from_mode(ino.mode).ok_or_else(|| ino.bad("invalid mode"))?;
-        let mut stat = Stat {
-            mode: ino.mode,
-            uid: ino.uid,
-            gid: ino.gid,
-            nlink: ino.nlink,
-            rdev: ino.rdev,
-            size: ino.size,
-            mtime: ino.mtime,
-        };
+        let ftype = FileType::from_mode(ino.stat.mode).ok_or_else(|| ino.bad("invalid mode"))?;
+        let mut stat = ino.stat.clone();
         let mut file = RegularFile::default();
         let mut xattrs = Vec::new();
         let mut whiteout = false;
@@ -593,7 +582,7 @@ impl<'a> Reader<'a> {
                 if ino.layout == LAYOUT_CHUNK_BASED {
                     return Err(ino.bad("chunk-based directory"));
                 }
-                if ino.layout == LAYOUT_FLAT_PLAIN && ino.size % BLOCK_SIZE != 0 {
+                if ino.layout == LAYOUT_FLAT_PLAIN && ino.stat.size % BLOCK_SIZE != 0 {
                     return Err(ino.bad("directory without an inline tail not in whole blocks"));
                 }
                 if depth > limits::DEPTH_MAX {
@@ -626,7 +615,7 @@ impl<'a> Reader<'a> {
                 if ino.layout == LAYOUT_CHUNK_BASED {
                     return Err(ino.bad("chunk-based symlink"));
                 }
-                if ino.size == 0 || ino.size >= PATH_MAX {
+                if ino.stat.size == 0 || ino.stat.size >= PATH_MAX {
                     return Err(ino.bad("symlink target empty or too long"));
                 }
                 let target = self.flat_bytes(ino)?;
@@ -642,8 +631,8 @@ impl<'a> Reader<'a> {
                     stat.size = 0;
                     Content::Special
                 } else {
-                    if ino.layout != LAYOUT_CHUNK_BASED && ino.size > 0 {
-                        if ino.size > INLINE_CONTENT_MAX {
+                    if ino.layout != LAYOUT_CHUNK_BASED && ino.stat.size > 0 {
+                        if ino.stat.size > INLINE_CONTENT_MAX {
                             return Err(ino.bad("inline file content over 5000 bytes"));
                         }
                         file.inline = Some(self.flat_bytes(ino)?);
@@ -665,6 +654,8 @@ impl<'a> Reader<'a> {
         Ok(open)
     }
 
+    /// Reads inode `ino`'s xattrs (of type `ftype`) into `out`; the overlayfs ones composefs
+    /// writes go into `file` and `whiteout` instead (see [`tree_xattr_name`]).
     fn read_xattrs(
         &self,
         ino: &RawInode<'a>,
@@ -679,95 +670,72 @@ impl<'a> Reader<'a> {
         let area = ino.xattrs;
         let (off, nid) = (ino.offset, ino.nid);
         let bad = |what: &str| corrupt(off, format!("inode {nid}: xattrs: {what}"));
-        let shared_count = u64::from(*area.get(4).ok_or_else(|| bad("short header"))?);
+        let (entries, inline_count) = self.xattr_entries(area).map_err(bad)?;
+        check_xattr_names(&entries, inline_count).map_err(bad)?;
+        self.check_name_filter(area, &entries)
+            .map_err(|what| bad(&what))?;
+        for (index, suffix, value) in entries {
+            let name = self.xattr_name(index, suffix, value).map_err(bad)?;
+            if let Some(name) = tree_xattr_name(name, value, ftype, file, whiteout) {
+                out.push(Xattr {
+                    name,
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of xattr area `area` (header included): inline entries first, then shared
+    /// ones, as C reads them; and how many are inline.
+    fn xattr_entries(&self, area: &'a [u8]) -> Result<(Vec<RawXattr<'a>>, usize), &'static str> {
+        let shared_count = u64::from(*area.get(4).ok_or("short header")?);
         let mut pos = XATTR_HEADER_SIZE + shared_count * 4;
         if pos > area.len() as u64 {
-            return Err(bad("shared count beyond the xattr area"));
+            return Err("shared count beyond the xattr area");
         }
         let mut entries = Vec::new();
-        // Inline entries first, then shared ones, as C reads them. C stops when fewer than
-        // five bytes are left, losing a last entry of four (empty suffix, empty value, such
-        // as an empty `system.posix_acl_access`); the kernel reads it, and so does this.
+        // C stops when fewer than five bytes are left, losing a last entry of four (empty
+        // suffix, empty value, such as an empty `system.posix_acl_access`); the kernel reads
+        // it, and so does this.
         while pos + XATTR_ENTRY_SIZE <= area.len() as u64 {
-            let (entry, len) =
-                parse_entry(area, pos).ok_or_else(|| bad("entry beyond the xattr area"))?;
+            let (entry, len) = parse_entry(area, pos).ok_or("entry beyond the xattr area")?;
             entries.push(entry);
             pos += len;
         }
         let shared_base = u64::from(self.sb.xattr_blkaddr) * BLOCK_SIZE;
         let inline_count = entries.len();
         for i in 0..shared_count {
-            let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or_else(|| bad("short"))?;
+            let idx = u32_at(area, XATTR_HEADER_SIZE + i * 4).ok_or("short")?;
             let at = shared_base + u64::from(idx) * 4;
-            let (entry, _) = parse_entry(self.image, at)
-                .ok_or_else(|| bad("shared xattr beyond the end of the image"))?;
+            let (entry, _) =
+                parse_entry(self.image, at).ok_or("shared xattr beyond the end of the image")?;
             entries.push(entry);
         }
-        check_xattr_names(&entries, inline_count).map_err(bad)?;
-        self.check_name_filter(area, &entries)
-            .map_err(|what| bad(&what))?;
-        for (index, suffix, value) in entries {
-            let prefix = if index == 0 {
-                &b""[..]
-            } else {
-                xattr_prefix(index).ok_or_else(|| bad("unknown name index"))?
-            };
-            match self
-                .xattr_left
-                .get()
-                .checked_sub(xattr_charge(prefix, suffix, value))
-            {
-                Some(left) => self.xattr_left.set(left),
-                None => return Err(bad("xattrs expand to far more than the image holds")),
-            }
-            let mut name = Vec::with_capacity(prefix.len() + suffix.len());
-            name.extend_from_slice(prefix);
-            name.extend_from_slice(suffix);
-            if name.is_empty() || name.contains(&0) {
-                return Err(bad("empty name or NUL in name"));
-            }
-            match name.as_slice() {
-                b"trusted.overlay.redirect" => {
-                    if ftype == FileType::Regular {
-                        let v = value
-                            .strip_prefix(b"/")
-                            .filter(|_| value.len() > 1)
-                            .unwrap_or(value);
-                        file.payload = Some(v.to_vec());
-                    }
-                    continue;
-                }
-                b"trusted.overlay.metacopy" => {
-                    if ftype == FileType::Regular {
-                        file.digest = metacopy_digest(value);
-                    }
-                    continue;
-                }
-                b"trusted.overlay.overlay.whiteout" if ftype == FileType::Regular => {
-                    *whiteout = true;
-                    continue;
-                }
-                b"trusted.overlay.overlay.whiteouts"
-                | b"user.overlay.whiteout"
-                | b"user.overlay.whiteouts" => continue,
-                _ => {}
-            }
-            if let Some(rest) = name.strip_prefix(b"trusted.overlay.") {
-                match rest.strip_prefix(b"overlay.") {
-                    Some(orig) => {
-                        let mut n = b"trusted.overlay.".to_vec();
-                        n.extend_from_slice(orig);
-                        name = n;
-                    }
-                    None => continue,
-                }
-            }
-            out.push(Xattr {
-                name,
-                value: value.to_vec(),
-            });
+        Ok((entries, inline_count))
+    }
+
+    /// The full name of an xattr entry (name index, suffix), charged with its value against
+    /// the xattr budget.
+    fn xattr_name(&self, index: u8, suffix: &[u8], value: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let prefix = if index == 0 {
+            &b""[..]
+        } else {
+            xattr_prefix(index).ok_or("unknown name index")?
+        };
+        let left = self
+            .xattr_left
+            .get()
+            .checked_sub(xattr_charge(prefix, suffix, value))
+            .ok_or("xattrs expand to far more than the image holds")?;
+        self.xattr_left.set(left);
+        let mut name = Vec::with_capacity(prefix.len() + suffix.len());
+        name.extend_from_slice(prefix);
+        name.extend_from_slice(suffix);
+        if name.is_empty() || name.contains(&0) {
+            return Err("empty name or NUL in name");
         }
-        Ok(())
+        Ok(name)
     }
 
     /// A whiteout is skipped, as C skips them, but the kernel shows it on the erofs mount
@@ -800,10 +768,10 @@ impl<'a> Reader<'a> {
             .iter()
             .filter(|x| x.name == b"security.selinux")
             .collect();
-        let same = child.mode == S_IFCHR | 0o644
-            && (child.uid, child.gid, child.mtime)
+        let same = child.stat.mode == S_IFCHR | 0o644
+            && (child.stat.uid, child.stat.gid, child.stat.mtime)
                 == (root.stat.uid, root.stat.gid, root.stat.mtime)
-            && child.nlink == 1
+            && child.stat.nlink == 1
             && xattrs.iter().eq(root_label);
         if !same {
             return Err(child.bad("whiteout with attributes composefs does not give them"));
@@ -913,13 +881,13 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let child = self.inode(child_nid)?;
-            if ft != ft::of_mode(child.mode) {
+            if ft != ft::of_mode(child.stat.mode) {
                 return Err(corrupt(
                     dir.offset,
                     "directory entry type disagrees with the inode",
                 ));
             }
-            if child.mode & S_IFMT == S_IFCHR && child.rdev == 0 {
+            if child.stat.mode & S_IFMT == S_IFCHR && child.stat.rdev == 0 {
                 // A real overlayfs whiteout: C skips them (they are the writer's 00-ff).
                 let in_root = dir.nid == self.sb.root_nid;
                 self.check_root_whiteout(&child, name, in_root)?;
@@ -1004,7 +972,7 @@ fn inline_tail_len(fields: &InodeFields, ftype: FileType) -> Result<u64, String>
 
 /// A device, fifo or socket has no data: size 0, no blocks.
 fn check_special_data(ino: &RawInode<'_>) -> Result<(), ReadError> {
-    if ino.layout != LAYOUT_FLAT_PLAIN || ino.size != 0 {
+    if ino.layout != LAYOUT_FLAT_PLAIN || ino.stat.size != 0 {
         return Err(ino.bad("device, fifo or socket with data"));
     }
     Ok(())
@@ -1012,6 +980,54 @@ fn check_special_data(ino: &RawInode<'_>) -> Result<(), ReadError> {
 
 /// One xattr entry: name index, name suffix, value.
 type RawXattr<'a> = (u8, &'a [u8], &'a [u8]);
+
+/// What xattr `name` (with `value`) of an inode of type `ftype` is in the tree: the overlayfs
+/// xattrs composefs writes are not kept, but give a regular `file` its payload and digest or
+/// mark a `whiteout`; an escaped `trusted.overlay.overlay.X` is `trusted.overlay.X`, and other
+/// `trusted.overlay.` xattrs are dropped. `Some(name)`: keep it, under that name.
+fn tree_xattr_name(
+    name: Vec<u8>,
+    value: &[u8],
+    ftype: FileType,
+    file: &mut RegularFile,
+    whiteout: &mut bool,
+) -> Option<Vec<u8>> {
+    match name.as_slice() {
+        b"trusted.overlay.redirect" => {
+            if ftype == FileType::Regular {
+                let v = value
+                    .strip_prefix(b"/")
+                    .filter(|_| value.len() > 1)
+                    .unwrap_or(value);
+                file.payload = Some(v.to_vec());
+            }
+            return None;
+        }
+        b"trusted.overlay.metacopy" => {
+            if ftype == FileType::Regular {
+                file.digest = metacopy_digest(value);
+            }
+            return None;
+        }
+        b"trusted.overlay.overlay.whiteout" if ftype == FileType::Regular => {
+            *whiteout = true;
+            return None;
+        }
+        b"trusted.overlay.overlay.whiteouts"
+        | b"user.overlay.whiteout"
+        | b"user.overlay.whiteouts" => return None,
+        _ => {}
+    }
+    match name.strip_prefix(b"trusted.overlay.") {
+        Some(rest) => {
+            let orig = rest.strip_prefix(b"overlay.")?;
+            let mut n = b"trusted.overlay.".to_vec();
+            n.extend_from_slice(orig);
+            Some(n)
+        }
+        None => Some(name),
+    }
+}
 
 fn parse_entry(b: &[u8], pos: u64) -> Option<(RawXattr<'_>, u64)> {
     let name_len = u64::from(*b.get(usize::try_from(pos).ok()?)?);

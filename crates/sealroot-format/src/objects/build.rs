@@ -81,7 +81,53 @@ fn attrs_of(inode: &Inode, path: &[u8]) -> Result<Attrs, SplitError> {
 /// # Errors
 /// [`SplitError`] naming the first file that cannot be stored.
 pub fn split(tree: &Tree, algorithm: HashAlgorithm) -> Result<Split, SplitError> {
-    // Hard links name their owner by path: find the owners' paths first.
+    let mut s = Splitter {
+        tree,
+        owner_path: hardlink_owners(tree),
+        files: Files {
+            algorithm,
+            list: Vec::new(),
+            seen: HashSet::new(),
+        },
+        objects: Vec::new(),
+        seen_objects: HashSet::new(),
+        ids: HashMap::new(),
+    };
+    let mut expanded = HashSet::new();
+    // (directory, its path, children done): a directory is stored after its children.
+    let mut stack = vec![(InodeId::ROOT, Vec::new(), false)];
+    while let Some((dir, path, children_done)) = stack.pop() {
+        let inode = s.inode(dir, &path)?;
+        let Content::Directory(entries) = &inode.content else {
+            return Err(malformed(&path, "not a directory"));
+        };
+        if children_done {
+            s.store_dir(dir, inode, entries, &path)?;
+            continue;
+        }
+        if !expanded.insert(dir) {
+            return Err(malformed(&path, "directory reachable twice"));
+        }
+        stack.push((dir, path.clone(), true));
+        for e in entries.iter().rev() {
+            let child = s.inode(e.inode, &path)?;
+            if !e.hardlink && matches!(child.content, Content::Directory(_)) {
+                stack.push((e.inode, child_path(&path, &e.name), false));
+            }
+        }
+    }
+    let (tree_id, meta_id) = s.ids[&InodeId::ROOT];
+    Ok(Split {
+        tree: tree_id,
+        dirmeta: meta_id,
+        objects: s.objects,
+        files: s.files.list,
+    })
+}
+
+/// The path of the entry that owns each inode a hard link names (hard links name their
+/// owner by path).
+fn hardlink_owners(tree: &Tree) -> HashMap<InodeId, Vec<u8>> {
     let mut linked = HashSet::new();
     for inode in &tree.inodes {
         for e in inode.entries().unwrap_or_default() {
@@ -90,7 +136,7 @@ pub fn split(tree: &Tree, algorithm: HashAlgorithm) -> Result<Split, SplitError>
             }
         }
     }
-    let mut owner_path: HashMap<InodeId, Vec<u8>> = HashMap::new();
+    let mut owner_path = HashMap::new();
     if !linked.is_empty() {
         tree.walk(|path, e| {
             if !e.hardlink && linked.contains(&e.inode) {
@@ -98,125 +144,122 @@ pub fn split(tree: &Tree, algorithm: HashAlgorithm) -> Result<Split, SplitError>
             }
         });
     }
+    owner_path
+}
 
-    let mut objects = Vec::new();
-    let mut files = Files {
-        algorithm,
-        list: Vec::new(),
-        seen: HashSet::new(),
-    };
-    let mut seen_objects = HashSet::new();
-    let mut ids: HashMap<InodeId, (AnyDigest, AnyDigest)> = HashMap::new();
-    let mut expanded = HashSet::new();
-    // (directory, its path, children done)
-    let mut stack = vec![(InodeId::ROOT, Vec::new(), false)];
-    while let Some((dir, path, children_done)) = stack.pop() {
-        let malformed = |reason: String| SplitError::Malformed {
-            path: shown_path(&path),
-            reason,
-        };
-        let inode = tree
-            .inodes
-            .get(dir.index())
-            .ok_or_else(|| malformed("entry names an inode that does not exist".into()))?;
-        let Content::Directory(entries) = &inode.content else {
-            return Err(malformed("not a directory".into()));
-        };
-        if !children_done {
-            if !expanded.insert(dir) {
-                return Err(malformed("directory reachable twice".into()));
-            }
-            stack.push((dir, path.clone(), true));
-            for e in entries.iter().rev() {
-                let child = tree
-                    .inodes
-                    .get(e.inode.index())
-                    .ok_or_else(|| malformed("entry names an inode that does not exist".into()))?;
-                if !e.hardlink && matches!(child.content, Content::Directory(_)) {
-                    let mut p = path.clone();
-                    p.push(b'/');
-                    p.extend_from_slice(&e.name);
-                    stack.push((e.inode, p, false));
-                }
-            }
-            continue;
-        }
+/// `path/name`.
+pub(super) fn child_path(path: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(path.len() + 1 + name.len());
+    p.extend_from_slice(path);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// [`SplitError::Malformed`] at `path`.
+fn malformed(path: &[u8], reason: impl Into<String>) -> SplitError {
+    SplitError::Malformed {
+        path: shown_path(path),
+        reason: reason.into(),
+    }
+}
+
+/// What a [`split`] has made so far.
+struct Splitter<'t> {
+    tree: &'t Tree,
+    /// See [`hardlink_owners`].
+    owner_path: HashMap<InodeId, Vec<u8>>,
+    files: Files,
+    /// What [`Split::objects`] says, and the ids in it.
+    objects: Vec<(ObjectKind, AnyDigest, Vec<u8>)>,
+    seen_objects: HashSet<AnyDigest>,
+    /// The dirtree and dirmeta of each directory stored.
+    ids: HashMap<InodeId, (AnyDigest, AnyDigest)>,
+}
+
+impl<'t> Splitter<'t> {
+    /// Inode `id`, named by an entry of directory `path`.
+    fn inode(&self, id: InodeId, path: &[u8]) -> Result<&'t Inode, SplitError> {
+        let tree: &'t Tree = self.tree;
+        tree.inodes
+            .get(id.index())
+            .ok_or_else(|| malformed(path, "entry names an inode that does not exist"))
+    }
+
+    /// Makes the dirtree and dirmeta of directory `dir` (at `path`, with `entries`), whose
+    /// subdirectories are stored already.
+    fn store_dir(
+        &mut self,
+        dir: InodeId,
+        inode: &Inode,
+        entries: &[DirEntry],
+        path: &[u8],
+    ) -> Result<(), SplitError> {
         let mut dt = DirTree {
             entries: Vec::with_capacity(entries.len()),
         };
         for e in entries {
-            let mut p = path.clone();
-            p.push(b'/');
-            p.extend_from_slice(&e.name);
-            check_name(&e.name).map_err(|pr| malformed(pr.to_string()))?;
-            let child = &tree.inodes[e.inode.index()];
-            let kind = if e.hardlink {
-                let target = owner_path
-                    .get(&e.inode)
-                    .ok_or_else(|| SplitError::Malformed {
-                        path: text::name(&p),
-                        reason: "hard link to an inode no entry owns".into(),
-                    })?;
-                dirtree::check_link_target(target).map_err(|pr| SplitError::Malformed {
-                    path: text::name(&p),
-                    reason: pr.to_string(),
-                })?;
-                EntryKind::Hardlink {
-                    target: target.clone(),
-                }
-            } else {
-                match &child.content {
-                    Content::Directory(_) => {
-                        let (tree, meta) = ids[&e.inode];
-                        EntryKind::Dir { tree, meta }
-                    }
-                    Content::Regular(f) => file_kind(child, f, &p, &mut files)?,
-                    Content::Symlink(target) if target.len() >= limits::TARGET_MAX => {
-                        return Err(SplitError::Malformed {
-                            path: text::name(&p),
-                            reason: "symlink target not shorter than 4096 bytes".into(),
-                        })
-                    }
-                    Content::Symlink(target) => EntryKind::Symlink {
-                        attrs: attrs_of(child, &p)?,
-                        target: target.clone(),
-                    },
-                    Content::Special => EntryKind::Special {
-                        attrs: attrs_of(child, &p)?,
-                        rdev: child.stat.rdev,
-                    },
-                }
-            };
+            check_name(&e.name).map_err(|pr| malformed(path, pr.to_string()))?;
             dt.entries.push(TreeEntry {
                 name: e.name.clone(),
-                kind,
+                kind: self.entry_kind(e, &child_path(path, &e.name))?,
             });
         }
         if dt.entries.windows(2).any(|w| w[0].name >= w[1].name) {
-            return Err(malformed("entries not sorted or not unique".into()));
+            return Err(malformed(path, "entries not sorted or not unique"));
         }
         let tree_bytes = dt.encode();
         let meta_bytes =
-            attrs_of(inode, if path.is_empty() { b"/" } else { &path })?.encode_dirmeta();
-        let tree_id = object_id(&tree_bytes, algorithm);
-        let meta_id = object_id(&meta_bytes, algorithm);
+            attrs_of(inode, if path.is_empty() { b"/" } else { path })?.encode_dirmeta();
+        let tree_id = object_id(&tree_bytes, self.files.algorithm);
+        let meta_id = object_id(&meta_bytes, self.files.algorithm);
         for (kind, id, bytes) in [
             (ObjectKind::DirTree, tree_id, tree_bytes),
             (ObjectKind::DirMeta, meta_id, meta_bytes),
         ] {
-            if seen_objects.insert(id) {
-                objects.push((kind, id, bytes));
+            if self.seen_objects.insert(id) {
+                self.objects.push((kind, id, bytes));
             }
         }
-        ids.insert(dir, (tree_id, meta_id));
+        self.ids.insert(dir, (tree_id, meta_id));
+        Ok(())
     }
-    let (tree_id, meta_id) = ids[&InodeId::ROOT];
-    Ok(Split {
-        tree: tree_id,
-        dirmeta: meta_id,
-        objects,
-        files: files.list,
-    })
+
+    /// What entry `e` (at `path`) is, as a dirtree says it.
+    fn entry_kind(&mut self, e: &DirEntry, path: &[u8]) -> Result<EntryKind, SplitError> {
+        if e.hardlink {
+            let target = self
+                .owner_path
+                .get(&e.inode)
+                .ok_or_else(|| malformed(path, "hard link to an inode no entry owns"))?;
+            dirtree::check_link_target(target).map_err(|pr| malformed(path, pr.to_string()))?;
+            return Ok(EntryKind::Hardlink {
+                target: target.clone(),
+            });
+        }
+        let child = &self.tree.inodes[e.inode.index()];
+        Ok(match &child.content {
+            Content::Directory(_) => {
+                let (tree, meta) = self.ids[&e.inode];
+                EntryKind::Dir { tree, meta }
+            }
+            Content::Regular(f) => file_kind(child, f, path, &mut self.files)?,
+            Content::Symlink(target) if target.len() >= limits::TARGET_MAX => {
+                return Err(malformed(
+                    path,
+                    "symlink target not shorter than 4096 bytes",
+                ))
+            }
+            Content::Symlink(target) => EntryKind::Symlink {
+                attrs: attrs_of(child, path)?,
+                target: target.clone(),
+            },
+            Content::Special => EntryKind::Special {
+                attrs: attrs_of(child, path)?,
+                rdev: child.stat.rdev,
+            },
+        })
+    }
 }
 
 /// The file objects a split has met: each once, all of one algorithm.
@@ -355,25 +398,79 @@ pub enum AssembleError {
     },
 }
 
+/// Reads the tree objects of an assembly or a diff, each distinct one once.
 pub(super) struct Assembler<'f, 'a> {
-    pub(super) fetch: &'f mut Fetch<'a>,
-    /// The algorithm of every id.
-    pub(super) algorithm: HashAlgorithm,
-    pub(super) trees: HashMap<AnyDigest, Rc<DirTree>>,
-    pub(super) metas: HashMap<AnyDigest, Rc<Attrs>>,
+    source: Source<'f, 'a>,
+    trees: HashMap<AnyDigest, Rc<DirTree>>,
+    metas: HashMap<AnyDigest, Rc<Attrs>>,
 }
 
 impl<'f, 'a> Assembler<'f, 'a> {
     /// An assembler of objects named by `algorithm` digests.
     pub(super) fn new(fetch: &'f mut Fetch<'a>, algorithm: HashAlgorithm) -> Self {
         Assembler {
-            fetch,
-            algorithm,
+            source: Source { fetch, algorithm },
             trees: HashMap::new(),
             metas: HashMap::new(),
         }
     }
 
+    /// Dirtree `id` (for directory `path`).
+    pub(super) fn dirtree(
+        &mut self,
+        id: &AnyDigest,
+        path: &[u8],
+    ) -> Result<Rc<DirTree>, AssembleError> {
+        let source = &mut self.source;
+        cached(&mut self.trees, id, || {
+            let t = source.fetch_parsed(ObjectKind::DirTree, id, path, DirTree::parse)?;
+            if t.algorithm().is_some_and(|a| a != source.algorithm) {
+                return Err(AssembleError::Algorithm {
+                    kind: ObjectKind::DirTree,
+                    id: *id,
+                    path: shown_path(path),
+                    reason: "it names objects of another algorithm",
+                    expected: source.algorithm,
+                });
+            }
+            Ok(t)
+        })
+    }
+
+    /// Dirmeta `id` (for directory `path`).
+    pub(super) fn dirmeta(
+        &mut self,
+        id: &AnyDigest,
+        path: &[u8],
+    ) -> Result<Rc<Attrs>, AssembleError> {
+        let source = &mut self.source;
+        cached(&mut self.metas, id, || {
+            source.fetch_parsed(ObjectKind::DirMeta, id, path, Attrs::parse_dirmeta)
+        })
+    }
+}
+
+/// What `cache` holds for `id`, else what `make` makes, then kept there.
+fn cached<T, E>(
+    cache: &mut HashMap<AnyDigest, Rc<T>>,
+    id: &AnyDigest,
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<Rc<T>, E> {
+    if let Some(t) = cache.get(id) {
+        return Ok(Rc::clone(t));
+    }
+    let t = Rc::new(make()?);
+    cache.insert(*id, Rc::clone(&t));
+    Ok(t)
+}
+
+/// Where an assembly's objects come from, and the algorithm that names them all.
+struct Source<'f, 'a> {
+    fetch: &'f mut Fetch<'a>,
+    algorithm: HashAlgorithm,
+}
+
+impl Source<'_, '_> {
     /// Fetches object `id` and checks it against its name.
     fn get(
         &mut self,
@@ -409,53 +506,21 @@ impl<'f, 'a> Assembler<'f, 'a> {
         Ok(bytes)
     }
 
-    pub(super) fn dirtree(
+    /// Fetches object `id` (for directory `path`), checks it against its name and parses it
+    /// with `parse`.
+    fn fetch_parsed<T>(
         &mut self,
+        kind: ObjectKind,
         id: &AnyDigest,
         path: &[u8],
-    ) -> Result<Rc<DirTree>, AssembleError> {
-        if let Some(t) = self.trees.get(id) {
-            return Ok(Rc::clone(t));
-        }
-        let bytes = self.get(ObjectKind::DirTree, id, path)?;
-        let t = Rc::new(
-            DirTree::parse(&bytes).map_err(|source| AssembleError::Parse {
-                id: *id,
-                path: shown_path(path),
-                source: Box::new(source),
-            })?,
-        );
-        if t.algorithm().is_some_and(|a| a != self.algorithm) {
-            return Err(AssembleError::Algorithm {
-                kind: ObjectKind::DirTree,
-                id: *id,
-                path: shown_path(path),
-                reason: "it names objects of another algorithm",
-                expected: self.algorithm,
-            });
-        }
-        self.trees.insert(*id, Rc::clone(&t));
-        Ok(t)
-    }
-
-    pub(super) fn dirmeta(
-        &mut self,
-        id: &AnyDigest,
-        path: &[u8],
-    ) -> Result<Rc<Attrs>, AssembleError> {
-        if let Some(m) = self.metas.get(id) {
-            return Ok(Rc::clone(m));
-        }
-        let bytes = self.get(ObjectKind::DirMeta, id, path)?;
-        let m = Rc::new(
-            Attrs::parse_dirmeta(&bytes).map_err(|source| AssembleError::Parse {
-                id: *id,
-                path: shown_path(path),
-                source: Box::new(source),
-            })?,
-        );
-        self.metas.insert(*id, Rc::clone(&m));
-        Ok(m)
+        parse: impl FnOnce(&[u8]) -> Result<T, ParseError>,
+    ) -> Result<T, AssembleError> {
+        let bytes = self.get(kind, id, path)?;
+        parse(&bytes).map_err(|source| AssembleError::Parse {
+            id: *id,
+            path: shown_path(path),
+            source: Box::new(source),
+        })
     }
 }
 
@@ -494,35 +559,17 @@ pub fn assemble(
     // (directory inode, its dirtree, its path, depth)
     let mut queue = vec![(InodeId::ROOT, *tree, Vec::<u8>::new(), 0usize)];
     let mut links: Vec<(InodeId, usize, Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut total = 0usize;
+    let mut budget = Budget(0);
     while let Some((dir, tree_id, path, depth)) = queue.pop() {
         let dt = a.dirtree(&tree_id, &path)?;
-        total = total.saturating_add(dt.entries.len());
-        if total > limits::TREE_ENTRIES_MAX {
-            return Err(AssembleError::TooLarge {
-                path: shown_path(&path),
-                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
-            });
-        }
-        let child_path = |name: &[u8]| {
-            let mut p = Vec::with_capacity(path.len() + 1 + name.len());
-            p.extend_from_slice(&path);
-            p.push(b'/');
-            p.extend_from_slice(name);
-            p
-        };
+        budget.spend(dt.entries.len(), &path)?;
         let mut entries = Vec::with_capacity(dt.entries.len());
         let mut subdirs = 0u32;
         for (index, e) in dt.entries.iter().enumerate() {
             let inode = match &e.kind {
                 EntryKind::Dir { tree, meta } => {
-                    let p = child_path(&e.name);
-                    if depth + 1 > limits::DEPTH_MAX {
-                        return Err(AssembleError::TooLarge {
-                            path: text::name(&p),
-                            reason: format!("nested deeper than {}", limits::DEPTH_MAX),
-                        });
-                    }
+                    let p = child_path(&path, &e.name);
+                    budget.depth(depth + 1, &p)?;
                     let m = a.dirmeta(meta, &p)?;
                     let id = out.push(inode_from(&m, Content::Directory(Vec::new()), 0, 0));
                     queue.push((id, *tree, p, depth + 1));
@@ -551,8 +598,8 @@ pub fn assemble(
                     out.push(inode_from(attrs, Content::Special, 0, *rdev))
                 }
                 EntryKind::Hardlink { target } => {
-                    links.push((dir, index, target.clone(), child_path(&e.name)));
-                    InodeId::ROOT // fixed below
+                    links.push((dir, index, target.clone(), child_path(&path, &e.name)));
+                    InodeId::ROOT // fixed by `link`
                 }
             };
             entries.push(DirEntry {
@@ -567,41 +614,86 @@ pub fn assemble(
         d.stat.nlink = subdirs.saturating_add(2);
     }
     for (dir, index, target, path) in links {
-        let bad = |reason| AssembleError::BadHardlink {
-            path: text::name(&path),
-            target: text::name(&target),
-            reason,
-        };
-        // Through directories only (never through another, not yet resolved, hard link):
-        // the parser made sure the spelling is canonical.
-        let mut at = InodeId::ROOT;
-        let mut owner = None;
-        let rel = target.strip_prefix(b"/").unwrap_or(&target);
-        let components: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-        for (i, name) in components.iter().enumerate() {
-            let entry = out.lookup(at, name).ok_or_else(|| bad("no such file"))?;
-            if entry.hardlink {
-                return Err(bad("the path goes through, or ends at, another hard link"));
-            }
-            if i + 1 == components.len() {
-                owner = Some(entry.inode);
-            } else if out.inode(entry.inode).entries().is_none() {
-                return Err(bad("no such directory"));
-            } else {
-                at = entry.inode;
-            }
-        }
-        let target_inode = owner.ok_or_else(|| bad("no such file"))?;
-        let t = out.inode_mut(target_inode);
-        if t.stat.file_type() == Some(FileType::Directory) {
-            return Err(bad("the target is a directory"));
-        }
-        t.stat.nlink = t.stat.nlink.saturating_add(1);
-        if let Content::Directory(entries) = &mut out.inode_mut(dir).content {
-            entries[index].inode = target_inode;
-        }
+        link(&mut out, dir, index, &target, &path)?;
     }
     Ok(out)
+}
+
+/// Points entry `index` of directory `dir`, hard link `path`, at the inode of the entry whose
+/// path is `target`, counting the link.
+fn link(
+    out: &mut Tree,
+    dir: InodeId,
+    index: usize,
+    target: &[u8],
+    path: &[u8],
+) -> Result<(), AssembleError> {
+    let bad = |reason| AssembleError::BadHardlink {
+        path: text::name(path),
+        target: text::name(target),
+        reason,
+    };
+    let target_inode = hardlink_owner(out, target).map_err(bad)?;
+    let t = out.inode_mut(target_inode);
+    if t.stat.file_type() == Some(FileType::Directory) {
+        return Err(bad("the target is a directory"));
+    }
+    t.stat.nlink = t.stat.nlink.saturating_add(1);
+    if let Content::Directory(entries) = &mut out.inode_mut(dir).content {
+        entries[index].inode = target_inode;
+    }
+    Ok(())
+}
+
+/// The inode of the entry at path `target`, found through directories only (never through
+/// another, not yet resolved, hard link): the parser made sure the spelling is canonical.
+fn hardlink_owner(out: &Tree, target: &[u8]) -> Result<InodeId, &'static str> {
+    let mut at = InodeId::ROOT;
+    let rel = target.strip_prefix(b"/").unwrap_or(target);
+    let components: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    for (i, name) in components.iter().enumerate() {
+        let entry = out.lookup(at, name).ok_or("no such file")?;
+        if entry.hardlink {
+            return Err("the path goes through, or ends at, another hard link");
+        }
+        if i + 1 == components.len() {
+            return Ok(entry.inode);
+        }
+        if out.inode(entry.inode).entries().is_none() {
+            return Err("no such directory");
+        }
+        at = entry.inode;
+    }
+    Err("no such file")
+}
+
+/// How much an assembly or a diff may read: [`limits::TREE_ENTRIES_MAX`] entries, nested
+/// at most [`limits::DEPTH_MAX`] deep.
+pub(super) struct Budget(pub(super) usize);
+
+impl Budget {
+    /// Counts `entries` more, read at `path`.
+    pub(super) fn spend(&mut self, entries: usize, path: &[u8]) -> Result<(), AssembleError> {
+        self.0 = self.0.saturating_add(entries);
+        if self.0 > limits::TREE_ENTRIES_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(path),
+                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `depth` (of `path`) is within the limit.
+    pub(super) fn depth(&self, depth: usize, path: &[u8]) -> Result<(), AssembleError> {
+        if depth > limits::DEPTH_MAX {
+            return Err(AssembleError::TooLarge {
+                path: shown_path(path),
+                reason: format!("nested deeper than {}", limits::DEPTH_MAX),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A path for a message: `/` for the root.

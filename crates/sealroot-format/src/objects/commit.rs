@@ -112,136 +112,159 @@ impl Commit {
     /// # Errors
     /// [`ParseError`] naming the line and the problem.
     pub fn parse(bytes: &[u8]) -> Result<Commit, ParseError> {
-        let kind = ObjectKind::Commit;
-        let mut tree = None;
-        let mut dirmeta = None;
-        let mut parent = None;
-        let mut image = None;
-        let mut image_format = None;
-        let mut timestamp = None;
-        let mut version = None;
-        let mut metadata = BTreeMap::new();
-        let mut subject = String::new();
-        let mut body = String::new();
-        let mut algorithm = text::OneAlgorithm::default();
-        for (n, line) in text::body_lines(kind, bytes)? {
-            let err = |p| ParseError::new(kind, n, p);
-            let f = fields(line);
-            let want = |count: usize| {
-                if f.len() == count {
-                    Ok(())
-                } else {
-                    Err(err(Problem::FieldCount {
-                        what: "commit line",
-                        expected: count,
-                        found: f.len(),
-                    }))
-                }
-            };
-            let textual = |field: &'static str, raw: &[u8]| -> Result<String, ParseError> {
-                let bytes = text::unescape(field, raw).map_err(err)?;
-                String::from_utf8(bytes).map_err(|_| {
-                    err(Problem::BadField {
-                        field,
-                        reason: "not UTF-8".into(),
-                    })
-                })
-            };
-            let mut id = |field: &'static str, raw: &[u8]| -> Result<AnyDigest, ParseError> {
-                let d = text::digest(field, raw).map_err(err)?;
-                algorithm.check(&d).map_err(err)?;
-                Ok(d)
-            };
-            match f[0] {
-                b"tree" => {
-                    want(2)?;
-                    tree = Some(id("tree", f[1])?);
-                }
-                b"dirmeta" => {
-                    want(2)?;
-                    dirmeta = Some(id("dirmeta", f[1])?);
-                }
-                b"parent" => {
-                    want(2)?;
-                    parent = Some(id("parent", f[1])?);
-                }
-                b"image" => {
-                    want(2)?;
-                    let (named, hex) = image_digest(f[1]).map_err(err)?;
-                    let d = id("image", hex)?;
-                    if d.algorithm() != named {
-                        return Err(err(Problem::BadField {
-                            field: "image",
-                            reason: format!("a {} digest named {named}", d.algorithm()),
-                        }));
-                    }
-                    image = Some(d);
-                }
-                b"image-format" => {
-                    want(2)?;
-                    let v: u32 = text::dec("image-format", f[1]).map_err(err)?;
-                    if v > crate::erofs::COMPOSEFS_VERSION_MAX {
-                        return Err(err(Problem::BadField {
-                            field: "image-format",
-                            reason: format!("composefs format {v} is unknown"),
-                        }));
-                    }
-                    image_format = Some(v);
-                }
-                b"timestamp" => {
-                    want(2)?;
-                    timestamp = Some(text::dec("timestamp", f[1]).map_err(err)?);
-                }
-                b"version" => {
-                    want(2)?;
-                    version = Some(textual("version", f[1])?);
-                }
-                b"meta" => {
-                    want(3)?;
-                    let key = textual("metadata key", f[1])?;
-                    Commit::check_meta_key(&key).map_err(|e| {
-                        err(Problem::BadField {
-                            field: "metadata key",
-                            reason: e.to_string(),
-                        })
-                    })?;
-                    let value = textual("metadata value", f[2])?;
-                    if metadata.insert(key.clone(), value).is_some() {
-                        return Err(err(Problem::Duplicate {
-                            what: "metadata key",
-                            name: key,
-                        }));
-                    }
-                }
-                b"subject" => {
-                    want(2)?;
-                    subject = textual("subject", f[1])?;
-                }
-                b"body" => {
-                    want(2)?;
-                    body = textual("body", f[1])?;
-                }
-                other => return Err(err(Problem::UnexpectedLine(text::shown(other)))),
-            }
+        let mut partial = Partial::default();
+        for (n, line) in text::body_lines(ObjectKind::Commit, bytes)? {
+            partial.read(&Line { n, f: fields(line) })?;
         }
-        let missing = |what| ParseError::new(kind, 0, Problem::Missing(what));
-        let commit = Commit {
-            tree: tree.ok_or_else(|| missing("tree"))?,
-            dirmeta: dirmeta.ok_or_else(|| missing("dirmeta"))?,
-            parent,
-            image: image.ok_or_else(|| missing("image"))?,
-            image_format: image_format.ok_or_else(|| missing("image-format"))?,
-            timestamp: timestamp.ok_or_else(|| missing("timestamp"))?,
-            version,
-            metadata,
-            subject,
-            body,
-        };
+        let commit = partial.finish()?;
         // Order, duplicates of single lines and number spellings: one comparison.
         if commit.encode() != bytes {
-            return Err(ParseError::new(kind, 0, Problem::NotCanonical));
+            return Err(ParseError::new(
+                ObjectKind::Commit,
+                0,
+                Problem::NotCanonical,
+            ));
         }
         Ok(commit)
+    }
+}
+
+/// A commit being parsed: what its lines said so far.
+#[derive(Default)]
+struct Partial {
+    tree: Option<AnyDigest>,
+    dirmeta: Option<AnyDigest>,
+    parent: Option<AnyDigest>,
+    image: Option<AnyDigest>,
+    image_format: Option<u32>,
+    timestamp: Option<i64>,
+    version: Option<String>,
+    metadata: BTreeMap<String, String>,
+    subject: String,
+    body: String,
+    algorithm: text::OneAlgorithm,
+}
+
+impl Partial {
+    /// Takes in one line.
+    fn read(&mut self, l: &Line<'_>) -> Result<(), ParseError> {
+        match l.f[0] {
+            b"tree" => self.tree = Some(self.id(l, "tree", l.value()?)?),
+            b"dirmeta" => self.dirmeta = Some(self.id(l, "dirmeta", l.value()?)?),
+            b"parent" => self.parent = Some(self.id(l, "parent", l.value()?)?),
+            b"image" => self.image = Some(self.image(l)?),
+            b"image-format" => {
+                let v: u32 = text::dec("image-format", l.value()?).map_err(|p| l.err(p))?;
+                if v > crate::erofs::COMPOSEFS_VERSION_MAX {
+                    return Err(l.bad("image-format", format!("composefs format {v} is unknown")));
+                }
+                self.image_format = Some(v);
+            }
+            b"timestamp" => {
+                self.timestamp = Some(text::dec("timestamp", l.value()?).map_err(|p| l.err(p))?)
+            }
+            b"version" => self.version = Some(l.textual("version", l.value()?)?),
+            b"meta" => self.meta(l)?,
+            b"subject" => self.subject = l.textual("subject", l.value()?)?,
+            b"body" => self.body = l.textual("body", l.value()?)?,
+            other => return Err(l.err(Problem::UnexpectedLine(text::shown(other)))),
+        }
+        Ok(())
+    }
+
+    /// The digest `raw` of field `field`, of the algorithm of the others.
+    fn id(
+        &mut self,
+        l: &Line<'_>,
+        field: &'static str,
+        raw: &[u8],
+    ) -> Result<AnyDigest, ParseError> {
+        let d = text::digest(field, raw).map_err(|p| l.err(p))?;
+        self.algorithm.check(&d).map_err(|p| l.err(p))?;
+        Ok(d)
+    }
+
+    /// The digest of an `image ALG:HEX` line, whose algorithm must be the one it names.
+    fn image(&mut self, l: &Line<'_>) -> Result<AnyDigest, ParseError> {
+        let (named, hex) = image_digest(l.value()?).map_err(|p| l.err(p))?;
+        let d = self.id(l, "image", hex)?;
+        if d.algorithm() != named {
+            return Err(l.bad("image", format!("a {} digest named {named}", d.algorithm())));
+        }
+        Ok(d)
+    }
+
+    /// A `meta KEY VALUE` line.
+    fn meta(&mut self, l: &Line<'_>) -> Result<(), ParseError> {
+        l.want(3)?;
+        let key = l.textual("metadata key", l.f[1])?;
+        Commit::check_meta_key(&key).map_err(|e| l.bad("metadata key", e.to_string()))?;
+        let value = l.textual("metadata value", l.f[2])?;
+        if self.metadata.insert(key.clone(), value).is_some() {
+            return Err(l.err(Problem::Duplicate {
+                what: "metadata key",
+                name: key,
+            }));
+        }
+        Ok(())
+    }
+
+    /// The commit, if no line it must have is missing.
+    fn finish(self) -> Result<Commit, ParseError> {
+        let missing = |what| ParseError::new(ObjectKind::Commit, 0, Problem::Missing(what));
+        Ok(Commit {
+            tree: self.tree.ok_or_else(|| missing("tree"))?,
+            dirmeta: self.dirmeta.ok_or_else(|| missing("dirmeta"))?,
+            parent: self.parent,
+            image: self.image.ok_or_else(|| missing("image"))?,
+            image_format: self.image_format.ok_or_else(|| missing("image-format"))?,
+            timestamp: self.timestamp.ok_or_else(|| missing("timestamp"))?,
+            version: self.version,
+            metadata: self.metadata,
+            subject: self.subject,
+            body: self.body,
+        })
+    }
+}
+
+/// Line `n` of a commit, split into its fields.
+struct Line<'a> {
+    n: usize,
+    f: Vec<&'a [u8]>,
+}
+
+impl Line<'_> {
+    fn err(&self, p: Problem) -> ParseError {
+        ParseError::new(ObjectKind::Commit, self.n, p)
+    }
+
+    fn bad(&self, field: &'static str, reason: String) -> ParseError {
+        self.err(Problem::BadField { field, reason })
+    }
+
+    /// Checks that the line has `count` fields.
+    fn want(&self, count: usize) -> Result<(), ParseError> {
+        if self.f.len() == count {
+            Ok(())
+        } else {
+            Err(self.err(Problem::FieldCount {
+                what: "commit line",
+                expected: count,
+                found: self.f.len(),
+            }))
+        }
+    }
+
+    /// The value of a `KEY VALUE` line.
+    fn value(&self) -> Result<&[u8], ParseError> {
+        self.want(2)?;
+        Ok(self.f[1])
+    }
+
+    /// Escaped UTF-8 text `raw` of field `field`.
+    fn textual(&self, field: &'static str, raw: &[u8]) -> Result<String, ParseError> {
+        let bytes = text::unescape(field, raw).map_err(|p| self.err(p))?;
+        String::from_utf8(bytes).map_err(|_| self.bad(field, "not UTF-8".into()))
     }
 }
 

@@ -1,10 +1,11 @@
 //! Comparing two trees by their objects, skipping what they share.
 
+use std::cmp::Ordering;
+
 use sealroot_verity::AnyDigest;
 
-use super::build::{shown_path, AssembleError, Assembler, Fetch};
-use super::dirtree::EntryKind;
-use super::limits;
+use super::build::{child_path, AssembleError, Assembler, Budget, Fetch};
+use super::dirtree::{EntryKind, TreeEntry};
 
 /// How a path differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,172 +39,142 @@ pub fn diff(
     b: (&AnyDigest, &AnyDigest),
     fetch: &mut Fetch<'_>,
 ) -> Result<Vec<Change>, AssembleError> {
-    let mut asm = Assembler::new(fetch, a.0.algorithm());
-    let mut budget = Budget(0);
-    let mut out = Vec::new();
+    let mut d = Differ {
+        asm: Assembler::new(fetch, a.0.algorithm()),
+        budget: Budget(0),
+        out: Vec::new(),
+        queue: vec![(Vec::new(), *a.0, *b.0, 0)],
+    };
     if a.1 != b.1 {
-        out.push(Change {
+        d.out.push(Change {
             path: b"/".to_vec(),
             kind: ChangeKind::Modified,
         });
     }
-    let mut queue = vec![(Vec::new(), *a.0, *b.0, 0usize)];
-    while let Some((path, ta, tb, depth)) = queue.pop() {
+    while let Some((path, ta, tb, depth)) = d.queue.pop() {
         if ta == tb {
             continue;
         }
-        budget.depth(depth, &path)?;
-        let da = asm.dirtree(&ta, &path)?;
-        let db = asm.dirtree(&tb, &path)?;
-        budget.spend(da.entries.len() + db.entries.len(), &path)?;
-        let (mut i, mut j) = (0, 0);
-        while i < da.entries.len() || j < db.entries.len() {
-            let ea = da.entries.get(i);
-            let eb = db.entries.get(j);
-            let order = match (ea, eb) {
-                (Some(x), Some(y)) => x.name.cmp(&y.name),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                _ => std::cmp::Ordering::Greater,
-            };
-            let name = match order {
-                std::cmp::Ordering::Greater => &db.entries[j].name,
-                _ => &da.entries[i].name,
-            };
-            let mut p = path.clone();
-            p.push(b'/');
-            p.extend_from_slice(name);
-            match order {
-                std::cmp::Ordering::Less => {
-                    everything(
-                        &mut asm,
-                        &mut budget,
-                        &da.entries[i].kind,
-                        p,
-                        depth,
-                        ChangeKind::Removed,
-                        &mut out,
-                    )?;
-                    i += 1;
+        d.budget.depth(depth, &path)?;
+        let da = d.asm.dirtree(&ta, &path)?;
+        let db = d.asm.dirtree(&tb, &path)?;
+        d.budget.spend(da.entries.len() + db.entries.len(), &path)?;
+        for pair in side_by_side(&da.entries, &db.entries) {
+            match pair {
+                (Some(ea), Some(eb)) => {
+                    d.compare(&ea.kind, &eb.kind, child_path(&path, &ea.name), depth)?
                 }
-                std::cmp::Ordering::Greater => {
-                    everything(
-                        &mut asm,
-                        &mut budget,
-                        &db.entries[j].kind,
-                        p,
-                        depth,
-                        ChangeKind::Added,
-                        &mut out,
-                    )?;
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    let (ka, kb) = (&da.entries[i].kind, &db.entries[j].kind);
-                    match (ka, kb) {
-                        (
-                            EntryKind::Dir { tree: ta, meta: ma },
-                            EntryKind::Dir { tree: tb, meta: mb },
-                        ) => {
-                            if ma != mb {
-                                out.push(Change {
-                                    path: p.clone(),
-                                    kind: ChangeKind::Modified,
-                                });
-                            }
-                            queue.push((p, *ta, *tb, depth + 1));
-                        }
-                        (EntryKind::Dir { .. }, _) | (_, EntryKind::Dir { .. }) => {
-                            everything(
-                                &mut asm,
-                                &mut budget,
-                                ka,
-                                p.clone(),
-                                depth,
-                                ChangeKind::Removed,
-                                &mut out,
-                            )?;
-                            everything(
-                                &mut asm,
-                                &mut budget,
-                                kb,
-                                p,
-                                depth,
-                                ChangeKind::Added,
-                                &mut out,
-                            )?;
-                        }
-                        _ if ka != kb => out.push(Change {
-                            path: p,
-                            kind: ChangeKind::Modified,
-                        }),
-                        _ => {}
-                    }
-                    i += 1;
-                    j += 1;
-                }
+                (Some(e), None) => d.everything(
+                    &e.kind,
+                    child_path(&path, &e.name),
+                    depth,
+                    ChangeKind::Removed,
+                )?,
+                (None, Some(e)) => d.everything(
+                    &e.kind,
+                    child_path(&path, &e.name),
+                    depth,
+                    ChangeKind::Added,
+                )?,
+                (None, None) => {}
             }
         }
     }
-    out.sort();
-    Ok(out)
+    d.out.sort();
+    Ok(d.out)
 }
 
-/// How much a diff may read: as much as an assembled tree may hold.
-struct Budget(usize);
+/// The entries of two directories side by side, in name order: `(Some, None)` for a name
+/// only in the first, `(None, Some)` for one only in the second.
+fn side_by_side<'e>(
+    a: &'e [TreeEntry],
+    b: &'e [TreeEntry],
+) -> impl Iterator<Item = (Option<&'e TreeEntry>, Option<&'e TreeEntry>)> {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let (ea, eb) = (a.get(i), b.get(j));
+        let order = match (ea, eb) {
+            (None, None) => return None,
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+        };
+        i += usize::from(order != Ordering::Greater);
+        j += usize::from(order != Ordering::Less);
+        Some(match order {
+            Ordering::Less => (ea, None),
+            Ordering::Greater => (None, eb),
+            Ordering::Equal => (ea, eb),
+        })
+    })
+}
 
-impl Budget {
-    fn spend(&mut self, entries: usize, path: &[u8]) -> Result<(), AssembleError> {
-        self.0 = self.0.saturating_add(entries);
-        if self.0 > limits::TREE_ENTRIES_MAX {
-            return Err(AssembleError::TooLarge {
-                path: shown_path(path),
-                reason: format!("more than {} entries", limits::TREE_ENTRIES_MAX),
-            });
+/// A diff under way: the directories left to compare and the changes found.
+struct Differ<'f, 'a> {
+    asm: Assembler<'f, 'a>,
+    budget: Budget,
+    out: Vec<Change>,
+    /// (path, dirtree in the first tree, in the second, depth) of the directories in both.
+    queue: Vec<(Vec<u8>, AnyDigest, AnyDigest, usize)>,
+}
+
+impl Differ<'_, '_> {
+    /// Compares entry `path` of both trees (`ka` in the first, `kb` in the second).
+    fn compare(
+        &mut self,
+        ka: &EntryKind,
+        kb: &EntryKind,
+        path: Vec<u8>,
+        depth: usize,
+    ) -> Result<(), AssembleError> {
+        match (ka, kb) {
+            (EntryKind::Dir { tree: ta, meta: ma }, EntryKind::Dir { tree: tb, meta: mb }) => {
+                if ma != mb {
+                    self.out.push(Change {
+                        path: path.clone(),
+                        kind: ChangeKind::Modified,
+                    });
+                }
+                self.queue.push((path, *ta, *tb, depth + 1));
+            }
+            (EntryKind::Dir { .. }, _) | (_, EntryKind::Dir { .. }) => {
+                self.everything(ka, path.clone(), depth, ChangeKind::Removed)?;
+                self.everything(kb, path, depth, ChangeKind::Added)?;
+            }
+            _ if ka != kb => self.out.push(Change {
+                path,
+                kind: ChangeKind::Modified,
+            }),
+            _ => {}
         }
         Ok(())
     }
 
-    fn depth(&self, depth: usize, path: &[u8]) -> Result<(), AssembleError> {
-        if depth > limits::DEPTH_MAX {
-            return Err(AssembleError::TooLarge {
-                path: shown_path(path),
-                reason: format!("nested deeper than {}", limits::DEPTH_MAX),
-            });
+    /// Lists `path` and, for a directory, everything below it, as `kind`.
+    fn everything(
+        &mut self,
+        entry: &EntryKind,
+        path: Vec<u8>,
+        depth: usize,
+        kind: ChangeKind,
+    ) -> Result<(), AssembleError> {
+        // Only a directory's dirtree is needed to go on, not the entry.
+        let dir_of = |e: &EntryKind| match e {
+            EntryKind::Dir { tree, .. } => Some(*tree),
+            _ => None,
+        };
+        let mut stack = vec![(path, dir_of(entry), depth)];
+        while let Some((path, dir, depth)) = stack.pop() {
+            if let Some(tree) = dir {
+                self.budget.depth(depth + 1, &path)?;
+                let dt = self.asm.dirtree(&tree, &path)?;
+                self.budget.spend(dt.entries.len(), &path)?;
+                for e in &dt.entries {
+                    stack.push((child_path(&path, &e.name), dir_of(&e.kind), depth + 1));
+                }
+            }
+            self.out.push(Change { path, kind });
         }
         Ok(())
     }
-}
-
-/// Lists `path` and, for a directory, everything below it, as `kind`.
-#[allow(clippy::too_many_arguments)]
-fn everything(
-    asm: &mut Assembler<'_, '_>,
-    budget: &mut Budget,
-    entry: &EntryKind,
-    path: Vec<u8>,
-    depth: usize,
-    kind: ChangeKind,
-    out: &mut Vec<Change>,
-) -> Result<(), AssembleError> {
-    // Only a directory's dirtree is needed to go on, not the entry.
-    let dir_of = |e: &EntryKind| match e {
-        EntryKind::Dir { tree, .. } => Some(*tree),
-        _ => None,
-    };
-    let mut stack = vec![(path, dir_of(entry), depth)];
-    while let Some((path, dir, depth)) = stack.pop() {
-        if let Some(tree) = dir {
-            budget.depth(depth + 1, &path)?;
-            let dt = asm.dirtree(&tree, &path)?;
-            budget.spend(dt.entries.len(), &path)?;
-            for e in &dt.entries {
-                let mut p = path.clone();
-                p.push(b'/');
-                p.extend_from_slice(&e.name);
-                stack.push((p, dir_of(&e.kind), depth + 1));
-            }
-        }
-        out.push(Change { path, kind });
-    }
-    Ok(())
 }

@@ -326,78 +326,22 @@ impl TreeEntry {
 
     fn parse(line: &[u8]) -> Result<TreeEntry, Problem> {
         let f = fields(line);
-        let count = |what, expected: usize, exact: bool| {
-            if f.len() < expected || (exact && f.len() != expected) {
-                Err(Problem::FieldCount {
-                    what,
-                    expected,
-                    found: f.len(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        count("entry", 2, false)?;
+        field_count(&f, "entry", 2, false)?;
         let name = text::unescape("name", f[1])?;
         check_name(&name)?;
-        let ty = |attrs: &Attrs| FileType::from_mode(attrs.mode);
         let kind = match f[0] {
             b"d" => {
-                count("directory entry", 4, true)?;
+                field_count(&f, "directory entry", 4, true)?;
                 EntryKind::Dir {
                     tree: text::digest("dirtree", f[2])?,
                     meta: text::digest("dirmeta", f[3])?,
                 }
             }
-            b"f" => {
-                count("file entry", 9, false)?;
-                let attrs = parse_attrs("file entry", &f, 2, 9)?;
-                if ty(&attrs) != Some(FileType::Regular) {
-                    return Err(mode_mismatch("a regular file"));
-                }
-                let size: u64 = text::dec("size", f[6])?;
-                let digest = match f[7] {
-                    b"-" => None,
-                    d => Some(text::digest("digest", d)?),
-                };
-                let inline = match f[8] {
-                    b"-" => None,
-                    c => Some(text::unescape("inline content", c)?),
-                };
-                match (&digest, &inline) {
-                    (Some(_), Some(_)) => {
-                        return Err(Problem::BadField {
-                            field: "inline content",
-                            reason: "a file has a digest or inline content, not both".into(),
-                        })
-                    }
-                    (None, Some(c)) if c.len() as u64 != size || c.is_empty() => {
-                        return Err(Problem::BadField {
-                            field: "inline content",
-                            reason: format!("{} bytes for a file of {size}", c.len()),
-                        })
-                    }
-                    (None, None) if size != 0 => {
-                        return Err(Problem::BadField {
-                            field: "digest",
-                            reason: format!("a file of {size} bytes needs a digest or content"),
-                        })
-                    }
-                    _ => {}
-                }
-                EntryKind::File {
-                    attrs,
-                    size,
-                    digest,
-                    inline,
-                }
-            }
+            b"f" => file_entry(&f)?,
             b"l" => {
-                count("symlink entry", 7, false)?;
-                let attrs = parse_attrs("symlink entry", &f, 2, 7)?;
-                if ty(&attrs) != Some(FileType::Symlink) {
-                    return Err(mode_mismatch("a symlink"));
-                }
+                let attrs = entry_attrs(&f, "symlink entry", 7, "a symlink", |t| {
+                    t == FileType::Symlink
+                })?;
                 let target = text::unescape("symlink target", f[6])?;
                 if target.is_empty()
                     || target.len() >= super::limits::TARGET_MAX
@@ -410,27 +354,26 @@ impl TreeEntry {
                 }
                 EntryKind::Symlink { attrs, target }
             }
-            b"s" => {
-                count("special file entry", 7, false)?;
-                let attrs = parse_attrs("special file entry", &f, 2, 7)?;
-                if !matches!(
-                    ty(&attrs),
-                    Some(
-                        FileType::BlockDevice
-                            | FileType::CharDevice
-                            | FileType::Fifo
-                            | FileType::Socket
-                    )
-                ) {
-                    return Err(mode_mismatch("a device, fifo or socket"));
-                }
-                EntryKind::Special {
-                    attrs,
-                    rdev: text::dec("rdev", f[6])?,
-                }
-            }
+            b"s" => EntryKind::Special {
+                attrs: entry_attrs(
+                    &f,
+                    "special file entry",
+                    7,
+                    "a device, fifo or socket",
+                    |t| {
+                        matches!(
+                            t,
+                            FileType::BlockDevice
+                                | FileType::CharDevice
+                                | FileType::Fifo
+                                | FileType::Socket
+                        )
+                    },
+                )?,
+                rdev: text::dec("rdev", f[6])?,
+            },
             b"h" => {
-                count("hard link entry", 3, true)?;
+                field_count(&f, "hard link entry", 3, true)?;
                 let target = text::unescape("hard link target", f[2])?;
                 check_link_target(&target)?;
                 EntryKind::Hardlink { target }
@@ -439,6 +382,85 @@ impl TreeEntry {
         };
         Ok(TreeEntry { name, kind })
     }
+}
+
+/// Checks that an entry line `f` (a `what`) has at least `expected` fields, or exactly.
+fn field_count(
+    f: &[&[u8]],
+    what: &'static str,
+    expected: usize,
+    exact: bool,
+) -> Result<(), Problem> {
+    if f.len() < expected || (exact && f.len() != expected) {
+        Err(Problem::FieldCount {
+            what,
+            expected,
+            found: f.len(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The attributes of entry line `f` (a `what`, whose xattrs start at field `xattrs_from`),
+/// whose mode must be of a type for which `is` holds (`expected` in words).
+fn entry_attrs(
+    f: &[&[u8]],
+    what: &'static str,
+    xattrs_from: usize,
+    expected: &str,
+    is: impl Fn(FileType) -> bool,
+) -> Result<Attrs, Problem> {
+    field_count(f, what, xattrs_from, false)?;
+    let attrs = parse_attrs(what, f, 2, xattrs_from)?;
+    if !FileType::from_mode(attrs.mode).is_some_and(is) {
+        return Err(mode_mismatch(expected));
+    }
+    Ok(attrs)
+}
+
+/// A file entry: `f NAME MODE UID GID MTIME SIZE DIGEST|- INLINE|- XATTRS...`, with a digest,
+/// inline content of its size, or neither for an empty file.
+fn file_entry(f: &[&[u8]]) -> Result<EntryKind, Problem> {
+    let attrs = entry_attrs(f, "file entry", 9, "a regular file", |t| {
+        t == FileType::Regular
+    })?;
+    let size: u64 = text::dec("size", f[6])?;
+    let digest = match f[7] {
+        b"-" => None,
+        d => Some(text::digest("digest", d)?),
+    };
+    let inline = match f[8] {
+        b"-" => None,
+        c => Some(text::unescape("inline content", c)?),
+    };
+    match (&digest, &inline) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::BadField {
+                field: "inline content",
+                reason: "a file has a digest or inline content, not both".into(),
+            })
+        }
+        (None, Some(c)) if c.len() as u64 != size || c.is_empty() => {
+            return Err(Problem::BadField {
+                field: "inline content",
+                reason: format!("{} bytes for a file of {size}", c.len()),
+            })
+        }
+        (None, None) if size != 0 => {
+            return Err(Problem::BadField {
+                field: "digest",
+                reason: format!("a file of {size} bytes needs a digest or content"),
+            })
+        }
+        _ => {}
+    }
+    Ok(EntryKind::File {
+        attrs,
+        size,
+        digest,
+        inline,
+    })
 }
 
 /// A hard link's target: `/NAME[/NAME]...`, each a valid name, shorter than `TARGET_MAX`:

@@ -199,18 +199,8 @@ pub(crate) fn push_mtime(out: &mut Vec<u8>, m: Mtime) {
 }
 
 /// Appends `n` in decimal (no allocation: the encoders run once per entry of an OS tree).
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    push_digits::<10>(out, n);
 }
 
 /// Appends `n` in decimal, with `-` when negative.
@@ -222,13 +212,19 @@ pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
 }
 
 /// Appends `n` in octal.
-pub(crate) fn push_octal(out: &mut Vec<u8>, mut n: u32) {
-    let mut buf = [0u8; 11];
+pub(crate) fn push_octal(out: &mut Vec<u8>, n: u32) {
+    push_digits::<8>(out, n.into());
+}
+
+/// Appends `n` in base `RADIX` (at most 10), without leading zeros.
+fn push_digits<const RADIX: u64>(out: &mut Vec<u8>, mut n: u64) {
+    // u64::MAX has 22 digits in octal, fewer in any larger base.
+    let mut buf = [0u8; 22];
     let mut i = buf.len();
     loop {
         i -= 1;
-        buf[i] = b'0' + (n % 8) as u8;
-        n /= 8;
+        buf[i] = b'0' + (n % RADIX) as u8;
+        n /= RADIX;
         if n == 0 {
             break;
         }

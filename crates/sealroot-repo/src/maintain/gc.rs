@@ -9,7 +9,9 @@
 //! keeps "every image in `images/` has all its objects" true at every moment, crash or not.
 
 use crate::id::DigestSet as HashSet;
+use std::ffi::CStr;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -137,8 +139,18 @@ impl Repository {
         );
         let (live, (scans, _)) = (live?, scans?);
         progress.phase(Phase::Sweeping, Some(256), None);
-        self.sweep_images(&live.images, dry, &mut report)?;
-        self.sweep_commits(&live.commits, dry, &mut report)?;
+        // The `images/` links of the images not in `live`, then `commits/HEX` and its
+        // signature files for every commit not in `live`.
+        let images = (&mut report.images_kept, &mut report.images_removed);
+        self.sweep_links(
+            layout::IMAGES,
+            |_| self.image_links(),
+            &live.images,
+            dry,
+            images,
+        )?;
+        let commits = (&mut report.commits_kept, &mut report.commits_removed);
+        self.sweep_links(layout::COMMITS, commit_links, &live.commits, dry, commits)?;
         self.sweep_streams(&live.objects, dry)?;
         let counts = SweepCounts::default();
         self.sweep_objects(&scans, &live.objects, dry, &counts, progress)?;
@@ -157,6 +169,48 @@ impl Repository {
     /// commit refs through their history and tree objects. A ref whatever its name is
     /// followed; one that leads nowhere is noted in `report` and keeps nothing.
     fn mark(&self, report: &mut GcReport, progress: &dyn Progress) -> Result<Live, GcError> {
+        let image_roots = self.image_roots(report)?;
+        let commit_roots = self.commit_roots(report)?;
+        let reach = self.reach_commits(&commit_roots)?;
+        // An image ref to a commit's image (what every commit ref has beside it) needs no
+        // reading: its objects are that commit's tree's file objects.
+        let commit_images: HashSet<ImageId> = reach
+            .commits
+            .iter()
+            .map(|(_, i)| ImageId::from_digest(*i))
+            .collect();
+        let (covered, image_roots): (Vec<_>, Vec<_>) = image_roots
+            .into_iter()
+            .partition(|(image, _)| commit_images.contains(image));
+        let needs = self.image_needs(&image_roots, progress);
+        let mut live = Live {
+            objects: reach.objects,
+            images: image_roots
+                .iter()
+                .chain(&covered)
+                .map(|(i, _)| *i)
+                .collect(),
+            commits: reach.commits.iter().map(|(c, _)| *c).collect(),
+        };
+        self.mark_streams(&mut live.objects)?;
+        for (r, (image, _)) in needs.into_iter().zip(&image_roots) {
+            live.objects.extend(r?);
+            live.objects.insert(*image.object());
+        }
+        // Each commit's image stays (ancestors' too: they can still be mounted). It is not
+        // read: its objects are its tree's file objects, which `reach` holds already.
+        live.images.extend(
+            reach
+                .commits
+                .iter()
+                .map(|(_, image)| ImageId::from_digest(*image)),
+        );
+        Ok(live)
+    }
+
+    /// The images the image refs lead to, each with the refs that do; a ref that leads to no
+    /// image of the repository is noted in `report`.
+    fn image_roots(&self, report: &mut GcReport) -> Result<Vec<(ImageId, Vec<RefName>)>, GcError> {
         let mut image_roots: Vec<(ImageId, Vec<RefName>)> = Vec::new();
         for raw in self.raw_refs(RefKind::Image)? {
             let image = raw
@@ -169,6 +223,15 @@ impl Repository {
                 _ => report.broken_refs.push(raw.name),
             }
         }
+        Ok(image_roots)
+    }
+
+    /// The commits the commit refs lead to, each with the refs that do; a ref that leads to
+    /// no commit of the repository is noted in `report`.
+    fn commit_roots(
+        &self,
+        report: &mut GcReport,
+    ) -> Result<Vec<(CommitId, Vec<RefName>)>, GcError> {
         let mut commit_roots: Vec<(CommitId, Vec<RefName>)> = Vec::new();
         for raw in self.raw_refs(RefKind::Commit)? {
             let commit = raw
@@ -194,8 +257,14 @@ impl Repository {
                     .push(format!("{}/{}", layout::COMMIT_REFS, raw.name)),
             }
         }
+        Ok(commit_roots)
+    }
+
+    /// Everything the commits of `commit_roots` reach: their history, tree objects, images
+    /// and file objects.
+    fn reach_commits(&self, commit_roots: &[(CommitId, Vec<RefName>)]) -> Result<Reach, GcError> {
         let mut reach = Reach::default();
-        for (commit, refs) in &commit_roots {
+        for (commit, refs) in commit_roots {
             // A history stream made for this very head lists every object of its history:
             // no tree need be walked. Otherwise (none, or made for another head), walk.
             let stream = refs
@@ -212,18 +281,17 @@ impl Repository {
                 reason: e.to_string(),
             })?;
         }
-        // An image ref to a commit's image (what every commit ref has beside it) needs no
-        // reading: its objects are that commit's tree's file objects.
-        let commit_images: HashSet<ImageId> = reach
-            .commits
-            .iter()
-            .map(|(_, i)| ImageId::from_digest(*i))
-            .collect();
-        let (covered, image_roots): (Vec<_>, Vec<_>) = image_roots
-            .into_iter()
-            .partition(|(image, _)| commit_images.contains(image));
+        Ok(reach)
+    }
+
+    /// The objects each image of `image_roots` needs, read in parallel.
+    fn image_needs(
+        &self,
+        image_roots: &[(ImageId, Vec<RefName>)],
+        progress: &dyn Progress,
+    ) -> Vec<Result<Vec<ObjectId>, GcError>> {
         progress.phase(Phase::Marking, Some(image_roots.len() as u64), None);
-        let needs: Vec<Result<Vec<ObjectId>, GcError>> = image_roots
+        image_roots
             .par_iter()
             .map(|(image, refs)| {
                 let r = self
@@ -236,30 +304,7 @@ impl Repository {
                 progress.advance(1, 0);
                 r
             })
-            .collect();
-        let mut live = Live {
-            objects: reach.objects,
-            images: image_roots
-                .iter()
-                .chain(&covered)
-                .map(|(i, _)| *i)
-                .collect(),
-            commits: reach.commits.iter().map(|(c, _)| *c).collect(),
-        };
-        self.mark_streams(&mut live.objects)?;
-        for (r, (image, _)) in needs.into_iter().zip(&image_roots) {
-            live.objects.extend(r?);
-            live.objects.insert(*image.object());
-        }
-        // Each commit's image stays (ancestors' too: they can still be mounted). It is not
-        // read: its objects are its tree's file objects, which `reach` holds already.
-        live.images.extend(
-            reach
-                .commits
-                .iter()
-                .map(|(_, image)| ImageId::from_digest(*image)),
-        );
-        Ok(live)
+            .collect()
     }
 
     /// Follows every stream ref (ours and `cfsctl`'s) as `cfsctl gc` does: the stream's object,
@@ -305,106 +350,57 @@ impl Repository {
     /// as for `images/`). Anything there that is not a link to an object stops gc, as it
     /// stops `cfsctl gc`.
     fn sweep_streams(&self, live: &HashSet<ObjectId>, dry: bool) -> Result<(), GcError> {
-        let Some(streams) = self.open_layout(layout::STREAMS)? else {
+        let Some(mut streams) = LinkDir::open(self, layout::STREAMS)? else {
             return Ok(());
         };
-        let mut removed_any = false;
-        for entry in
-            fs::list(&streams).map_err(|e| IoError::new(Op::List, self.join(layout::STREAMS), e))?
-        {
-            let Ok(name) = entry.name.to_str() else {
-                continue;
-            };
+        for name in streams.names()? {
             if name == "refs" {
                 continue;
             }
             let object =
-                self.stream_object(&streams, name)
+                self.stream_object(&streams.fd, &name)
                     .map_err(|e| GcError::UnreadableStream {
-                        name: name.to_owned(),
+                        name: name.clone(),
                         reason: e.to_string(),
                     })?;
-            if live.contains(&object) || dry {
-                continue;
+            if !live.contains(&object) && !dry {
+                streams.remove(&name)?;
             }
-            removed_any |= remove(&streams, name, || self.join(layout::STREAMS).join(name))?;
         }
-        if removed_any {
-            rustix::fs::fsync(&streams)
-                .map_err(|e| IoError::new(Op::Sync, self.join(layout::STREAMS), e))?;
-        }
-        Ok(())
+        Ok(streams.sync()?)
     }
 
-    /// Removes the `images/` links of the images not in `live`, and flushes `images/`.
-    fn sweep_images(
-        &self,
-        live: &HashSet<ImageId>,
-        dry: bool,
-        report: &mut GcReport,
-    ) -> Result<(), IoError> {
-        let Some(images) = self.open_layout(layout::IMAGES)? else {
-            return Ok(());
-        };
-        let mut removed_any = false;
-        for image in self.image_ids()? {
-            if live.contains(&image) {
-                report.images_kept += 1;
-                continue;
-            }
-            report.images_removed += 1;
-            if !dry {
-                removed_any |= remove(&images, image.to_hex(), || {
-                    self.join(&layout::image_rel(&image))
-                })?;
-            }
-        }
-        if removed_any {
-            rustix::fs::fsync(&images)
-                .map_err(|e| IoError::new(Op::Sync, self.join(layout::IMAGES), e))?;
-        }
-        Ok(())
+    /// The entries of `images/`: each image's link name and id, each counted.
+    fn image_links(&self) -> Result<Vec<(String, ImageId, bool)>, IoError> {
+        let ids = self.image_ids()?.into_iter();
+        Ok(ids.map(|id| (id.to_hex(), id, true)).collect())
     }
 
-    /// Removes `commits/HEX` and its signature files for every commit not in `live`.
-    fn sweep_commits(
+    /// Removes the entries of link directory `rel` whose id is not in `live`, then flushes
+    /// it. `links` lists them: name, id, and whether the entry is counted (in `counts`, kept
+    /// and removed).
+    fn sweep_links<T: Eq + std::hash::Hash>(
         &self,
-        live: &HashSet<CommitId>,
+        rel: &'static str,
+        links: impl FnOnce(&LinkDir<'_>) -> Result<Vec<(String, T, bool)>, IoError>,
+        live: &HashSet<T>,
         dry: bool,
-        report: &mut GcReport,
+        (kept, removed): (&mut u64, &mut u64),
     ) -> Result<(), IoError> {
-        let Some(commits) = self.open_layout(layout::COMMITS)? else {
+        let Some(mut dir) = LinkDir::open(self, rel)? else {
             return Ok(());
         };
-        let mut removed_any = false;
-        for entry in
-            fs::list(&commits).map_err(|e| IoError::new(Op::List, self.join(layout::COMMITS), e))?
-        {
-            let Ok(name) = entry.name.to_str() else {
-                continue;
-            };
-            let hex = name
-                .strip_suffix(layout::SIGNATURE_SUFFIX)
-                .or_else(|| name.strip_suffix(layout::IMAGE_SIGNATURE_SUFFIX))
-                .unwrap_or(name);
-            let Ok(id) = hex.parse::<CommitId>() else {
-                continue;
-            };
-            let is_link = name == hex;
+        for (name, id, counted) in links(&dir)? {
             if live.contains(&id) {
-                report.commits_kept += u64::from(is_link);
+                *kept += u64::from(counted);
                 continue;
             }
-            report.commits_removed += u64::from(is_link);
+            *removed += u64::from(counted);
             if !dry {
-                removed_any |= remove(&commits, name, || self.join(layout::COMMITS).join(name))?;
+                dir.remove(&name)?;
             }
         }
-        if removed_any {
-            rustix::fs::fsync(&commits)
-                .map_err(|e| IoError::new(Op::Sync, self.join(layout::COMMITS), e))?;
-        }
-        Ok(())
+        dir.sync()
     }
 
     /// Removes the dead objects and the temporary files of every `objects/XX`, in parallel.
@@ -459,15 +455,9 @@ impl Repository {
             .fetch_add((scan.ids.len() - dead_count) as u64, Ordering::Relaxed);
         for (name, object) in doomed {
             let entry_path = || sub.join(name.to_string_lossy().as_ref());
-            let size =
-                match rustix::fs::statat(&scan.fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => st.st_size as u64,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(IoError::new(Op::Stat, entry_path(), e)),
-                };
-            if !dry {
-                remove(&scan.fd, name.as_c_str(), entry_path)?;
-            }
+            let Some(size) = remove_sized(&scan.fd, &name, dry, entry_path)? else {
+                continue;
+            };
             let (n, bytes) = if object {
                 (&counts.removed, &counts.removed_bytes)
             } else {
@@ -503,15 +493,9 @@ impl Repository {
                 }
                 continue;
             }
-            let size =
-                match rustix::fs::statat(tmp, entry.name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => st.st_size as u64,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(IoError::new(Op::Stat, entry_path(), e)),
-                };
-            if !dry {
-                remove(tmp, entry.name.as_c_str(), entry_path)?;
-            }
+            let Some(size) = remove_sized(tmp, &entry.name, dry, entry_path)? else {
+                continue;
+            };
             if let Some(counts) = counts {
                 counts.temp_files.fetch_add(1, Ordering::Relaxed);
                 counts.temp_bytes.fetch_add(size, Ordering::Relaxed);
@@ -529,12 +513,98 @@ fn add_root<T: PartialEq + Copy>(roots: &mut Vec<(T, Vec<RefName>)>, id: T, name
     }
 }
 
+/// The entries of `commits/` that belong to a commit (see [`commit_entry`]).
+fn commit_links(commits: &LinkDir<'_>) -> Result<Vec<(String, CommitId, bool)>, IoError> {
+    let names = commits.names()?.into_iter();
+    Ok(names.filter_map(commit_entry).collect())
+}
+
+/// What entry `name` of `commits/` is: the commit it belongs to, and whether it is the
+/// commit's link (counted) rather than one of its signature files. `None` for anything else.
+fn commit_entry(name: String) -> Option<(String, CommitId, bool)> {
+    let hex = name
+        .strip_suffix(layout::SIGNATURE_SUFFIX)
+        .or_else(|| name.strip_suffix(layout::IMAGE_SIGNATURE_SUFFIX))
+        .unwrap_or(&name);
+    let id = hex.parse::<CommitId>().ok()?;
+    let is_link = name == hex;
+    Some((name, id, is_link))
+}
+
+/// The size of file `name` of `dir` (at `path`), removed unless `dry`; `None` if it is gone
+/// already.
+fn remove_sized(
+    dir: &OwnedFd,
+    name: &CStr,
+    dry: bool,
+    path: impl Fn() -> PathBuf,
+) -> Result<Option<u64>, IoError> {
+    let size = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st.st_size as u64,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(IoError::new(Op::Stat, path(), e)),
+    };
+    if !dry {
+        remove(dir, name, path)?;
+    }
+    Ok(Some(size))
+}
+
+/// One of the directories of links (`images/`, `commits/`, `streams/`) being swept: what is
+/// removed from it is flushed once, when the sweep of it ends, before any object goes.
+struct LinkDir<'r> {
+    repo: &'r Repository,
+    /// Its path in the layout.
+    rel: &'static str,
+    fd: OwnedFd,
+    /// Whether anything was removed, to be flushed.
+    removed_any: bool,
+}
+
+impl<'r> LinkDir<'r> {
+    /// Layout directory `rel`, `None` if the repository has none.
+    fn open(repo: &'r Repository, rel: &'static str) -> Result<Option<Self>, IoError> {
+        Ok(repo.open_layout(rel)?.map(|fd| LinkDir {
+            repo,
+            rel,
+            fd,
+            removed_any: false,
+        }))
+    }
+
+    /// The names of its entries; names that are not UTF-8 are none of sealroot's and are
+    /// left out.
+    fn names(&self) -> Result<Vec<String>, IoError> {
+        let entries =
+            fs::list(&self.fd).map_err(|e| IoError::new(Op::List, self.repo.join(self.rel), e))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| e.name.into_string().ok())
+            .collect())
+    }
+
+    /// Removes entry `name` (gone already is fine).
+    fn remove(&mut self, name: &str) -> Result<(), IoError> {
+        self.removed_any |= remove(&self.fd, name, || self.repo.join(self.rel).join(name))?;
+        Ok(())
+    }
+
+    /// Flushes the removals, if any.
+    fn sync(self) -> Result<(), IoError> {
+        if self.removed_any {
+            rustix::fs::fsync(&self.fd)
+                .map_err(|e| IoError::new(Op::Sync, self.repo.join(self.rel), e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Removes `name` from `dir` (a file or link); `Ok(true)` if it went, `Ok(false)` if it was
 /// gone already.
 fn remove<P: rustix::path::Arg>(
     dir: &OwnedFd,
     name: P,
-    path: impl FnOnce() -> std::path::PathBuf,
+    path: impl FnOnce() -> PathBuf,
 ) -> Result<bool, IoError> {
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) => Ok(true),

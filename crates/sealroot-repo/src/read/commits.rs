@@ -285,11 +285,7 @@ impl Repository {
     /// The commit ref `name` leads to.
     pub fn resolve_commit_ref(&self, name: &RefName) -> Result<CommitId, RefError> {
         let hex = self.ref_target_hex(RefKind::Commit, name)?;
-        let broken = |reason| RefError::Broken {
-            name: name.clone(),
-            target: hex.clone(),
-            reason,
-        };
+        let broken = |reason| RefError::broken(name, &hex, reason);
         let id: CommitId = hex.parse().map_err(|_| broken("not a commit id"))?;
         match self.has_commit(&id) {
             Ok(true) => Ok(id),

@@ -15,7 +15,7 @@ use sealroot_format::erofs;
 use sealroot_format::{Content, InodeId, Tree};
 use sealroot_verity::HashAlgorithm;
 
-use crate::error::{ImageError, IoError, Operation as Op};
+use crate::error::{BadPayload, ImageError, IoError, Operation as Op};
 use crate::fs;
 use crate::id::{is_lower_hex, ImageId, ObjectId};
 use crate::layout;
@@ -24,12 +24,6 @@ use crate::Repository;
 
 /// The largest image read whole: far above any OS tree's metadata (tens of MiB).
 pub(crate) const IMAGE_MAX: u64 = 4 << 30;
-
-/// A file's payload that does not name an object of the repository.
-pub(crate) struct BadPayload {
-    pub(crate) inode: InodeId,
-    pub(crate) payload: String,
-}
 
 /// The objects the external files of `tree` need (each once, sorted).
 pub(crate) fn tree_objects(
@@ -42,7 +36,7 @@ pub(crate) fn tree_objects(
             if let Some(payload) = &file.payload {
                 let id = ObjectId::from_object_path_bytes(algorithm, payload).ok_or_else(|| {
                     BadPayload {
-                        inode: InodeId(i as u32),
+                        file: path_of(tree, InodeId(i as u32)),
                         payload: String::from_utf8_lossy(payload).into_owned(),
                     }
                 })?;
@@ -203,9 +197,6 @@ impl Repository {
     /// The objects image `id` needs, each once, sorted.
     pub fn image_objects(&self, id: &ImageId) -> Result<Vec<ObjectId>, ImageError> {
         let tree = self.read_image(id)?;
-        tree_objects(self.algorithm(), &tree).map_err(|bad| ImageError::BadPayload {
-            file: path_of(&tree, bad.inode),
-            payload: bad.payload,
-        })
+        Ok(tree_objects(self.algorithm(), &tree)?)
     }
 }

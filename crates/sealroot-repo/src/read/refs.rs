@@ -120,11 +120,7 @@ impl Repository {
         match rustix::fs::readlinkat(&parent, name.file_name(), Vec::new()) {
             Ok(link) => Ok(link.to_string_lossy().into_owned()),
             Err(Errno::NOENT | Errno::NOTDIR) => Err(RefError::NotFound(name.clone())),
-            Err(Errno::INVAL) => Err(RefError::Broken {
-                name: name.clone(),
-                target: String::new(),
-                reason: "it is not a symlink",
-            }),
+            Err(Errno::INVAL) => Err(RefError::broken(name, "", "it is not a symlink")),
             Err(e) => Err(IoError::new(Op::ReadLink, self.join(&rel), e).into()),
         }
     }
@@ -134,11 +130,11 @@ impl Repository {
         let link = self.read_ref_link(kind, name)?;
         match layout::parse_ref_link(kind, name, &link) {
             Some(hex) if is_lower_hex(hex) => Ok(hex.to_owned()),
-            _ => Err(RefError::Broken {
-                name: name.clone(),
-                target: link,
-                reason: "not a link of the form a ref has (../ per component, then a digest)",
-            }),
+            _ => Err(RefError::broken(
+                name,
+                &link,
+                "not a link of the form a ref has (../ per component, then a digest)",
+            )),
         }
     }
 
@@ -174,11 +170,7 @@ impl Repository {
     /// The image ref `name` leads to.
     pub fn resolve_ref(&self, name: &RefName) -> Result<ImageId, RefError> {
         let hex = self.ref_target_hex(RefKind::Image, name)?;
-        let broken = |reason| RefError::Broken {
-            name: name.clone(),
-            target: hex.clone(),
-            reason,
-        };
+        let broken = |reason| RefError::broken(name, &hex, reason);
         let id = self
             .image_of_hex(&hex)
             .ok_or_else(|| broken("not an image digest of this repository"))?;

@@ -13,7 +13,7 @@ use sealroot_format::objects::{self, assemble, Commit, ObjectKind};
 use sealroot_format::Tree;
 use sealroot_verity::AnyDigest;
 
-use super::refs::Expect;
+use super::refs::{held, Expect};
 use super::Transaction;
 use crate::error::{IoError, ObjectError, Operation as Op, RefError, WriteImageError};
 use crate::id::{ImageId, ObjectId, RefName};
@@ -338,8 +338,8 @@ impl Transaction<'_> {
         } else {
             return Err(WriteCommitError::RefMoved {
                 name: name.clone(),
-                expected: started_at.map_or_else(|| "no ref".into(), |c| c.to_string()),
-                found: head.map_or_else(|| "no ref".into(), |c| c.to_string()),
+                expected: held(started_at),
+                found: held(head),
             });
         };
         self.point_commit_ref(name, &id, Some(&new.objects))?;
@@ -356,18 +356,13 @@ impl Transaction<'_> {
         let _lock = self.lock_ref(name)?;
         if expect != Expect::Any {
             let head = self.repo.commit_ref_if_any(name)?;
-            let ok = match expect {
-                Expect::Any => true,
-                Expect::Absent => head.is_none(),
-                Expect::Is(want) => head == Some(want),
-            };
-            if !ok {
-                return Err(WriteCommitError::RefMoved {
+            expect
+                .check(head)
+                .map_err(|(expected, found)| WriteCommitError::RefMoved {
                     name: name.clone(),
-                    expected: expect.describe(),
-                    found: head.map_or_else(|| "no ref".into(), |c| c.to_string()),
-                });
-            }
+                    expected,
+                    found,
+                })?;
         }
         self.point_commit_ref(name, id, None)
     }

@@ -11,6 +11,7 @@ use sealroot_format::erofs::{self, WriteOptions};
 use sealroot_format::Tree;
 use sealroot_verity::Hasher;
 
+use super::objects::store_error;
 use super::Transaction;
 use crate::error::{IoError, Operation as Op, WriteImageError};
 use crate::fs;
@@ -59,11 +60,7 @@ impl Transaction<'_> {
     /// transaction's store wrote or found are known to be, and are not looked up again.
     pub(crate) fn check_objects_present(&self, tree: &Tree) -> Result<(), WriteImageError> {
         let repo = self.repo;
-        let needed =
-            tree_objects(repo.algorithm(), tree).map_err(|bad| WriteImageError::BadPayload {
-                file: path_of(tree, bad.inode),
-                payload: bad.payload,
-            })?;
+        let needed = tree_objects(repo.algorithm(), tree)?;
         let missing = needed
             .par_iter()
             .filter(|id| !self.store.is_known(id.digest()))
@@ -112,7 +109,10 @@ impl Transaction<'_> {
         drop(inner);
         let size = hasher.bytes_hashed();
         let id = ImageId::new(ObjectId::new(hasher.finish()));
-        self.place(&mut tmp, id.object().digest(), size, signature)?;
+        // With `signature`, fs-verity is enabled with that kernel built-in signature.
+        self.store
+            .place(&mut tmp, id.object().digest(), size, signature)
+            .map_err(store_error)?;
         self.link_image(&id)?;
         self.counters.images_written.fetch_add(1, Ordering::Relaxed);
         Ok(id)

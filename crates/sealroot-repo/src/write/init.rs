@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode};
 use rustix::io::Errno;
 use sealroot_sys::fsverity;
 use sealroot_verity::HashAlgorithm;
@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{IoError, OpenError, Operation as Op};
 use crate::fs::{self, REPO_DIR_MODE};
 use crate::layout;
-use crate::repository::{enable_params, probe_verity};
+use crate::repository::{enable_params, open_top, probe_verity};
 use crate::Repository;
 
 /// How to create a repository.
@@ -43,13 +43,7 @@ impl Repository {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(IoError::new(Op::CreateDir, path, e).into()),
         }
-        let dir = rustix::fs::openat(
-            rustix::fs::CWD,
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| IoError::new(Op::Open, path, e))?;
+        let dir = open_top(path)?;
 
         if let Some(existing) = Self::existing_config(path, &dir, options)? {
             return Ok(existing);

@@ -7,8 +7,7 @@
 use std::io::Read;
 use std::os::fd::BorrowedFd;
 
-use sealroot_objects::{FileIdentity, Placed, StoreError, StoreOp, TmpFile};
-use sealroot_verity::AnyDigest;
+use sealroot_objects::{FileIdentity, StoreError, StoreOp, TmpFile};
 
 use super::Transaction;
 use crate::error::{IoError, ObjectError, Operation as Op};
@@ -89,24 +88,8 @@ impl Transaction<'_> {
         Ok(ObjectId::new(digest))
     }
 
-    /// Gives the complete temporary file `tmp` (from [`Transaction::new_tmp`]), holding
-    /// `size` bytes whose digest is `digest`, its object name; with `signature`, fs-verity is
-    /// enabled with that kernel built-in signature. Returns whether it was new.
-    pub(crate) fn place(
-        &self,
-        tmp: &mut TmpFile<'_>,
-        digest: &AnyDigest,
-        size: u64,
-        signature: Option<&[u8]>,
-    ) -> Result<bool, ObjectError> {
-        let placed = self
-            .store
-            .place(tmp, digest, size, signature)
-            .map_err(store_error)?;
-        Ok(placed == Placed::New)
-    }
-
-    /// A new temporary file in `tmp/`, to fill and [`place`](Self::place).
+    /// A new temporary file in `tmp/`, to fill and give its object name with the store's
+    /// [`place`](sealroot_objects::Store::place).
     pub(crate) fn new_tmp(&self) -> Result<TmpFile<'_>, ObjectError> {
         self.store.create_tmp().map_err(store_error)
     }

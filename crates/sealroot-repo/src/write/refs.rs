@@ -39,14 +39,34 @@ pub enum Expect<T> {
     Is(T),
 }
 
-impl<T: std::fmt::Display> Expect<T> {
-    pub(crate) fn describe(&self) -> String {
+impl<T: Copy + PartialEq + std::fmt::Display> Expect<T> {
+    fn describe(&self) -> String {
         match self {
             Expect::Any => "anything".into(),
             Expect::Absent => "no ref".into(),
             Expect::Is(t) => t.to_string(),
         }
     }
+
+    /// Whether a ref holding `found` (`None`: no ref) is as expected; if not, what was
+    /// expected and what it holds, in words, for the error.
+    pub(crate) fn check(self, found: Option<T>) -> Result<(), (String, String)> {
+        let ok = match self {
+            Expect::Any => true,
+            Expect::Absent => found.is_none(),
+            Expect::Is(want) => found == Some(want),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err((self.describe(), held(found)))
+        }
+    }
+}
+
+/// What a ref holds, in words: `no ref` when there is none.
+pub(crate) fn held<T: std::fmt::Display>(found: Option<T>) -> String {
+    found.map_or_else(|| "no ref".into(), |f| f.to_string())
 }
 
 impl Transaction<'_> {
@@ -84,18 +104,13 @@ impl Transaction<'_> {
                 Err(RefError::NotFound(_)) => None,
                 Err(e) => return Err(e),
             };
-            let ok = match expect {
-                Expect::Any => true,
-                Expect::Absent => found.is_none(),
-                Expect::Is(want) => found == Some(want),
-            };
-            if !ok {
-                return Err(RefError::Moved {
+            expect
+                .check(found)
+                .map_err(|(expected, found)| RefError::Moved {
                     name: name.clone(),
-                    expected: expect.describe(),
-                    found: found.map_or_else(|| "no ref".into(), |f| f.to_string()),
-                });
-            }
+                    expected,
+                    found,
+                })?;
         }
         self.sync()?;
         self.write_ref(RefKind::Image, name, &image.to_hex())?;

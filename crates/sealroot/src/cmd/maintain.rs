@@ -8,8 +8,7 @@ use clap::Args;
 use sealroot_repo::{FsckOptions, FsckReport, GcOptions, GcReport, RefName, Unfinished};
 use serde_json::{json, Value};
 
-use super::{print_json, Ctx};
-use crate::progress::Bar;
+use super::Ctx;
 
 #[derive(Args)]
 pub(crate) struct FsckArgs {
@@ -32,7 +31,6 @@ pub(crate) struct GcArgs {
 
 pub(crate) fn fsck(ctx: &Ctx, a: FsckArgs) -> Result<ExitCode> {
     let repo = ctx.open()?;
-    let bar = Bar::new(!ctx.json);
     let mut options = if a.repair {
         FsckOptions::repair()
     } else {
@@ -41,13 +39,10 @@ pub(crate) fn fsck(ctx: &Ctx, a: FsckArgs) -> Result<ExitCode> {
     if a.derive {
         options = options.with_derive();
     }
-    let report = repo.fsck(&options, &bar).context("fsck failed")?;
-    bar.finish();
-    if ctx.json {
-        print_json(&fsck_json(&report));
-    } else {
-        print_fsck(&report);
-    }
+    let report = ctx
+        .with_bar(|bar| repo.fsck(&options, bar))
+        .context("fsck failed")?;
+    ctx.print(|| fsck_json(&report), || print_fsck(&report));
     let refs_left_broken = report
         .repaired
         .as_ref()
@@ -60,19 +55,15 @@ pub(crate) fn fsck(ctx: &Ctx, a: FsckArgs) -> Result<ExitCode> {
 
 pub(crate) fn gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let bar = Bar::new(!ctx.json);
     let options = if a.dry_run {
         GcOptions::dry_run()
     } else {
         GcOptions::remove()
     };
-    let report = repo.gc(&options, &bar).context("gc failed")?;
-    bar.finish();
-    if ctx.json {
-        print_json(&gc_json(&report));
-    } else {
-        print_gc(&report);
-    }
+    let report = ctx
+        .with_bar(|bar| repo.gc(&options, bar))
+        .context("gc failed")?;
+    ctx.print(|| gc_json(&report), || print_gc(&report));
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use sealroot_repo::Repository;
 
+use crate::progress::Bar;
+
 mod browse;
 mod commit;
 mod derive;
@@ -106,6 +108,23 @@ impl Ctx {
     /// Opens the repository.
     fn open(&self) -> Result<Repository> {
         open(&self.repo)
+    }
+
+    /// Runs `f` with a progress bar (drawn unless the output is JSON), finished after.
+    fn with_bar<T>(&self, f: impl FnOnce(&Bar) -> T) -> T {
+        let bar = Bar::new(!self.json);
+        let out = f(&bar);
+        bar.finish();
+        out
+    }
+
+    /// Prints `json()` with `--json`, else runs `text`.
+    fn print(&self, json: impl FnOnce() -> serde_json::Value, text: impl FnOnce()) {
+        if self.json {
+            print_json(&json());
+        } else {
+            text();
+        }
     }
 }
 

@@ -142,3 +142,48 @@ pub fn tar_of(src: &Path, out: &Path) {
         .unwrap();
     assert!(st.success());
 }
+
+/// A repository holding a tree committed as `os` and signed with a new key.
+pub struct Signed {
+    pub _tmp: tempfile::TempDir,
+    /// The scratch directory holding all of it.
+    pub dir: PathBuf,
+    pub repo: PathBuf,
+    /// The tree committed.
+    pub src: PathBuf,
+    /// What `init --json` printed.
+    pub init: serde_json::Value,
+    /// What `commit --json` printed.
+    pub commit: serde_json::Value,
+    /// The secret key file, and the public one beside it.
+    pub key: PathBuf,
+    pub public: PathBuf,
+}
+
+/// `sealroot init INIT`, `fill` making the tree, `sealroot commit --ref os COMMIT SRC` and
+/// `sealroot sign` with a new key, in a scratch directory named after `name`.
+pub fn signed_repo(name: &str, init: &[&str], fill: impl FnOnce(&Path), commit: &[&str]) -> Signed {
+    let tmp = sealroot_testkit::scratch(TMP, name);
+    let dir = tmp.path().to_owned();
+    let repo = dir.join("repo");
+    let init = json(&repo, &[&["init"][..], init].concat());
+    let src = dir.join("src");
+    fill(&src);
+    let commit = json(
+        &repo,
+        &[&["commit", "--ref", "os"][..], commit, &[s(&src)]].concat(),
+    );
+    let key = dir.join("key");
+    ok(&repo, &["key", "generate", s(&key)]);
+    ok(&repo, &["sign", "--key", s(&key), "os"]);
+    Signed {
+        _tmp: tmp,
+        public: dir.join("key.pub"),
+        dir,
+        repo,
+        src,
+        init,
+        commit,
+        key,
+    }
+}

@@ -10,11 +10,11 @@ use sealroot_format::erofs;
 use super::commits::CommitsChecked;
 use super::objects::Present;
 use super::{BrokenRef, FsckReport, ImageProblem, RefProblem};
-use crate::error::{IoError, Operation as Op};
+use crate::error::{BadPayload, IoError, Operation as Op};
 use crate::id::{is_lower_hex, DigestSet as HashSet, ImageId, ObjectId, RefName};
 use crate::layout::{self, RefKind};
 use crate::progress::{Phase, Progress};
-use crate::read::images::{path_of, tree_objects, ImageLink};
+use crate::read::images::{tree_objects, ImageLink};
 use crate::Repository;
 
 /// The result of checking one entry of `images/`.
@@ -152,11 +152,8 @@ impl Repository {
                 }
                 check.needs = needs;
             }
-            Err(bad) => {
-                check.problem = Some(ImageProblem::BadPayload {
-                    file: path_of(&tree, bad.inode),
-                    payload: bad.payload,
-                })
+            Err(BadPayload { file, payload }) => {
+                check.problem = Some(ImageProblem::BadPayload { file, payload })
             }
         }
         Ok(check)
