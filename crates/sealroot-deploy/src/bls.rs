@@ -1,0 +1,1 @@
+//! Boot Loader Specification Type 1 entries.
