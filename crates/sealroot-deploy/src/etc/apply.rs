@@ -157,6 +157,15 @@ impl<'p> LocalDir<'p> {
     }
 }
 
+/// Where a path is written: a name in a directory of the output, whose counterpart in the
+/// local `/etc` is `local`.
+#[derive(Clone, Copy)]
+struct Place<'p, 'l> {
+    out: &'p Rc<OwnedFd>,
+    local: &'p LocalDir<'l>,
+    name: &'p [u8],
+}
+
 /// The state of one [`apply`].
 struct Writer<'p, 'a> {
     plan: &'p MergePlan<'a>,
@@ -195,68 +204,50 @@ impl Writer<'_, '_> {
     ) -> Result<(), ApplyError> {
         for (name, child) in &node.children {
             let len = push_name(&mut self.path, name);
-            self.write(out, local, name, child)?;
+            self.write(Place { out, local, name }, child)?;
             self.path.truncate(len);
         }
         Ok(())
     }
 
-    /// Writes `node` as `name` in `out`.
-    fn write(
-        &mut self,
-        out: &Rc<OwnedFd>,
-        local: &LocalDir<'_>,
-        name: &[u8],
-        node: &Node,
-    ) -> Result<(), ApplyError> {
+    /// Writes `node` at `at`.
+    fn write(&mut self, at: Place<'_, '_>, node: &Node) -> Result<(), ApplyError> {
         let key = (node.side, node.inode);
         if let Some((dir, first)) = self.written.get(&key) {
-            rustix::fs::linkat(dir, first.as_slice(), out, name, AtFlags::empty())
+            rustix::fs::linkat(dir, first.as_slice(), at.out, at.name, AtFlags::empty())
                 .map_err(self.err(ApplyOp::Link))?;
             self.stats.hardlinks += 1;
             return Ok(());
         }
-        // The plan checked every type.
-        let kind = self.inode(node).stat.file_type();
-        match kind {
-            Some(FileType::Directory) => self.write_dir(out, local, name, node)?,
-            Some(FileType::Regular) => self.write_file(out, local, name, node)?,
-            Some(FileType::Symlink) => self.write_symlink(out, name, node)?,
-            Some(special) => self.write_special(out, name, node, special)?,
+        match self.inode(node).stat.file_type() {
+            Some(FileType::Directory) => self.write_dir(at, node)?,
+            Some(FileType::Regular) => self.write_file(at, node)?,
+            Some(FileType::Symlink) => self.write_symlink(at, node)?,
+            Some(special) => self.write_special(at, node, special)?,
             None => unreachable!("the plan checked every file type"),
         }
         if self.shared.contains(&key) {
-            self.written.insert(key, (out.clone(), name.to_vec()));
+            self.written.insert(key, (at.out.clone(), at.name.to_vec()));
         }
         Ok(())
     }
 
-    fn write_dir(
-        &mut self,
-        out: &Rc<OwnedFd>,
-        local: &LocalDir<'_>,
-        name: &[u8],
-        node: &Node,
-    ) -> Result<(), ApplyError> {
+    fn write_dir(&mut self, at: Place<'_, '_>, node: &Node) -> Result<(), ApplyError> {
+        let (out, name) = (at.out, at.name);
         rustix::fs::mkdirat(out, name, Mode::from_raw_mode(CREATE_MODE))
             .map_err(self.err(ApplyOp::Create))?;
         let fd = rustix::fs::openat(out, name, DIR_FLAGS, Mode::empty())
             .map_err(self.err(ApplyOp::OpenDir))?;
         let fd = Rc::new(fd);
-        self.write_entries(&fd, &local.child(name), node)?;
+        self.write_entries(&fd, &at.local.child(name), node)?;
         self.set_fd_meta(fd.as_fd(), self.inode(node))?;
         self.stats.directories += 1;
         Ok(())
     }
 
-    fn write_file(
-        &mut self,
-        out: &Rc<OwnedFd>,
-        local: &LocalDir<'_>,
-        name: &[u8],
-        node: &Node,
-    ) -> Result<(), ApplyError> {
-        let fd = rustix::fs::openat(out, name, CREATE_FLAGS, Mode::from_raw_mode(CREATE_MODE))
+    fn write_file(&mut self, at: Place<'_, '_>, node: &Node) -> Result<(), ApplyError> {
+        let mode = Mode::from_raw_mode(CREATE_MODE);
+        let fd = rustix::fs::openat(at.out, at.name, CREATE_FLAGS, mode)
             .map_err(self.err(ApplyOp::Create))?;
         let mut file = File::from(fd);
         let inode = self.inode(node);
@@ -272,7 +263,7 @@ impl Writer<'_, '_> {
             0
         } else {
             match node.side {
-                Side::Local => self.copy_local(local, name, content, size, &mut file)?,
+                Side::Local => self.copy_local(at, content, size, &mut file)?,
                 Side::New => self.copy_object(content, size, &mut file)?,
             }
         };
@@ -281,18 +272,16 @@ impl Writer<'_, '_> {
         self.set_fd_meta(file.as_fd(), self.inode(node))
     }
 
-    /// Copies local file `name` of `local` into `out`, checking it is still what the plan
-    /// saw.
+    /// Copies the local file at `at` into `out`, checking it is still what the plan saw.
     fn copy_local(
         &self,
-        local: &LocalDir<'_>,
-        name: &[u8],
+        at: Place<'_, '_>,
         content: &RegularFile,
         size: u64,
         out: &mut File,
     ) -> Result<u64, ApplyError> {
         let open = || {
-            let fd = rustix::fs::openat(local.get()?, name, READ_FLAGS, Mode::empty())?;
+            let fd = rustix::fs::openat(at.local.get()?, at.name, READ_FLAGS, Mode::empty())?;
             let st = rustix::fs::fstat(&fd)?;
             if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
             {
@@ -353,29 +342,25 @@ impl Writer<'_, '_> {
         Ok(n)
     }
 
-    fn write_symlink(
-        &mut self,
-        out: &Rc<OwnedFd>,
-        name: &[u8],
-        node: &Node,
-    ) -> Result<(), ApplyError> {
+    fn write_symlink(&mut self, at: Place<'_, '_>, node: &Node) -> Result<(), ApplyError> {
         let inode = self.inode(node);
         let Content::Symlink(target) = &inode.content else {
             unreachable!("a symlink's content is Content::Symlink");
         };
-        rustix::fs::symlinkat(target.as_slice(), out, name).map_err(self.err(ApplyOp::Create))?;
-        self.set_at_meta(out.as_fd(), name, inode, false)?;
+        rustix::fs::symlinkat(target.as_slice(), at.out, at.name)
+            .map_err(self.err(ApplyOp::Create))?;
+        self.set_at_meta(at.out.as_fd(), at.name, inode, false)?;
         self.stats.symlinks += 1;
         Ok(())
     }
 
     fn write_special(
         &mut self,
-        out: &Rc<OwnedFd>,
-        name: &[u8],
+        at: Place<'_, '_>,
         node: &Node,
         kind: FileType,
     ) -> Result<(), ApplyError> {
+        let (out, name) = (at.out, at.name);
         let inode = self.inode(node);
         let file_type = rustix::fs::FileType::from_raw_mode(kind.mode_bits());
         let dev = match kind {

@@ -112,6 +112,17 @@ pub enum Delta {
     Modified(What),
 }
 
+impl From<What> for Delta {
+    /// [`Delta::Modified`], or [`Delta::Unchanged`] if nothing differs.
+    fn from(what: What) -> Self {
+        if what.is_empty() {
+            Delta::Unchanged
+        } else {
+            Delta::Modified(what)
+        }
+    }
+}
+
 impl fmt::Display for Delta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -182,11 +193,7 @@ impl Comparer<'_> {
             (Some(a), Some(b)) => {
                 let mut what = self.node(a, b, path)?;
                 what.inside = a.is_dir() && b.is_dir() && !self.same_entries(a, b, path)?;
-                if what.is_empty() {
-                    Delta::Unchanged
-                } else {
-                    Delta::Modified(what)
-                }
+                Delta::from(what)
             }
         })
     }
@@ -201,28 +208,7 @@ impl Comparer<'_> {
         let Some(a) = a else {
             return Ok(Delta::Added);
         };
-        let what = self.node(a, b, path)?;
-        Ok(if what.is_empty() {
-            Delta::Unchanged
-        } else {
-            Delta::Modified(what)
-        })
-    }
-
-    /// Whether `a` and `b` are equal with everything below them (both absent included).
-    pub(crate) fn same_tree(
-        &self,
-        a: Option<At<'_>>,
-        b: Option<At<'_>>,
-        path: &mut Vec<u8>,
-    ) -> Result<bool, PlanError> {
-        match (a, b) {
-            (None, None) => Ok(true),
-            (Some(a), Some(b)) => {
-                Ok(self.node(a, b, path)?.is_empty() && self.same_entries(a, b, path)?)
-            }
-            _ => Ok(false),
-        }
+        Ok(Delta::from(self.node(a, b, path)?))
     }
 
     /// Whether directories `a` and `b` hold the same names, each the same tree.
@@ -233,13 +219,13 @@ impl Comparer<'_> {
         }
         for (x, y) in ea.iter().zip(eb) {
             let len = push_name(path, &x.name);
-            let same = self.same_tree(
+            let delta = self.delta(
                 Some(At { id: x.inode, ..a }),
                 Some(At { id: y.inode, ..b }),
                 path,
             );
             path.truncate(len);
-            if !same? {
+            if delta? != Delta::Unchanged {
                 return Ok(false);
             }
         }

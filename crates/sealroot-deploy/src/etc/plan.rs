@@ -308,25 +308,24 @@ impl Planner<'_> {
                 return self.merge_dirs(o, l, Some(n));
             }
         }
-        if self.cmp.same_tree(o, l, &mut self.path)? {
-            let new = self.cmp.delta(o, n, &mut self.path)?;
+        let local = self.cmp.delta(o, l, &mut self.path)?;
+        let new = self.cmp.delta(o, n, &mut self.path)?;
+        if local == Delta::Unchanged {
             if new != Delta::Unchanged {
-                self.change(Delta::Unchanged, new, Outcome::New);
+                self.change(local, new, Outcome::New);
             }
             return n.map(|n| self.take(Side::New, n)).transpose();
         }
-        let local = self.cmp.delta(o, l, &mut self.path)?;
-        if self.cmp.same_tree(o, n, &mut self.path)? {
+        if new == Delta::Unchanged {
             let outcome = if l.is_some() {
                 Outcome::Local
             } else {
                 Outcome::Deleted
             };
-            self.change(local, Delta::Unchanged, outcome);
+            self.change(local, new, outcome);
             return l.map(|l| self.take(Side::Local, l)).transpose();
         }
         // Both changed something at or below this path.
-        let new = self.cmp.delta(o, n, &mut self.path)?;
         let Some(l) = l else {
             self.change(local, new, Outcome::Deleted);
             return Ok(None);
