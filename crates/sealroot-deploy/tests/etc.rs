@@ -1041,3 +1041,71 @@ fn an_image_without_etc_is_an_empty_default() {
         .unwrap();
     assert_eq!(err.to_string(), "/usr/x in the image is not a directory");
 }
+
+#[test]
+fn malformed_default_trees_are_refused_when_planning() {
+    use sealroot_format::tree::{Content, DirEntry, Inode, InodeId, Stat, S_IFDIR, S_IFREG};
+    let env = Env::new();
+    let inputs = Inputs::new(&env, &[], &[f("mine", "z")], &[]);
+    let local = inputs.local();
+    let old = ImageEtc::new(&inputs.old, &env.repo).unwrap();
+    // An /etc holding one entry, made by hand: `name` for an inode of `mode` and `content`.
+    let tree = |name: &[u8], mode: u32, content: Content| {
+        let mut t = Tree::new(Stat {
+            mode: S_IFDIR | 0o755,
+            ..Default::default()
+        });
+        let etc = t.push(Inode::new(
+            Stat {
+                mode: S_IFDIR | 0o755,
+                ..Default::default()
+            },
+            Content::Directory(Vec::new()),
+        ));
+        let file = t.push(Inode::new(
+            Stat {
+                mode,
+                ..Default::default()
+            },
+            content,
+        ));
+        let entry = |name: &[u8], inode| DirEntry {
+            name: name.to_vec(),
+            inode,
+            hardlink: false,
+        };
+        t.inode_mut(InodeId::ROOT).content = Content::Directory(vec![entry(b"etc", etc)]);
+        t.inode_mut(etc).content = Content::Directory(vec![entry(name, file)]);
+        t
+    };
+    let plan_with = |new: &Tree| {
+        let new = ImageEtc::new(new, &env.repo).unwrap();
+        etc::plan(&old, &local, &new, &MergeOptions::default())
+            .err()
+            .map(|e| e.to_string())
+    };
+    let file = || Content::Regular(Default::default());
+    for bad in [&b"a/b"[..], b"..", b".", b"", b"nul\0"] {
+        let err = plan_with(&tree(bad, S_IFREG | 0o644, file()));
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("not a valid file name")),
+            "{bad:?}: {err:?}"
+        );
+    }
+    let err = plan_with(&tree(
+        b"a",
+        S_IFREG | 0o644,
+        Content::Symlink(b"x".to_vec()),
+    ));
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("a: mode 100644")),
+        "{err:?}"
+    );
+    let err = plan_with(&tree(b"a", 0o644, file()));
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("a: mode 644")),
+        "{err:?}"
+    );
+    assert_eq!(plan_with(&tree(b"a", S_IFREG | 0o644, file())), None);
+}

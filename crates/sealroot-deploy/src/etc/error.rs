@@ -43,9 +43,9 @@ pub enum PlanError {
         /// The path, the bad name last.
         path: PathBuf,
     },
-    /// A mode whose type bits name no file type.
-    #[error("{}: unknown file type in mode {mode:o}", path.display())]
-    UnknownType {
+    /// A mode whose type bits name no file type, or another type than the inode's content.
+    #[error("{}: mode {mode:o} names no file type, or not the type of its content", path.display())]
+    BadInode {
         /// The path.
         path: PathBuf,
         /// The mode.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use sealroot_format::tree::InodeId;
+use sealroot_format::tree::{Content, FileType, InodeId};
 use sealroot_verity::Params;
 
 use super::compare::{display_path, push_name, At, Comparer, Delta};
@@ -349,6 +349,10 @@ impl Planner<'_> {
         l: At<'_>,
         n: Option<At<'_>>,
     ) -> Result<Option<Node>, PlanError> {
+        self.check(l)?;
+        if let Some(n) = n {
+            self.check(n)?;
+        }
         let local = self.cmp.node_delta(o, l, &self.path)?;
         let local_changed = local != Delta::Unchanged;
         let (side, meta, new) = match n {
@@ -431,12 +435,7 @@ impl Planner<'_> {
 
     /// `at` and everything below it, taken whole from `side`.
     fn take(&mut self, side: Side, at: At<'_>) -> Result<Node, PlanError> {
-        if at.file_type().is_none() {
-            return Err(PlanError::UnknownType {
-                path: display_path(&self.path),
-                mode: at.inode().stat.mode,
-            });
-        }
+        self.check(at)?;
         let mut children = Vec::new();
         for entry in at.entries() {
             let len = self.enter(&entry.name)?;
@@ -455,6 +454,27 @@ impl Planner<'_> {
             inode: at.id,
             children,
         })
+    }
+
+    /// Checks that `at`, to be written, has a known file type and the content of that type.
+    fn check(&self, at: At<'_>) -> Result<(), PlanError> {
+        let inode = at.inode();
+        let consistent = match (at.file_type(), &inode.content) {
+            (None, _) => false,
+            (Some(FileType::Directory), Content::Directory(_))
+            | (Some(FileType::Regular), Content::Regular(_))
+            | (Some(FileType::Symlink), Content::Symlink(_)) => true,
+            (Some(FileType::Directory | FileType::Regular | FileType::Symlink), _) => false,
+            (Some(_), content) => *content == Content::Special,
+        };
+        if consistent {
+            Ok(())
+        } else {
+            Err(PlanError::BadInode {
+                path: display_path(&self.path),
+                mode: inode.stat.mode,
+            })
+        }
     }
 
     /// Appends `name` to the current path, checking it is a name a directory can hold;
