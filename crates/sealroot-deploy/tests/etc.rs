@@ -1109,3 +1109,36 @@ fn malformed_default_trees_are_refused_when_planning() {
     );
     assert_eq!(plan_with(&tree(b"a", S_IFREG | 0o644, file())), None);
 }
+
+#[test]
+fn contents_known_by_digests_of_another_algorithm_are_compared_by_reading_objects() {
+    let env = Env::new();
+    let inputs = Inputs::new(
+        &env,
+        &[big("same", 1), big("changed", 1)],
+        &[big("same", 1), big("changed", 3)],
+        &[big("same", 2), big("changed", 2)],
+    );
+    // Local digests in sha512, the repository's in sha256: every large file of the old
+    // default is read from its object to be compared.
+    let dir = open_dir(&inputs.path("local"));
+    let local = LocalEtc::read(dir.as_fd(), HashAlgorithm::Sha512).unwrap();
+    let old = ImageEtc::new(&inputs.old, &env.repo).unwrap();
+    let new = ImageEtc::new(&inputs.new, &env.repo).unwrap();
+    let plan = etc::plan(&old, &local, &new, &MergeOptions::default()).unwrap();
+    let outcomes: Vec<_> = plan
+        .changes()
+        .iter()
+        .map(|c| (c.path.to_str().unwrap(), c.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("changed", Outcome::Local), ("same", Outcome::New)]
+    );
+    etc::apply(&plan, open_dir(&inputs.path("out")).as_fd()).unwrap();
+    assert_eq!(fs::read(inputs.path("out/same")).unwrap(), pattern(2, 3000));
+    assert_eq!(
+        fs::read(inputs.path("out/changed")).unwrap(),
+        pattern(3, 3000)
+    );
+}
