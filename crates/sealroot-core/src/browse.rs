@@ -60,7 +60,7 @@ pub enum Error {
         /// The object.
         object: ObjectId,
         /// What is wrong.
-        problem: sealroot_repo::Corruption,
+        problem: String,
     },
     /// Writing the content out failed.
     #[error("writing {path}: {source}")]
@@ -141,15 +141,27 @@ pub fn read_file(
         path: path.to_owned(),
         source: Box::new(source),
     };
-    // Checked first, whole: with fs-verity one measurement (the kernel then checks every
-    // read), else one pass of hashing before the copy.
-    if let Some(problem) = repo.verify_object(&object).map_err(obj_err)? {
+    // Checked first, whole, on the very file then copied: with fs-verity one measurement
+    // (the kernel then checks every read), else one pass of hashing before the copy, and
+    // the file's identity compared around both (an object rewritten meanwhile is refused).
+    let (mut f, before) = match repo.open_object_checked(&object) {
+        Ok(checked) => checked,
+        Err(ObjectError::Corrupt { reason, .. }) => {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                object,
+                problem: reason,
+            })
+        }
+        Err(e) => return Err(obj_err(e)),
+    };
+    let n = io::copy(&mut f, out).map_err(write_err)?;
+    if sealroot_objects::FileIdentity::of(&f).ok() != Some(before) {
         return Err(Error::Corrupt {
             path: path.to_owned(),
             object,
-            problem,
+            problem: "it changed while it was read".into(),
         });
     }
-    let mut f = repo.open_object(&object).map_err(obj_err)?;
-    io::copy(&mut f, out).map_err(write_err)
+    Ok(n)
 }

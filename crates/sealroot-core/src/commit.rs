@@ -252,6 +252,9 @@ fn commit_unchecked(
         parent,
         mut message,
     } = request;
+    // The transaction first: it holds the repository lock, so gc cannot collect the head (or
+    // the parent given) between reading it here and committing on top of it.
+    let tx = repo.transaction_with_progress(progress)?;
     let head = repo
         .commit_ref_if_any(&refname)
         .map_err(|source| Error::Ref {
@@ -269,7 +272,6 @@ fn commit_unchecked(
         Parent::None => (None, OnRefMoved::Refuse),
     };
     message.parent = chosen;
-    let tx = repo.transaction_with_progress(progress)?;
     let (cache, mut cache_warning) = match &source {
         Source::Dir(_) if !read.no_cache => load_cache(repo),
         Source::Dir(_) => (

@@ -387,7 +387,7 @@ impl Store {
         };
         let mut tmp = self
             .tmp
-            .create(at, ".")
+            .create(at)
             .map_err(|e| self.io(StoreOp::Create, Some(digest), e))?;
         let copied = copy(src, tmp.fd().as_fd(), size, buf, Some(&self.copy));
         // The object must hold what was hashed (a file that shrank also fails the copy).
@@ -410,7 +410,7 @@ impl Store {
         let tmp_dir = self.tmp_dir.as_ref().unwrap_or(&self.dir);
         let mut tmp = self
             .tmp
-            .create(tmp_dir, ".")
+            .create(tmp_dir)
             .map_err(|e| self.io(StoreOp::Create, None, e))?;
         let params = Params::new(self.options.algorithm, 4096, &[]).expect("valid parameters");
         let mut hasher = Hasher::new(params);
@@ -478,7 +478,7 @@ impl Store {
     pub fn create_tmp(&self) -> Result<TmpFile<'_>, StoreError> {
         let tmp_dir = self.tmp_dir.as_ref().unwrap_or(&self.dir);
         self.tmp
-            .create(tmp_dir, ".")
+            .create(tmp_dir)
             .map_err(|e| self.io(StoreOp::Create, None, e))
     }
 

@@ -71,14 +71,15 @@ impl TmpPolicy {
         format!("{prefix}.{}.{}", std::process::id(), next_number())
     }
 
-    /// A new empty file, open for reading and writing, in directory `subdir` of `dir` (`.`
-    /// for `dir` itself): an anonymous `O_TMPFILE`, or, where the filesystem lacks those, a
-    /// file named as [`Fallback`] says, removed again unless it becomes the final name.
-    pub fn create<'d>(&self, dir: &'d OwnedFd, subdir: &str) -> Result<TmpFile<'d>, Errno> {
+    /// A new empty file, open for reading and writing, in directory `dir`: an anonymous
+    /// `O_TMPFILE`, or, where the filesystem lacks those, a file named as [`Fallback`] says,
+    /// removed again unless it becomes the final name. Always directly in `dir` (one name, no
+    /// path), so nothing on the way can be a symlink.
+    pub fn create<'d>(&self, dir: &'d OwnedFd) -> Result<TmpFile<'d>, Errno> {
         let mode = Mode::from_raw_mode(OBJECT_MODE);
         if !self.no_tmpfile.load(Ordering::Relaxed) {
             let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
-            match rustix::fs::openat(dir, subdir, flags, mode) {
+            match rustix::fs::openat(dir, c".", flags, mode) {
                 Ok(fd) => return Ok(TmpFile { fd, named: None }),
                 // The filesystem has no O_TMPFILE.
                 Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
@@ -95,11 +96,6 @@ impl TmpPolicy {
                     format!(".tmp-{}-{n}", std::process::id())
                 }
                 Fallback::Link => self.unique_name("object"),
-            };
-            let name = if subdir == "." {
-                name
-            } else {
-                format!("{subdir}/{name}")
             };
             match rustix::fs::openat(dir, name.as_str(), flags, mode) {
                 Ok(fd) => {
@@ -246,24 +242,24 @@ mod tests {
             for tmpfile in [true, false] {
                 let tmp = tempfile::tempdir().unwrap();
                 std::fs::create_dir(tmp.path().join("ab")).unwrap();
-                let dir = open_dir(tmp.path());
+                let dir = open_dir(&tmp.path().join("ab"));
                 let policy = TmpPolicy::new(fallback);
                 if !tmpfile {
                     policy.disable_tmpfile();
                 }
-                let mut file = policy.create(&dir, "ab").unwrap();
+                let mut file = policy.create(&dir).unwrap();
                 crate::write_all(file.fd(), b"content").unwrap();
                 file.reopen_read_only().unwrap();
-                assert!(policy.link(&mut file, &dir, "ab/cdef").unwrap());
+                assert!(policy.link(&mut file, &dir, "cdef").unwrap());
                 drop(file);
-                let mut again = policy.create(&dir, "ab").unwrap();
+                let mut again = policy.create(&dir).unwrap();
                 crate::write_all(again.fd(), b"content").unwrap();
-                let linked = policy.link(&mut again, &dir, "ab/cdef").unwrap();
+                let linked = policy.link(&mut again, &dir, "cdef").unwrap();
                 // A rename replaces an equal object; every other way keeps the first one.
                 assert_eq!(linked, fallback == Fallback::Rename && !tmpfile);
                 drop(again);
                 // Never linked: leaves nothing.
-                drop(policy.create(&dir, "ab").unwrap());
+                drop(policy.create(&dir).unwrap());
                 let label = format!("{fallback:?} tmpfile={tmpfile}");
                 assert_eq!(names(&tmp.path().join("ab")), ["cdef"], "{label}");
                 assert_eq!(
@@ -281,7 +277,7 @@ mod tests {
         for (fallback, prefix) in [(Fallback::Rename, ".tmp-"), (Fallback::Link, "object.")] {
             let policy = TmpPolicy::new(fallback);
             policy.disable_tmpfile();
-            let file = policy.create(&dir, ".").unwrap();
+            let file = policy.create(&dir).unwrap();
             let listed = names(tmp.path());
             assert_eq!(listed.len(), 1);
             assert!(listed[0].starts_with(prefix), "{listed:?}");

@@ -129,6 +129,19 @@ pub fn object_link(id: &ObjectId) -> String {
     format!("../{}", object_rel(id))
 }
 
+/// The object a link of `images/`, `commits/` or `streams/` names, if its text has exactly
+/// the form [`object_link`] makes.
+pub fn parse_object_link(
+    algorithm: sealroot_verity::HashAlgorithm,
+    text: &str,
+) -> Option<ObjectId> {
+    let rel = text
+        .strip_prefix("../")?
+        .strip_prefix(OBJECTS)?
+        .strip_prefix('/')?;
+    ObjectId::from_object_path(algorithm, rel).ok()
+}
+
 /// `images/HEX`.
 pub fn image_rel(id: &ImageId) -> String {
     format!("{IMAGES}/{}", id.to_hex())

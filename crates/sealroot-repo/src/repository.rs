@@ -279,7 +279,7 @@ pub(crate) fn enable_params(algorithm: HashAlgorithm) -> EnableParams<'static> {
 /// Whether fs-verity can be enabled on a new file in directory `dir` with `algorithm`.
 pub(crate) fn probe_verity(dir: &OwnedFd, algorithm: HashAlgorithm) -> bool {
     let policy = fs::tmp_policy();
-    let Ok(mut tmp) = policy.create(dir, ".") else {
+    let Ok(mut tmp) = policy.create(dir) else {
         return false;
     };
     if fs::write_all(tmp.fd(), b"sealroot fs-verity probe").is_err()

@@ -83,8 +83,11 @@ fn commits_have_history_and_diffs() {
     let fsck = ok(repo, &["fsck"]);
     assert!(fsck.contains("no problems found"), "{fsck}");
     // Removing a commit ref lets gc take its commit, signatures and objects.
-    fs::remove_file(repo.join("commits/refs/os")).unwrap();
-    fs::remove_file(repo.join("images/refs/os")).unwrap();
+    ok(repo, &["refs", "--delete", "os"]);
+    assert!(!repo.join("commits/refs/os").exists());
+    assert!(!repo.join("images/refs/os").exists());
+    assert!(!repo.join("streams/refs/sealroot/os").exists());
+    assert!(!run(repo, &["refs", "--delete", "os"]).status.success());
     let gc = json(repo, &["gc"]);
     assert_eq!(gc["commits_removed"], 2, "{gc}");
     assert!(!repo.join(format!("commits/{first}.sig")).exists());

@@ -338,7 +338,10 @@ impl Repository {
             for s in streams_named {
                 let id = ObjectId::new(s);
                 // A stream it names but this repository lacks keeps nothing more.
-                if self.has_object(&id).unwrap_or(false) {
+                if self
+                    .has_object(&id)
+                    .map_err(|e| unreadable(&name, e.to_string()))?
+                {
                     pending.push((format!("{name} -> {id}"), id));
                 }
             }

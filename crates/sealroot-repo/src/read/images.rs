@@ -22,8 +22,10 @@ use crate::layout;
 use crate::repository::LayoutDir;
 use crate::Repository;
 
-/// The largest image read whole: far above any OS tree's metadata (tens of MiB).
-pub(crate) const IMAGE_MAX: u64 = 4 << 30;
+/// The largest image read whole: far above any OS tree's metadata (tens of MiB; /usr of a
+/// desktop distribution is about 30 MiB), low enough that a hostile object linked in
+/// `images/` costs little when fsck and gc read several at once.
+pub(crate) const IMAGE_MAX: u64 = 1 << 30;
 
 /// The objects the external files of `tree` need (each once, sorted).
 pub(crate) fn tree_objects(

@@ -52,6 +52,13 @@ impl std::fmt::Display for Corruption {
     }
 }
 
+/// Whether a failure to read a file is evidence that it is damaged (the disk or the
+/// filesystem says so), rather than a passing condition of this process or machine.
+fn is_damage(e: Errno) -> bool {
+    // EUCLEAN is EFSCORRUPTED; EBADMSG a checksum failure (btrfs, ext4 metadata_csum).
+    matches!(e, Errno::IO | Errno::UCLEAN | Errno::BADMSG)
+}
+
 /// The result of checking one object's content against its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Checked {
@@ -174,6 +181,27 @@ impl Repository {
         }
     }
 
+    /// Opens object `id` and checks its whole content against its name on that very file
+    /// (see [`Repository::verify_object`]); returns it, positioned at its start, if it is
+    /// good, with its identity as it was before the check. Where the object has fs-verity the
+    /// kernel checks every later read as well; without, a caller reading it compares that
+    /// identity with the file's after reading, to know it did not change.
+    pub fn open_object_checked(
+        &self,
+        id: &ObjectId,
+    ) -> Result<(File, sealroot_objects::FileIdentity), ObjectError> {
+        let file = self.open_object(id)?;
+        let err = |e: Errno| ObjectError::from(IoError::new(Op::Read, self.object_path(id), e));
+        let identity = sealroot_objects::FileIdentity::of(&file).map_err(err)?;
+        match self.check_fd(file.as_fd(), id).map_err(err)?.problem {
+            None => Ok((file, identity)),
+            Some(problem) => Err(ObjectError::Corrupt {
+                object: *id,
+                reason: problem.to_string(),
+            }),
+        }
+    }
+
     /// Checks object `id`, file `name` in the open `objects/XX` directory `dir`.
     /// `Err(NOENT)` if it is not there.
     pub(crate) fn check_object_in(
@@ -192,44 +220,65 @@ impl Repository {
         let fd = match fs::open_file(dir, name) {
             Ok(fd) => fd,
             Err(Errno::LOOP) => return bad(Corruption::NotARegularFile, 0, false),
-            Err(Errno::NOENT) => return Err(Errno::NOENT),
-            Err(e) => return bad(Corruption::Unreadable(e.to_string()), 0, false),
+            Err(e) if is_damage(e) => return bad(Corruption::Unreadable(e.to_string()), 0, false),
+            // Anything else (no such file, out of descriptors or memory, interrupted) says
+            // nothing about the object: the caller decides, never by removing it.
+            Err(e) => return Err(e),
         };
-        let st = rustix::fs::fstat(&fd)?;
+        self.check_fd(fd.as_fd(), id)
+    }
+
+    /// Checks the open file `fd` as object `id` (see [`Repository::verify_object`]).
+    fn check_fd(&self, fd: std::os::fd::BorrowedFd<'_>, id: &ObjectId) -> Result<Checked, Errno> {
+        let bad = |problem, size, by_kernel| {
+            Ok(Checked {
+                problem: Some(problem),
+                size,
+                by_kernel,
+            })
+        };
+        let st = rustix::fs::fstat(fd)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return bad(Corruption::NotARegularFile, 0, false);
         }
         let size = st.st_size as u64;
         let mismatch = |found: String| Corruption::DigestMismatch { found };
-        if self.verity_supported() || self.config().require_verity {
-            match sealroot_objects::measure(fd.as_fd()) {
-                Ok(Some(d)) if d == *id.digest() => {
-                    return Ok(Checked {
-                        problem: None,
-                        size,
-                        by_kernel: true,
-                    })
-                }
-                Ok(Some(d)) => return bad(mismatch(d.to_string()), size, true),
-                Ok(None) => return bad(mismatch("(another algorithm)".into()), size, true),
-                Err(VerityError::NotEnabled | VerityError::NotSupported(_)) => {}
-                Err(e) => return bad(Corruption::Unreadable(e.to_string()), size, false),
+        // Always asked (one ioctl): a file without fs-verity answers ENODATA, and no probe
+        // file is written, so a read-only repository is checked by the kernel too.
+        match sealroot_objects::measure(fd) {
+            Ok(Some(d)) if d == *id.digest() => {
+                return Ok(Checked {
+                    problem: None,
+                    size,
+                    by_kernel: true,
+                })
             }
+            Ok(Some(d)) => return bad(mismatch(d.to_string()), size, true),
+            Ok(None) => return bad(mismatch("(another algorithm)".into()), size, true),
+            Err(VerityError::NotEnabled | VerityError::NotSupported(_)) => {}
+            Err(VerityError::Other(e)) => match e.raw_os_error().map(Errno::from_raw_os_error) {
+                Some(errno) if !is_damage(errno) => return Err(errno),
+                _ => return bad(Corruption::Unreadable(e.to_string()), size, false),
+            },
+            Err(e) => return bad(Corruption::Unreadable(e.to_string()), size, false),
         }
         if self.config().require_verity {
             return bad(Corruption::VerityMissing, size, false);
         }
         if st.st_size >= SEQUENTIAL_ADVICE_MIN {
-            let _ = rustix::fs::fadvise(&fd, 0, None, Advice::Sequential);
+            let _ = rustix::fs::fadvise(fd, 0, None, Advice::Sequential);
         }
-        match fs::hash_fd(&self.verity_params(), fd.as_fd()) {
+        match fs::hash_fd(&self.verity_params(), fd) {
             Ok((d, _)) if d == *id.digest() => Ok(Checked {
                 problem: None,
                 size,
                 by_kernel: false,
             }),
             Ok((d, _)) => bad(mismatch(d.to_string()), size, false),
-            Err(e) => bad(Corruption::Unreadable(e.to_string()), size, false),
+            Err(e) => match e.raw_os_error().map(Errno::from_raw_os_error) {
+                Some(errno) if !is_damage(errno) => Err(errno),
+                _ => bad(Corruption::Unreadable(e.to_string()), size, false),
+            },
         }
     }
 

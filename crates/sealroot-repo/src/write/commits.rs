@@ -409,10 +409,16 @@ impl Transaction<'_> {
         let repo = self.repo;
         let _lock = self.lock_ref(name)?;
         let commit = repo.resolve_commit_ref(name).ok();
-        self.remove_ref_locked(RefKind::Commit, name)?;
-        match self.remove_ref_locked(RefKind::Stream, name) {
-            Ok(()) | Err(RefError::NotFound(_)) => {}
+        // The stream ref goes even without a commit ref: a crash between the two renames of a
+        // name's first commit leaves one alone, which would keep its objects for ever.
+        let stream = match self.remove_ref_locked(RefKind::Stream, name) {
+            Ok(()) => true,
+            Err(RefError::NotFound(_)) => false,
             Err(e) => return Err(e),
+        };
+        match self.remove_ref_locked(RefKind::Commit, name) {
+            Err(RefError::NotFound(_)) if stream => return Ok(()),
+            r => r?,
         }
         let image = commit
             .and_then(|c| repo.read_commit(&c).ok())
@@ -478,5 +484,28 @@ impl crate::Repository {
         tx.remove_commit_ref(name)?;
         tx.finish()?;
         Ok(())
+    }
+
+    /// Removes every ref named `name` (commit ref, its history stream's ref, image ref:
+    /// `ostree refs --delete`) under one lock, in a transaction of its own;
+    /// [`RefError::NotFound`] if there was none. What they reached stays until `gc`.
+    pub fn delete_ref(&self, name: &RefName) -> Result<(), RefError> {
+        let tx = self.transaction()?;
+        let lock = tx.lock_ref(name)?;
+        let mut found = false;
+        for kind in [RefKind::Stream, RefKind::Commit, RefKind::Image] {
+            match tx.remove_ref_locked(kind, name) {
+                Ok(()) => found = true,
+                Err(RefError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        drop(lock);
+        tx.finish()?;
+        if found {
+            Ok(())
+        } else {
+            Err(RefError::NotFound(name.clone()))
+        }
     }
 }

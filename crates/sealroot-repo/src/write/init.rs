@@ -64,7 +64,7 @@ impl Repository {
         let meta = path.join(layout::META_FILE);
         let policy = fs::tmp_policy();
         let mut tmp = policy
-            .create(&dir, ".")
+            .create(&dir)
             .map_err(|e| IoError::new(Op::Create, path, e))?;
         fs::write_all(tmp.fd(), config.to_json().as_bytes())
             .map_err(|e| IoError::new(Op::Write, &meta, e))?;

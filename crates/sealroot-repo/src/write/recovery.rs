@@ -26,7 +26,7 @@ use crate::fs;
 use crate::id::ObjectId;
 use crate::layout;
 use crate::progress::{Phase, Progress};
-use crate::read::objects::ObjectDir;
+use crate::read::objects::{Corruption, ObjectDir};
 use crate::Repository;
 
 /// How much older than a crashed transaction's marker an object may look and still be
@@ -275,12 +275,18 @@ fn check_recent_in(
             continue;
         }
         checked += 1;
-        let good = matches!(
-            repo.check_object_in(&dir.fd, &name, id),
-            Ok(c) if c.problem.is_none()
-        );
+        // Torn: its content is not its name (or it is not a file). Anything else, an error
+        // reading it above all, is no evidence, and nothing is removed for it.
+        let torn = match repo.check_object_in(&dir.fd, &name, id) {
+            Ok(c) => matches!(
+                c.problem,
+                Some(Corruption::DigestMismatch { .. } | Corruption::NotARegularFile)
+            ),
+            Err(Errno::NOENT) => false,
+            Err(e) => return Err(IoError::new(Op::Read, repo.object_path(id), e)),
+        };
         progress.advance(1, st.st_size as u64);
-        if good {
+        if !torn {
             continue;
         }
         if remove {
@@ -294,12 +300,14 @@ fn check_recent_in(
     Ok((checked, bad))
 }
 
-/// Removes the links in `images/` and `commits/` whose object is gone; returns how many
-/// image links went.
+/// Removes the links in `images/`, `commits/` and `streams/` whose object is gone; returns
+/// how many image links went.
 pub(crate) fn remove_dangling_links(repo: &Repository) -> Result<u64, IoError> {
     let images = remove_dangling_in(repo, layout::IMAGES)?;
     // Commit links too (recovery can remove a torn commit object as well).
     remove_dangling_in(repo, layout::COMMITS)?;
+    // And history streams, linked before the flush like the others.
+    remove_dangling_in(repo, layout::STREAMS)?;
     Ok(images)
 }
 
@@ -321,10 +329,7 @@ fn remove_dangling_in(repo: &Repository, rel: &str) -> Result<u64, IoError> {
         let Some(object) = text
             .to_str()
             .ok()
-            .and_then(|t| t.strip_prefix("../"))
-            .and_then(|t| t.strip_prefix(layout::OBJECTS))
-            .and_then(|t| t.strip_prefix('/'))
-            .and_then(|t| ObjectId::from_object_path(repo.algorithm(), t).ok())
+            .and_then(|t| layout::parse_object_link(repo.algorithm(), t))
         else {
             continue;
         };

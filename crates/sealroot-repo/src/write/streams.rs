@@ -74,6 +74,9 @@ impl Transaction<'_> {
     /// stops on anything in `streams/` that is not such a link).
     fn link_stream(&self, entry: &str, object: &ObjectId) -> Result<(), IoError> {
         let repo = self.repo;
+        // The stream refs' directories too, before the flush that precedes every ref (as
+        // commits/refs is made with commits/): their own entries are then durable.
+        repo.create_layout(layout::SEALROOT_STREAM_REFS)?;
         let streams = repo.create_layout(layout::STREAMS)?;
         fs::replace_symlink(
             &self.tmp,
@@ -88,11 +91,16 @@ impl Transaction<'_> {
     }
 
     /// Writes commit ref `name`'s history stream anew from its whole history (for a ref that
-    /// has none, or one that does not keep its history), under the ref's lock.
+    /// has none, or one that does not keep its history), under the ref's lock; removes the
+    /// stream ref of a name that has no commit ref.
     pub(crate) fn rewrite_history_stream(&self, name: &RefName) -> Result<(), WriteCommitError> {
         let _lock = self.lock_ref(name)?;
         let Some(head) = self.repo.commit_ref_if_any(name)? else {
-            return Ok(());
+            // A stream ref left alone by a crash: it goes.
+            return match self.remove_ref_locked(RefKind::Stream, name) {
+                Ok(()) | Err(crate::RefError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
         };
         let commit = self.repo.read_commit(&head)?;
         let mut reach = Reach::default();

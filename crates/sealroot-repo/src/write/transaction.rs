@@ -224,6 +224,17 @@ impl Transaction<'_> {
     /// Replaces file `name` in `cache/` with `bytes`, atomically (see
     /// [`Repository::read_cache_file`]).
     pub fn write_cache_file(&self, name: &str, bytes: &[u8]) -> Result<(), IoError> {
+        // One plain name in cache/, nothing that could lead elsewhere.
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(IoError::new(
+                Op::Write,
+                self.repo.join(layout::CACHE).join(name),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a file name of cache/",
+                ),
+            ));
+        }
         let cache = self.repo.create_layout(layout::CACHE)?;
         fs::replace_file(&self.tmp, &self.repo.tmp, &cache, name, bytes)
             .map_err(|e| IoError::new(Op::Write, self.repo.join(layout::CACHE).join(name), e))
@@ -246,7 +257,7 @@ impl Transaction<'_> {
         let tmp_path = repo.join(layout::TMP);
         let mut file = repo
             .tmp
-            .create(&self.tmp, ".")
+            .create(&self.tmp)
             .map_err(|e| IoError::new(Op::Create, &tmp_path, e))?;
         let name = repo
             .tmp

@@ -77,8 +77,8 @@ enum Cmd {
     Mount(mount::MountArgs),
     /// Show the repository's configuration and what it holds.
     Status,
-    /// List the refs.
-    Refs,
+    /// List the refs, or delete some (--delete).
+    Refs(repo::RefsArgs),
     /// List the images.
     Images,
     /// List the objects.
@@ -177,7 +177,7 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
         Cmd::Fsverity { cmd } => trust::fsverity(cmd)?,
         Cmd::Mount(a) => mount::run(&ctx, a)?,
         Cmd::Status => repo::status(&ctx)?,
-        Cmd::Refs => repo::refs(&ctx)?,
+        Cmd::Refs(a) => repo::refs(&ctx, a)?,
         Cmd::Images => repo::images(&ctx)?,
         Cmd::Objects => repo::objects(&ctx)?,
         Cmd::Ls(a) => browse::ls(&ctx, a)?,

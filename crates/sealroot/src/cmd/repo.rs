@@ -4,7 +4,9 @@ use std::io::Write as _;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use sealroot_repo::{HashAlgorithm, ImageId, InitOptions, ObjectId, RefTarget, Repository};
+use sealroot_repo::{
+    HashAlgorithm, ImageId, InitOptions, ObjectId, RefName, RefTarget, Repository,
+};
 use serde_json::json;
 
 use super::{print_json, Ctx};
@@ -99,8 +101,28 @@ pub(crate) fn status(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn refs(ctx: &Ctx) -> Result<()> {
+#[derive(Args)]
+pub(crate) struct RefsArgs {
+    /// Delete these refs (commit ref, history and image ref of each name); what they
+    /// reached stays until `gc`.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    delete: Vec<RefName>,
+}
+
+pub(crate) fn refs(ctx: &Ctx, a: RefsArgs) -> Result<()> {
     let repo = ctx.open()?;
+    if !a.delete.is_empty() {
+        for name in &a.delete {
+            repo.delete_ref(name)
+                .with_context(|| format!("cannot delete ref {name}"))?;
+        }
+        let names: Vec<&str> = a.delete.iter().map(RefName::as_str).collect();
+        ctx.print(
+            || json!({"deleted": names}),
+            || println!("deleted {}", names.join(", ")),
+        );
+        return Ok(());
+    }
     let refs = repo.refs().context("cannot list refs")?;
     if ctx.json {
         let list: Vec<_> = refs

@@ -183,6 +183,21 @@ impl Repository {
             {
                 continue;
             }
+            // One of ours whose commit ref is gone (a crash between the renames of a name's
+            // first commit): it keeps objects no ref needs. Repair removes it.
+            let ours = stream_ref
+                .strip_prefix("sealroot/")
+                .and_then(|n| RefName::new(n).ok());
+            if let Some(name) = &ours {
+                if self.commit_ref_if_any(name).ok().flatten().is_none() {
+                    report.broken_streams.push(BrokenStream {
+                        stream_ref,
+                        commit_ref: Some(name.clone()),
+                        problem: "a history stream whose commit ref does not exist".into(),
+                    });
+                    continue;
+                }
+            }
             let problem = match &streams {
                 None => Some(format!(
                     "it names {entry}, and there is no streams/ directory"
@@ -192,7 +207,7 @@ impl Repository {
             if let Some(problem) = problem {
                 report.broken_streams.push(BrokenStream {
                     stream_ref,
-                    commit_ref: None,
+                    commit_ref: ours,
                     problem,
                 });
             }

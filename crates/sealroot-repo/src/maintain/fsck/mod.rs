@@ -253,6 +253,12 @@ impl FsckReport {
 
     /// Every ref affected by a problem found, each once, sorted.
     pub fn affected_refs(&self) -> Vec<RefName> {
+        self.refs_affected(true)
+    }
+
+    /// The refs with a problem; with `streams` false, not those whose only problem is their
+    /// history stream (repair writes those anew).
+    pub(crate) fn refs_affected(&self, streams: bool) -> Vec<RefName> {
         let corrupt = self.corrupt_objects.iter().flat_map(|c| &c.refs);
         let missing = self.missing_objects.iter().flat_map(|m| &m.refs);
         let images = self.broken_images.iter().flat_map(|b| &b.refs);
@@ -260,6 +266,7 @@ impl FsckReport {
         let streams = self
             .broken_streams
             .iter()
+            .filter(|_| streams)
             .filter_map(|b| b.commit_ref.as_ref());
         let mut refs: Vec<RefName> = corrupt
             .chain(missing)

@@ -22,6 +22,12 @@ pub(crate) struct Present {
 }
 
 impl Present {
+    /// The open `objects/XX` directory `id` lies in, if it was listed.
+    pub(crate) fn dir_of(&self, id: &ObjectId) -> Option<&ObjectDir> {
+        let byte = id.as_bytes()[0];
+        self.index[usize::from(byte)].map(|i| &self.dirs[i as usize])
+    }
+
     /// Whether `id` was listed.
     fn listed(&self, id: &ObjectId) -> bool {
         let byte = id.as_bytes()[0];

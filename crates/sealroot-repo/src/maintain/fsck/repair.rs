@@ -12,6 +12,7 @@ use super::{BrokenImage, CorruptObject, FsckReport, MissingObject, Repaired};
 use crate::error::{IoError, Operation as Op};
 use crate::id::{DigestSet as HashSet, ImageId, ObjectId, RefName};
 use crate::layout;
+use crate::read::objects::ObjectDir;
 use crate::write::recovery::{self, UnfinishedTransaction};
 use crate::Repository;
 
@@ -72,7 +73,10 @@ impl Repository {
             );
             refs.sort();
             refs.dedup();
-            if refs.is_empty() && affected.is_empty() && self.is_torn(&object, torn_since)? {
+            if refs.is_empty()
+                && affected.is_empty()
+                && self.is_torn(present, &object, torn_since)?
+            {
                 report.torn_objects.push(object);
                 continue;
             }
@@ -118,14 +122,19 @@ impl Repository {
 
     /// Whether object `id` was written after `since` (a crashed transaction's start, less
     /// recovery's slack).
-    fn is_torn(&self, id: &ObjectId, since: Option<i64>) -> Result<bool, IoError> {
-        let Some(since) = since else { return Ok(false) };
-        let Some(objects) = self.open_layout(layout::OBJECTS)? else {
+    fn is_torn(
+        &self,
+        present: &Present,
+        id: &ObjectId,
+        since: Option<i64>,
+    ) -> Result<bool, IoError> {
+        let (Some(since), Some(dir)) = (since, present.dir_of(id)) else {
             return Ok(false);
         };
+        // Through the directory the listing opened: nothing on the way is followed.
         match rustix::fs::statat(
-            &objects,
-            id.object_path().as_str(),
+            &dir.fd,
+            ObjectDir::name(id).as_c_str(),
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         ) {
             Ok(st) => Ok(st.st_ctime >= since - recovery::CTIME_SLACK),
@@ -157,7 +166,7 @@ impl Repository {
         let after: HashSet<ImageId> = self.image_ids()?.into_iter().collect();
         repaired.image_links_removed = before.difference(&after).copied().collect();
         repaired.image_links_removed.sort();
-        repaired.refs_needing_commit = report.affected_refs();
+        repaired.refs_needing_commit = report.refs_affected(false);
         self.syncfs()?;
         Ok(repaired)
     }
