@@ -924,7 +924,8 @@ mod tests {
 
     #[test]
     fn names_follow_systemd_boot_counting() {
-        let cases: &[(&str, &str, Option<(u32, Option<u32>)>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<(u32, Option<u32>)>);
+        let cases: &[Case<'_>] = &[
             ("a.conf", "a.conf", None),
             ("a+3.conf", "a.conf", Some((3, None))),
             ("a+3-0.conf", "a.conf", Some((3, Some(0)))),
