@@ -44,8 +44,9 @@ impl BootDir {
                 .filter(|i| !BootDir::is_ours(i) && !BootDir::is_marker(i))
                 .collect()
         };
-        let src = foreign(fsops::list(from)?.ok_or(Errno::NOMEM)?);
-        let dst = foreign(fsops::list(to)?.ok_or(Errno::NOMEM)?);
+        // A directory of more names than sealroot reads is refused as "too large".
+        let src = foreign(fsops::list(from)?.ok_or(Errno::OVERFLOW)?);
+        let dst = foreign(fsops::list(to)?.ok_or(Errno::OVERFLOW)?);
         if into == CarryInto::Staging && src.iter().any(|i| i.file_type == FileType::Directory) {
             return Ok(false);
         }

@@ -53,33 +53,44 @@ pub(crate) fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<(OwnedFd, bo
 }
 
 /// Every name in the open directory `dir` but `.` and `..`, sorted, at most
-/// [`MAX_DIR_ITEMS`] (`Ok(None)` beyond). A type the directory does not say is looked up.
+/// [`MAX_DIR_ITEMS`] (`Ok(None)` beyond).
 pub(crate) fn list(dir: BorrowedFd<'_>) -> Result<Option<Vec<Item>>, Errno> {
-    let mut items = Vec::new();
+    let mut read = Vec::new();
     for entry in Dir::read_from(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        if items.len() == MAX_DIR_ITEMS {
+        // Two more for `.` and `..`.
+        if read.len() == MAX_DIR_ITEMS + 2 {
             return Ok(None);
         }
-        let file_type = match entry.file_type() {
-            FileType::Unknown => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => FileType::from_raw_mode(st.st_mode),
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e),
-            },
-            t => t,
-        };
-        items.push(Item {
-            name: name.to_owned(),
-            file_type,
-        });
+        read.push((entry.file_name().to_owned(), entry.file_type()));
+    }
+    let mut items = Vec::with_capacity(read.len());
+    for (name, file_type) in read {
+        if name.as_bytes() == b"." || name.as_bytes() == b".." {
+            continue;
+        }
+        if let Some(file_type) = known_type(dir, &name, file_type)? {
+            items.push(Item { name, file_type });
+        }
+    }
+    if items.len() > MAX_DIR_ITEMS {
+        return Ok(None);
     }
     items.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Some(items))
+}
+
+/// The type of `name` in `dir`: as the directory said, or looked up where it did not say
+/// (`DT_UNKNOWN`: xfs without ftype, some network filesystems); `None` for a name gone since.
+fn known_type(dir: BorrowedFd<'_>, name: &CStr, said: FileType) -> Result<Option<FileType>, Errno> {
+    if said != FileType::Unknown {
+        return Ok(Some(said));
+    }
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens file `name` of `dir` for reading, not following a symlink there.

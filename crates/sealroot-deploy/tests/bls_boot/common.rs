@@ -32,6 +32,14 @@ pub struct Part {
     pub work: PathBuf,
 }
 
+impl Drop for Part {
+    /// Unmounts the partition, so that the scratch directory (its image and mount point)
+    /// can be removed.
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
 pub fn ext4(test: &str, mib: u64) -> Option<Part> {
     if !have("mkfs.ext4") {
         skip(test, "mkfs.ext4 (e2fsprogs) is not installed");
@@ -260,4 +268,26 @@ pub fn bootable(mnt: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// The usual start: a partition with the foreign entries and set a switched to, opened as
+/// `fs`, switching by `method`.
+pub struct Start {
+    pub dir: BootDir,
+    pub k: Blob,
+    pub i: Blob,
+    /// Last: unmounted once the rest is closed.
+    pub p: Part,
+}
+
+pub fn start(test: &str, fs: FsKind, method: SwitchMethod, seed: u32) -> Option<Start> {
+    let p = ext4(test, 32)?;
+    put_foreign(&p.mnt);
+    let (k, i) = (blob(&p.work, seed, 10_000), blob(&p.work, seed + 1, 10_000));
+    let dir = open(&p.mnt, fs, method);
+    dir.stage(&our_set('a', &k, &i), &[k.file(), i.file()])
+        .unwrap()
+        .switch()
+        .unwrap();
+    Some(Start { dir, k, i, p })
 }

@@ -172,6 +172,8 @@ pub fn kills(test: &str) {
                 assert!(dir.staged_entries().unwrap().is_some());
             }
         }
+        // A set still staged keeps its kernel: discarded, only the live set's two files stay.
+        dir.discard_staged().unwrap();
         dir.collect_unused_files().unwrap();
         let left: Vec<String> = files_of(&p.mnt.join(FILES_DIR)).into_keys().collect();
         assert_eq!(

@@ -287,11 +287,11 @@ mount_test! {
     /// (as systemd-boot renames it), then marked good (the counter dropped, as
     /// systemd-bless-boot does). A switch keeps foreign entries' counters as they are.
     fn boot_counting_renames_only_our_entry() {
-        let Some(p) = ext4("boot_counting_renames_only_our_entry", 32) else { return };
-        put_foreign(&p.mnt);
-        let (k, i) = (blob(&p.work, 15, 10_000), blob(&p.work, 16, 10_000));
-        let dir = open(&p.mnt, FsKind::Vfat, SwitchMethod::Exchange);
-        dir.stage(&our_set('a', &k, &i), &[k.file(), i.file()]).unwrap().switch().unwrap();
+        let Some(Start { dir, p, .. }) =
+            start("boot_counting_renames_only_our_entry", FsKind::Vfat, SwitchMethod::Exchange, 15)
+        else {
+            return;
+        };
         let entries = p.mnt.join("loader/entries");
         let mut name = EntryName::parse("sealroot-2+3.conf").unwrap();
         let bytes = fs::read(entries.join(name.as_str())).unwrap();
@@ -320,11 +320,10 @@ mount_test! {
     /// directory: a file made through one name shows through the other, as on the
     /// cross-linked vfat.
     fn recovery_refuses_a_cross_linked_staging_directory() {
-        let Some(p) = ext4("recovery_refuses_a_cross_linked_staging_directory", 32) else { return };
-        put_foreign(&p.mnt);
-        let (k, i) = (blob(&p.work, 17, 10_000), blob(&p.work, 18, 10_000));
-        let dir = open(&p.mnt, FsKind::Vfat, SwitchMethod::Exchange);
-        dir.stage(&our_set('a', &k, &i), &[k.file(), i.file()]).unwrap().switch().unwrap();
+        let test = "recovery_refuses_a_cross_linked_staging_directory";
+        let Some(Start { p, .. }) = start(test, FsKind::Vfat, SwitchMethod::Exchange, 17) else {
+            return;
+        };
         let before = live(&p.mnt);
         let staged = p.mnt.join("loader/entries.staged");
         fs::create_dir(&staged).unwrap();
@@ -346,5 +345,29 @@ mount_test! {
     /// needs.
     fn kill_9_during_switches_leaves_the_old_or_the_new_set() {
         kill::kills("kill_9_during_switches_leaves_the_old_or_the_new_set");
+    }
+}
+
+mount_test! {
+    /// A damaged list of names in the staging directory is an error naming the file; the
+    /// live entries stay; the staged set can still be discarded. The filesystem's kind is
+    /// detected from its magic number.
+    fn a_damaged_staging_marker_is_reported_and_changes_nothing() {
+        let test = "a_damaged_staging_marker_is_reported_and_changes_nothing";
+        let Some(Start { dir, k, i, p }) = start(test, FsKind::Ext4, SwitchMethod::Exchange, 19) else {
+            return;
+        };
+        assert_eq!(FsKind::detect(fs::File::open(&p.mnt).unwrap()).unwrap(), FsKind::Ext4);
+        let before = live(&p.mnt);
+        drop(dir.stage(&our_set('b', &k, &i), &[k.file(), i.file()]).unwrap());
+        let marker = p.mnt.join("loader/entries.staged/sealroot.staged");
+        fs::write(&marker, b"sealroot-1.conf\nother.conf\n").unwrap();
+        let err = dir.switch_staged().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("sealroot.staged") && text.contains("other.conf"), "{text}");
+        assert_eq!(live(&p.mnt), before);
+        dir.discard_staged().unwrap();
+        assert!(!p.mnt.join("loader/entries.staged").exists());
+        assert_eq!(live(&p.mnt), before);
     }
 }
