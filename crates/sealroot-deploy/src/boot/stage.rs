@@ -22,7 +22,9 @@ pub struct OurEntry {
     pub entry: Entry,
 }
 
-/// A complete set of entries in `loader/entries.staged`, ready to be switched to.
+/// A complete set of entries in `loader/entries.staged`, ready to be switched to. Dropping
+/// it leaves the set staged on disk (`--stage`): [`BootDir::switch_staged`] switches to it
+/// later, from any process, and [`BootDir::discard_staged`] removes it.
 #[derive(Debug)]
 pub struct Staged<'a> {
     dir: &'a BootDir,
