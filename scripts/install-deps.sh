@@ -2,13 +2,14 @@
 # Installs what sealroot needs to build and test on Debian 12: the kernel-facing tools used as
 # oracles by the tests (fsverity-utils, erofs-utils, attr, acl; openssl makes the keys and
 # certificates of the PKCS#7 tests; e2fsprogs makes the small filesystem of the full-disk test;
-# g++ builds libFuzzer for scripts/fuzz.sh), a Rust toolchain if none, and the cargo tools the
-# tests use.
+# g++ builds libFuzzer for scripts/fuzz.sh; systemd-boot brings bootctl, on Debian 12 not in the
+# systemd package, whose parser must read sealroot's boot entries), a Rust toolchain if none,
+# and the cargo tools the tests use.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
 need=()
-for pkg in fsverity erofs-utils attr acl util-linux openssl e2fsprogs g++; do
+for pkg in fsverity erofs-utils attr acl util-linux openssl e2fsprogs g++ systemd-boot; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
