@@ -4,7 +4,7 @@
 # set of inputs with the same coverage (and whatever earlier runs found). Run it when a target
 # is added or a format changes, then commit the corpus; CI only reads the committed one.
 #
-# The seeds come from the C composefs conformance vectors (../shared/vectors/composefs-c, or
+# The seeds come from the C composefs conformance vectors (tests/vectors/composefs-c, or
 # $VECTORS), the dumpfile test data, and a scratch repository made with the sealroot CLI:
 # objects, commits, signatures (ed25519 and PKCS#7, with a throw-away key made by openssl),
 # keys, meta.json and the digest cache. Needs no root; takes under a minute after the builds.
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$PWD
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-vectors=${VECTORS:-$repo_root/../shared/vectors/composefs-c}
+vectors=${VECTORS:-$repo_root/tests/vectors/composefs-c}
 target_dir=${SEALROOT_FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/fuzz}
 work=${SEALROOT_FUZZ_WORK:-$target_dir/runs}
 [ -d "$vectors" ] || { echo "fuzz-seeds.sh: no vectors at $vectors (set VECTORS)" >&2; exit 1; }

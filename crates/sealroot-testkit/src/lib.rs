@@ -387,23 +387,14 @@ pub fn mount_erofs(image: &Path, target: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The C composefs conformance vectors (`shared/vectors/composefs-c`, beside the repository).
+/// The C composefs conformance vectors (`tests/vectors/composefs-c` in the repository).
 pub mod vectors {
     use std::io::Read;
     use std::path::{Path, PathBuf};
 
     /// The directory holding the vectors.
     pub fn dir() -> PathBuf {
-        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for candidate in [
-            here.join("../../../shared/vectors/composefs-c"),
-            here.join("../../shared/vectors/composefs-c"),
-        ] {
-            if candidate.is_dir() {
-                return candidate;
-            }
-        }
-        panic!("conformance vectors not found (shared/vectors/composefs-c beside the repository)");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/composefs-c")
     }
 
     /// Vector `name`, decompressed if `.gz`; `special_v1.dump`, a git symlink stored as a file
